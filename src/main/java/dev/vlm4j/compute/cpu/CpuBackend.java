@@ -1,0 +1,165 @@
+package dev.vlm4j.compute.cpu;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Device;
+import dev.vlm4j.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The CPU backend: float32 activations in Java arrays, weights read in place from memory-mapped safetensors
+ * (bf16 or f32; f16 weights are widened to f32 once at upload). Heavy loops use the Vector API and the shared
+ * {@link Parallel} pool.
+ */
+public final class CpuBackend implements Backend {
+
+    @Override public Device device() { return Device.CPU; }
+
+    @Override
+    public Tensor upload(Tensor w) {
+        return switch (w.dtype()) {
+            case BF16, F32 -> w;
+            default -> Tensor.of(w.toFloatArray(), w.shape());
+        };
+    }
+
+    @Override public Tensor fromHost(float[] values, long... shape) { return Tensor.of(values, shape); }
+
+    @Override public float[] toHost(Tensor t) { return t.toFloatArray(); }
+
+    @Override public Tensor zeros(long... shape) { return Tensor.zeros(shape); }
+
+    /** The float32 contents of an activation (no copy when it is a heap tensor). */
+    static float[] f32(Tensor t) {
+        float[] a = t.heapFloats();
+        return a != null ? a : t.toFloatArray();
+    }
+
+    private static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
+
+    @Override
+    public Tensor linear(Tensor x, Tensor w, Tensor bias) {
+        int in = (int) x.dim(-1), n = rows(x), out = (int) w.dim(0);
+        if (w.rank() != 2 || w.dim(1) != in)
+            throw new IllegalArgumentException("linear: x " + x + " does not fit weight " + w);
+        MemorySegment seg = w.data();
+        DType dt = w.dtype();
+        if (dt != DType.BF16 && dt != DType.F32) {
+            seg = MemorySegment.ofArray(w.toFloatArray());
+            dt = DType.F32;
+        }
+        float[] y = MatMul.linear(f32(x), n, in, seg, dt, out, bias == null ? null : f32(bias));
+        return Tensor.of(y, n, out);
+    }
+
+    @Override
+    public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
+        int d = (int) x.dim(-1), n = rows(x);
+        float[] a = f32(x), g = f32(w), y = new float[a.length];
+        Parallel.forRange(n, 16, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int o = r * d;
+                double ss = 0;
+                for (int k = 0; k < d; k++) ss += (double) a[o + k] * a[o + k];
+                float inv = (float) (1.0 / Math.sqrt((float) (ss / d) + eps));
+                for (int k = 0; k < d; k++) y[o + k] = g[k] * (a[o + k] * inv);
+            }
+        });
+        return Tensor.of(y, x.shape());
+    }
+
+    @Override
+    public Tensor add(Tensor a, Tensor b) {
+        float[] x = f32(a), z = f32(b), y = new float[x.length];
+        if (x.length != z.length) throw new IllegalArgumentException("add: " + a + " vs " + b);
+        for (int i = 0; i < x.length; i++) y[i] = x[i] + z[i];
+        return Tensor.of(y, a.shape());
+    }
+
+    @Override
+    public Tensor siluMul(Tensor gate, Tensor up) {
+        float[] g = f32(gate), u = f32(up), y = new float[g.length];
+        Parallel.forRange(g.length, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) y[i] = g[i] / (1f + (float) Math.exp(-g[i])) * u[i];
+        });
+        return Tensor.of(y, gate.shape());
+    }
+
+    @Override
+    public Tensor gelu(Tensor x) {
+        float[] a = f32(x), y = new float[a.length];
+        Parallel.forRange(a.length, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) y[i] = (float) (0.5 * a[i] * (1.0 + Erf.erf(a[i] / Math.sqrt(2.0))));
+        });
+        return Tensor.of(y, x.shape());
+    }
+
+    @Override
+    public Tensor embedding(Tensor table, int[] ids) {
+        int d = (int) table.dim(1), vocab = (int) table.dim(0);
+        float[] y = new float[ids.length * d];
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] < 0 || ids[i] >= vocab)
+                throw new IllegalArgumentException("token id " + ids[i] + " outside the vocabulary of " + vocab);
+            long base = (long) ids[i] * d;
+            for (int k = 0; k < d; k++) y[i * d + k] = table.getFloat(base + k);
+        }
+        return Tensor.of(y, ids.length, d);
+    }
+
+    @Override
+    public Tensor gatherRows(Tensor x, int[] idx) {
+        int d = (int) x.dim(-1);
+        float[] a = f32(x), y = new float[idx.length * d];
+        for (int i = 0; i < idx.length; i++) System.arraycopy(a, idx[i] * d, y, i * d, d);
+        return Tensor.of(y, idx.length, d);
+    }
+
+    @Override
+    public void scatterRows(Tensor dst, int[] idx, Tensor src) {
+        int d = (int) dst.dim(-1);
+        float[] a = dst.heapFloats(), s = f32(src);
+        if (a == null) throw new IllegalArgumentException("scatterRows needs a heap float32 destination");
+        for (int i = 0; i < idx.length; i++) System.arraycopy(s, i * d, a, idx[i] * d, d);
+    }
+
+    @Override
+    public void copyRows(Tensor dst, int dstRow, Tensor src) {
+        int d = (int) dst.dim(-1);
+        float[] a = dst.heapFloats(), s = f32(src);
+        if (a == null) throw new IllegalArgumentException("copyRows needs a heap float32 destination");
+        System.arraycopy(s, 0, a, dstRow * d, s.length);
+    }
+
+    @Override
+    public Tensor columns(Tensor x, int from, int to) {
+        int d = (int) x.dim(-1), n = rows(x), w = to - from;
+        float[] a = f32(x), y = new float[n * w];
+        for (int r = 0; r < n; r++) System.arraycopy(a, r * d + from, y, r * w, w);
+        return Tensor.of(y, n, w);
+    }
+
+    @Override
+    public void rotary(Tensor x, int heads, Tensor cos, Tensor sin) {
+        int n = rows(x), d = (int) cos.dim(-1), half = d / 2;
+        float[] a = x.heapFloats(), c = f32(cos), s = f32(sin);
+        if (a == null) throw new IllegalArgumentException("rotary needs a heap float32 tensor");
+        for (int r = 0; r < n; r++) {
+            for (int h = 0; h < heads; h++) {
+                int o = r * heads * d + h * d, co = r * d;
+                for (int j = 0; j < half; j++) {
+                    float x1 = a[o + j], x2 = a[o + j + half];
+                    a[o + j] = x1 * c[co + j] - x2 * s[co + j];
+                    a[o + j + half] = x2 * c[co + j + half] + x1 * s[co + j + half];
+                }
+            }
+        }
+    }
+
+    @Override
+    public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+        return Attention.compute(f32(q), rows(q), f32(k), f32(v), kvLen, hq, hkv, (int) (q.dim(-1) / hq), mask);
+    }
+}

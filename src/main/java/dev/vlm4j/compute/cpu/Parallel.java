@@ -1,0 +1,52 @@
+package dev.vlm4j.compute.cpu;
+
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.RecursiveAction;
+import java.util.function.IntConsumer;
+
+/**
+ * A persistent worker pool for the CPU kernels: {@code forEach(n, body)} runs {@code body(i)} for i in [0, n)
+ * split into contiguous chunks, one task per worker, without creating threads per call.
+ */
+public final class Parallel {
+    private static volatile int threads = Math.max(1, Integer.getInteger("vlm4j.threads", Runtime.getRuntime().availableProcessors()));
+    private static final ForkJoinPool POOL = new ForkJoinPool(Math.max(1, Runtime.getRuntime().availableProcessors()));
+
+    private Parallel() {}
+
+    public static int threads() { return threads; }
+
+    /** Sets the number of workers used by later calls (at most the number of processors). */
+    public static void setThreads(int n) {
+        threads = Math.max(1, Math.min(n, Runtime.getRuntime().availableProcessors()));
+    }
+
+    /** Chunked range body: {@code body.run(from, to)} for disjoint ranges covering [0, n). */
+    public interface Range { void run(int from, int to); }
+
+    public static void forRange(int n, int minChunk, Range body) {
+        int t = threads;
+        if (t == 1 || n <= minChunk) {
+            body.run(0, n);
+            return;
+        }
+        int chunks = Math.min(t, (n + minChunk - 1) / minChunk);
+        POOL.invoke(new RecursiveAction() {
+            @Override
+            protected void compute() {
+                RecursiveAction[] parts = new RecursiveAction[chunks];
+                for (int c = 0; c < chunks; c++) {
+                    final int from = (int) ((long) n * c / chunks), to = (int) ((long) n * (c + 1) / chunks);
+                    parts[c] = new RecursiveAction() {
+                        @Override protected void compute() { body.run(from, to); }
+                    };
+                }
+                invokeAll(parts);
+            }
+        });
+    }
+
+    public static void forEach(int n, IntConsumer body) {
+        forRange(n, 1, (a, b) -> { for (int i = a; i < b; i++) body.accept(i); });
+    }
+}
