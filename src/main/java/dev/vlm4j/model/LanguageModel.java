@@ -1,0 +1,108 @@
+package dev.vlm4j.model;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.Tensor;
+import dev.vlm4j.tensor.safetensors.Checkpoint;
+
+import java.util.List;
+import java.util.function.BiConsumer;
+
+/**
+ * The Qwen2 decoder of Qwen2.5-VL: embeddings, {@code num_hidden_layers} pre-norm blocks (GQA attention with
+ * q/k/v biases and M-RoPE, SwiGLU MLP), final RMSNorm and the LM head. Written once against {@link Backend}.
+ */
+public final class LanguageModel {
+    /** One decoder layer's weights, under their Hugging Face names {@code model.layers.N.*}. */
+    record Layer(Tensor inputNorm, Tensor qW, Tensor qB, Tensor kW, Tensor kB, Tensor vW, Tensor vB, Tensor oW,
+                 Tensor postNorm, Tensor gateW, Tensor upW, Tensor downW) {}
+
+    private final ModelConfig.TextConfig cfg;
+    private final Backend be;
+    private final Tensor embedTokens, norm, lmHead;
+    private final Layer[] layers;
+    private final MRope rope;
+    private final float eps;
+
+    public LanguageModel(ModelConfig.TextConfig cfg, Checkpoint ckpt, Backend be) {
+        this.cfg = cfg;
+        this.be = be;
+        int h = cfg.hiddenSize(), qd = cfg.numHeads() * cfg.headDim(), kvd = cfg.numKvHeads() * cfg.headDim(), m = cfg.intermediateSize();
+        embedTokens = be.upload(ckpt.get("model.embed_tokens.weight", cfg.vocabSize(), h));
+        norm = be.upload(ckpt.get("model.norm.weight", h));
+        Tensor head = ckpt.getOrNull("lm_head.weight", cfg.vocabSize(), h);
+        if (head == null && !cfg.tieWordEmbeddings())
+            throw new dev.vlm4j.tensor.safetensors.CheckpointException(ckpt.dir()
+                    + ": checkpoint has no lm_head.weight and config.json does not set tie_word_embeddings");
+        lmHead = head == null ? embedTokens : be.upload(head);
+        layers = new Layer[cfg.numLayers()];
+        for (int i = 0; i < layers.length; i++) {
+            String p = "model.layers." + i + ".";
+            layers[i] = new Layer(
+                    be.upload(ckpt.get(p + "input_layernorm.weight", h)),
+                    be.upload(ckpt.get(p + "self_attn.q_proj.weight", qd, h)), be.upload(ckpt.get(p + "self_attn.q_proj.bias", qd)),
+                    be.upload(ckpt.get(p + "self_attn.k_proj.weight", kvd, h)), be.upload(ckpt.get(p + "self_attn.k_proj.bias", kvd)),
+                    be.upload(ckpt.get(p + "self_attn.v_proj.weight", kvd, h)), be.upload(ckpt.get(p + "self_attn.v_proj.bias", kvd)),
+                    be.upload(ckpt.get(p + "self_attn.o_proj.weight", h, qd)),
+                    be.upload(ckpt.get(p + "post_attention_layernorm.weight", h)),
+                    be.upload(ckpt.get(p + "mlp.gate_proj.weight", m, h)),
+                    be.upload(ckpt.get(p + "mlp.up_proj.weight", m, h)),
+                    be.upload(ckpt.get(p + "mlp.down_proj.weight", h, m)));
+        }
+        rope = new MRope(cfg.headDim(), cfg.ropeTheta(), cfg.mropeSection());
+        eps = (float) cfg.rmsNormEps();
+    }
+
+    public ModelConfig.TextConfig config() { return cfg; }
+    public Backend backend() { return be; }
+
+    public KvCache newCache(int capacity) {
+        return new KvCache(be, cfg.numLayers(), cfg.numKvHeads() * cfg.headDim(), capacity);
+    }
+
+    /** Token embeddings {@code [ids.length, hidden]}. */
+    public Tensor embed(int[] ids) { return be.embedding(embedTokens, ids); }
+
+    /**
+     * Runs the decoder over {@code x} (new tokens' input embeddings, {@code [n, hidden]}) at positions
+     * {@code pos[3][n]}, appending to {@code cache}. Returns the final-normed hidden states {@code [n, hidden]}.
+     * {@code tap}, when given, receives ("hidden_state" + k, tensor) after the embeddings (k = 0) and after each
+     * layer (the last one with the final norm applied), as transformers' output_hidden_states does.
+     */
+    public Tensor forward(Tensor x, long[][] pos, KvCache cache, BiConsumer<String, Tensor> tap) {
+        int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
+        float[][] cs = rope.tables(pos, 0, n);
+        Tensor cos = be.fromHost(cs[0], n, cfg.headDim()), sin = be.fromHost(cs[1], n, cfg.headDim());
+        cache.reserve(n);
+        int past = cache.length();
+        if (tap != null) tap.accept("hidden_state0", x);
+        for (int li = 0; li < layers.length; li++) {
+            Layer L = layers[li];
+            Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
+            Tensor q = be.linear(xn, L.qW, L.qB), k = be.linear(xn, L.kW, L.kB), v = be.linear(xn, L.vW, L.vB);
+            be.rotary(q, hq, cos, sin);
+            be.rotary(k, hkv, cos, sin);
+            cache.put(li, k, v);
+            Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
+            Tensor h = be.add(x, be.linear(a, L.oW, null));
+            Tensor hn = be.rmsNorm(h, L.postNorm, eps);
+            Tensor mlp = be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null);
+            x = be.add(h, mlp);
+            if (tap != null && li < layers.length - 1) tap.accept("hidden_state" + (li + 1), x);
+        }
+        cache.advance(n);
+        Tensor out = be.rmsNorm(x, norm, eps);
+        if (tap != null) tap.accept("hidden_state" + layers.length, out);
+        return out;
+    }
+
+    /** Logits {@code [rows, vocab]} of final-normed hidden states. */
+    public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
+
+    /** Names of the parameters this module reads (for checks and training). */
+    public static List<String> parameterSuffixes() {
+        return List.of("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight",
+                "self_attn.k_proj.bias", "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+                "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight");
+    }
+}

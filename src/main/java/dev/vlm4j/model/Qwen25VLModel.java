@@ -1,0 +1,142 @@
+package dev.vlm4j.model;
+
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.Tensor;
+import dev.vlm4j.tensor.safetensors.Checkpoint;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.BiConsumer;
+
+/**
+ * {@code Qwen2_5_VLForConditionalGeneration}: the vision tower, the language model, and the glue between them
+ * (placeholder embedding scatter, 3-D positions). Shapes come from config.json only.
+ */
+public final class Qwen25VLModel implements AutoCloseable {
+    /** Pixel values of the vision items of one request, in prompt order, and their grids. */
+    public record VisionInput(Tensor pixelValues, List<int[]> grids, List<Double> secondsPerGrid, boolean video) {}
+
+    /** The state of one sequence after prefill: its cache and the rope delta for decoding. */
+    public static final class Sequence {
+        public final KvCache cache;
+        public long ropeDelta;
+
+        Sequence(KvCache cache) { this.cache = cache; }
+    }
+
+    private final ModelConfig config;
+    private final Checkpoint checkpoint;
+    private final Backend backend;
+    private final LanguageModel lm;
+    private final VisionTower vision;
+
+    private Qwen25VLModel(ModelConfig config, Checkpoint ckpt, Backend backend) {
+        this.config = config;
+        this.checkpoint = ckpt;
+        this.backend = backend;
+        this.lm = new LanguageModel(config.text(), ckpt, backend);
+        this.vision = ckpt.contains("visual.patch_embed.proj.weight") ? new VisionTower(config.vision(), ckpt, backend) : null;
+    }
+
+    public static Qwen25VLModel load(Path dir, Backend backend) {
+        ModelConfig cfg = ModelConfig.load(dir);
+        Checkpoint ckpt = Checkpoint.open(dir);
+        try {
+            return new Qwen25VLModel(cfg, ckpt, backend);
+        } catch (RuntimeException e) {
+            ckpt.close();
+            throw e;
+        }
+    }
+
+    public ModelConfig config() { return config; }
+    public Backend backend() { return backend; }
+    public LanguageModel languageModel() { return lm; }
+    public VisionTower visionTower() { return vision; }
+    public Checkpoint checkpoint() { return checkpoint; }
+
+    public Sequence newSequence(int capacity) { return new Sequence(lm.newCache(capacity)); }
+
+    /**
+     * Input embeddings of a prompt: token embeddings with the placeholder rows ({@code <|image_pad|>},
+     * {@code <|video_pad|>}) replaced by the vision tower's outputs, in order. Also returns the 3-D positions.
+     */
+    public Prefill embedPrompt(int[] ids, VisionInput images, VisionInput videos, BiConsumer<String, Tensor> tap) {
+        Tensor x = lm.embed(ids);
+        List<RopeIndex.Grid> grids = new ArrayList<>();
+        scatter(x, ids, images, config.imageTokenId(), tap, "image");
+        scatter(x, ids, videos, config.videoTokenId(), tap, "video");
+        // Grids in prompt order: images and videos interleave as their placeholders do.
+        int ii = 0, vi = 0;
+        int merge = config.vision().spatialMergeSize();
+        for (int i = 0; i < ids.length; ) {
+            if (ids[i] == config.imageTokenId() && images != null && ii < images.grids().size()) {
+                int[] g = images.grids().get(ii++);
+                grids.add(new RopeIndex.Grid(g[0], g[1], g[2], 0, false));
+                i += Math.max(1, g[0] * (g[1] / merge) * (g[2] / merge));
+            } else if (ids[i] == config.videoTokenId() && videos != null && vi < videos.grids().size()) {
+                int[] g = videos.grids().get(vi);
+                double spg = videos.secondsPerGrid() == null || videos.secondsPerGrid().size() <= vi ? 1.0 : videos.secondsPerGrid().get(vi);
+                vi++;
+                grids.add(new RopeIndex.Grid(g[0], g[1], g[2], spg, true));
+                i += Math.max(1, g[0] * (g[1] / merge) * (g[2] / merge));
+            } else {
+                i++;
+            }
+        }
+        RopeIndex.Result r = RopeIndex.compute(ids, grids, config.imageTokenId(), config.videoTokenId(), merge,
+                config.vision().tokensPerSecond());
+        return new Prefill(x, r.positions(), r.ropeDelta());
+    }
+
+    /** Embeddings and positions of a prompt, ready for the decoder. */
+    public record Prefill(Tensor embeddings, long[][] positions, long ropeDelta) {}
+
+    private void scatter(Tensor x, int[] ids, VisionInput in, int tokenId, BiConsumer<String, Tensor> tap, String what) {
+        int count = 0;
+        for (int id : ids) if (id == tokenId) count++;
+        if (in == null || in.grids().isEmpty()) {
+            if (count > 0) throw new IllegalArgumentException("the prompt has " + count + " " + what + " placeholder tokens but no " + what + " was given");
+            return;
+        }
+        if (vision == null) throw new IllegalArgumentException("this checkpoint has no vision tower (visual.* weights)");
+        Tensor feats = vision.encode(in.pixelValues(), in.grids(), tap);
+        if (feats.dim(0) != count)
+            throw new IllegalArgumentException(what + " features and " + what + " tokens do not match: tokens " + count
+                    + ", features " + feats.dim(0));
+        int[] rows = new int[count];
+        for (int i = 0, k = 0; i < ids.length; i++) if (ids[i] == tokenId) rows[k++] = i;
+        backend.scatterRows(x, rows, feats);
+    }
+
+    /** Runs a prompt into a fresh sequence; returns the final-normed hidden states {@code [L, hidden]}. */
+    public Tensor prefill(Sequence seq, int[] ids, VisionInput images, VisionInput videos, BiConsumer<String, Tensor> tap) {
+        Prefill p = embedPrompt(ids, images, videos, tap);
+        seq.ropeDelta = p.ropeDelta();
+        if (seq.cache.length() != 0) throw new IllegalStateException("prefill needs an empty sequence");
+        return lm.forward(p.embeddings(), p.positions(), seq.cache, tap);
+    }
+
+    /** Appends text tokens to a sequence (decoding); returns their hidden states. */
+    public Tensor extend(Sequence seq, int[] ids) {
+        long[][] pos = RopeIndex.decodePositions(seq.cache.length(), ids.length, seq.ropeDelta);
+        return lm.forward(lm.embed(ids), pos, seq.cache, null);
+    }
+
+    /** Logits of the last row of {@code hidden}. */
+    public float[] lastLogits(Tensor hidden) {
+        int rows = (int) hidden.dim(0);
+        Tensor last = hidden.reshape(rows, hidden.dim(-1));
+        float[] all = backend.toHost(last);
+        int h = (int) hidden.dim(-1);
+        float[] lastRow = java.util.Arrays.copyOfRange(all, (rows - 1) * h, rows * h);
+        return backend.toHost(lm.logits(backend.fromHost(lastRow, 1, h)));
+    }
+
+    @Override
+    public void close() {
+        backend.close();
+        checkpoint.close();
+    }
+}
