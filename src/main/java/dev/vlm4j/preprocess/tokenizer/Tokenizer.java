@@ -50,14 +50,14 @@ public final class Tokenizer implements AutoCloseable {
     }
 
     private final Path source;
-    private final HuggingFaceTokenizer native_;
+    private final HuggingFaceTokenizer backend;
     private final Vocabulary vocab;
     private final ReadWriteLock lock = new ReentrantReadWriteLock();
     private boolean closed;
 
-    private Tokenizer(Path source, HuggingFaceTokenizer nativeTokenizer, Vocabulary vocab) {
+    private Tokenizer(Path source, HuggingFaceTokenizer backend, Vocabulary vocab) {
         this.source = source;
-        this.native_ = nativeTokenizer;
+        this.backend = backend;
         this.vocab = vocab;
     }
 
@@ -69,12 +69,15 @@ public final class Tokenizer implements AutoCloseable {
      */
     public static Tokenizer load(Path modelDir) {
         Objects.requireNonNull(modelDir, "modelDir");
+        if (!Files.exists(modelDir)) {
+            throw new TokenizerException("model folder not found: " + modelDir
+                    + " (point --model at a Hugging Face model folder that contains " + FILE_NAME + ")");
+        }
         Path file = Files.isDirectory(modelDir) ? modelDir.resolve(FILE_NAME) : modelDir;
         if (!Files.isRegularFile(file)) {
-            String where = Files.isDirectory(modelDir) ? "model folder " + modelDir : modelDir.toString();
-            throw new TokenizerException("tokenizer file not found: " + file + " (" + where + " has no " + FILE_NAME
-                    + "; point --model at a Hugging Face model folder that contains it, e.g. download "
-                    + FILE_NAME + " from the model's repository into that folder)");
+            throw new TokenizerException("tokenizer file not found: " + file + " (the model folder has no "
+                    + FILE_NAME + "; download it from the model's Hugging Face repository into " + modelDir
+                    + ", or point --model at a complete model folder)");
         }
         byte[] json;
         try {
@@ -136,7 +139,7 @@ public final class Tokenizer implements AutoCloseable {
             // Straight to the JNI entry point rather than HuggingFaceTokenizer.encode, which also copies out
             // token strings, offsets, masks and word ids for every token (about 1.5x slower on long texts).
             // Identical ids: with our options DJL's own text preprocessing (lower-casing etc.) is a no-op.
-            long encoding = TokenizersLibrary.LIB.encode(native_.getHandle(), text, false);
+            long encoding = TokenizersLibrary.LIB.encode(backend.getHandle(), text, false);
             try {
                 return toInts(TokenizersLibrary.LIB.getTokenIds(encoding));
             } finally {
@@ -166,7 +169,7 @@ public final class Tokenizer implements AutoCloseable {
         lock.readLock().lock();
         try {
             ensureOpen();
-            return native_.decode(longs, skipSpecial);
+            return backend.decode(longs, skipSpecial);
         } finally {
             lock.readLock().unlock();
         }
@@ -230,7 +233,7 @@ public final class Tokenizer implements AutoCloseable {
         try {
             if (!closed) {
                 closed = true;
-                native_.close();
+                backend.close();
             }
         } finally {
             lock.writeLock().unlock();

@@ -15,6 +15,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -155,6 +158,8 @@ class TokenizerParityTest {
         TokenizerException e = assertThrows(TokenizerException.class, () -> Tokenizer.load(dir));
         assertTrue(e.getMessage().contains(dir.resolve("tokenizer.json").toString()), e.getMessage());
         assertTrue(e.getMessage().contains("--model"), e.getMessage());
+        TokenizerException e2 = assertThrows(TokenizerException.class, () -> Tokenizer.load(dir.resolve("nope")));
+        assertTrue(e2.getMessage().contains("model folder not found: " + dir.resolve("nope")), e2.getMessage());
     }
 
     @Test
@@ -162,6 +167,25 @@ class TokenizerParityTest {
         Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"vocab\": ");
         TokenizerException e = assertThrows(TokenizerException.class, () -> Tokenizer.load(dir));
         assertTrue(e.getMessage().contains(dir.resolve("tokenizer.json").toString()), e.getMessage());
+    }
+
+    @Test
+    void concurrentEncodeAndDecodeAgree() throws Exception {
+        try (ExecutorService pool = Executors.newFixedThreadPool(4)) {
+            List<Future<?>> futures = new ArrayList<>();
+            for (int t = 0; t < 4; t++) {
+                futures.add(pool.submit(() -> {
+                    for (int rep = 0; rep < 20; rep++) {
+                        for (Row r : rows) {
+                            assertSameIds(r, r.ids(), tokenizer.encode(r.text()));
+                            assertSameText(r, "concurrent decode", r.decoded(), tokenizer.decode(r.ids(), false));
+                        }
+                    }
+                    return null;
+                }));
+            }
+            for (Future<?> f : futures) f.get();
+        }
     }
 
     @Test
