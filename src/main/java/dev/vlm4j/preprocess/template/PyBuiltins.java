@@ -99,7 +99,10 @@ final class PyBuiltins {
             }
             case "int" -> { return toInt(v, arg(args, kw, 0, "default", 0L), PyValues.asLong(arg(args, kw, 1, "base", 10L))); }
             case "float" -> { return toFloat(v, arg(args, kw, 0, "default", 0.0)); }
-            case "abs" -> { return v instanceof Double d ? Math.abs(d) : Math.abs(PyValues.asLong(v)); }
+            case "abs" -> {
+                if (v instanceof Double d) return Math.abs(d);
+                return Math.abs(PyValues.asLong(v));
+            }
             case "round" -> { return round(v, PyValues.asLong(arg(args, kw, 0, "precision", 0L)), PyValues.str(arg(args, kw, 1, "method", "common"))); }
             case "list" -> { return PyValues.iterate(v); }
             case "first" -> {

@@ -26,6 +26,9 @@ final class PyMethods {
     /** {@code obj.name}. */
     static Object attribute(Object obj, String name) {
         switch (obj) {
+            case null -> {
+                return Undefined.attribute(null, name);
+            }
             case Undefined u -> throw u.error();
             case Namespace ns -> {
                 return ns.attrs.containsKey(name) ? ns.attrs.get(name) : Undefined.attribute(obj, name);
@@ -69,6 +72,9 @@ final class PyMethods {
                 if (i < 0) i += l.size();
                 if (i >= 0 && i < l.size()) return l.get((int) i);
                 return Undefined.element(obj, key);
+            }
+            case null -> {
+                return Undefined.attribute(null, PyValues.str(key));
             }
             case String s when key instanceof Long || key instanceof Boolean -> {
                 int[] cps = s.codePoints().toArray();

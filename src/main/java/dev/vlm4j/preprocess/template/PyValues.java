@@ -96,7 +96,7 @@ final class PyValues {
 
     /** Jinja2's {@code object_type_repr}: {@code None} or {@code 'list object'}. */
     static String objectTypeRepr(Object v) {
-        return v == null ? "None" : "'" + typeName(v) + " object'";
+        return v == null ? "'None'" : "'" + typeName(v) + " object'";
     }
 
     static TemplateException typeError(String msg) {
@@ -308,6 +308,7 @@ final class PyValues {
     /** Python's {@code item in container}. */
     static boolean contains(Object container, Object item) {
         return switch (container) {
+            case null -> throw typeError("argument of type 'NoneType' is not iterable");
             case Undefined u -> false;
             case String s -> {
                 if (item instanceof String sub) yield s.contains(sub);
@@ -333,6 +334,7 @@ final class PyValues {
     /** The items {@code for x in v} visits: list items, dict keys, string characters; undefined gives none. */
     static List<Object> iterate(Object v) {
         return switch (v) {
+            case null -> throw typeError("'NoneType' object is not iterable");
             case Undefined u -> List.of();
             case List<?> l -> new ArrayList<>(l);
             case Map<?, ?> m -> new ArrayList<>(m.keySet());
@@ -348,6 +350,7 @@ final class PyValues {
     /** Python's {@code len(v)}; undefined has length 0. */
     static long length(Object v) {
         return switch (v) {
+            case null -> throw typeError("object of type 'NoneType' has no len()");
             case Undefined u -> 0;
             case String s -> s.codePointCount(0, s.length());
             case Collection<?> c -> c.size();
