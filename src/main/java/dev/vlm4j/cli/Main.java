@@ -9,6 +9,7 @@ import picocli.CommandLine.Command;
         subcommands = {
                 CommandLine.HelpCommand.class,
                 TokenizeCommand.class,
+                TemplateCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

@@ -30,7 +30,7 @@ final class Ast {
     /** {@code {% set a = v %}}, {@code {% set a, b = v %}} or {@code {% set ns.attr = v %}} (then {@code attrOf} is the namespace). */
     record SetVar(List<String> targets, Expr attrOf, Expr value, int line) implements Node {}
 
-    /** {@code {% set name %}...{% endset %}}, optionally piped through filters ({@code filter} applied to a placeholder). */
+    /** {@code {% set name %}...{% endset %}}: the rendered body becomes the value. */
     record SetBlock(String name, List<Node> body, int line) implements Node {}
 
     /** {@code {% macro name(a, b=default) %}...{% endmacro %}}. */
