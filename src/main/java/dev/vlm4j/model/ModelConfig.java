@@ -63,7 +63,8 @@ public record ModelConfig(TextConfig text, VisionConfig vision, int imageTokenId
                 : t.has("rope_scaling") && t.get("rope_scaling").isObject() ? t.get("rope_scaling") : root.path("rope_scaling");
         int hidden = req(t, "hidden_size");
         int heads = req(t, "num_attention_heads");
-        int kv = t.path("num_key_value_heads").asInt(heads);
+        // absent or null means no grouped-query attention, as in transformers
+        int kv = t.hasNonNull("num_key_value_heads") ? req(t, "num_key_value_heads") : heads;
         if (hidden % heads != 0) throw new IllegalArgumentException("hidden_size " + hidden + " is not divisible by num_attention_heads " + heads);
         if (heads % kv != 0) throw new IllegalArgumentException("num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kv);
         int headDim = t.path("head_dim").asInt(hidden / heads);
@@ -89,10 +90,10 @@ public record ModelConfig(TextConfig text, VisionConfig vision, int imageTokenId
         JsonNode fa = v.path("fullatt_block_indexes");
         int[] full = new int[fa.size()];
         for (int i = 0; i < full.length; i++) full[i] = fa.get(i).asInt();
-        int vh = req(v, "hidden_size");
-        int vheads = req(v, "num_heads");
+        int vh = req(v, "vision_config.", "hidden_size");
+        int vheads = req(v, "vision_config.", "num_heads");
         if (vh % vheads != 0) throw new IllegalArgumentException("vision hidden_size is not divisible by num_heads");
-        VisionConfig vc = new VisionConfig(req(v, "depth"), vh, req(v, "intermediate_size"), vheads,
+        VisionConfig vc = new VisionConfig(req(v, "vision_config.", "depth"), vh, req(v, "vision_config.", "intermediate_size"), vheads,
                 v.path("patch_size").asInt(14), v.path("temporal_patch_size").asInt(2), v.path("spatial_merge_size").asInt(2),
                 v.path("window_size").asInt(112), v.path("out_hidden_size").asInt(hidden), full,
                 v.path("tokens_per_second").asDouble(2), v.has("in_channels") ? v.get("in_channels").asInt() : v.path("in_chans").asInt(3),
@@ -104,10 +105,13 @@ public record ModelConfig(TextConfig text, VisionConfig vision, int imageTokenId
                 arch.isEmpty() ? "Qwen2_5_VLForConditionalGeneration" : arch);
     }
 
-    private static int req(JsonNode n, String key) {
+    private static int req(JsonNode n, String key) { return req(n, "", key); }
+
+    private static int req(JsonNode n, String section, String key) {
         JsonNode v = n.get(key);
-        if (v == null || !v.canConvertToInt() || v.asInt() <= 0)
-            throw new IllegalArgumentException("missing or invalid \"" + key + "\"");
+        if (v == null || !v.isNumber() || !v.canConvertToInt() || v.asInt() <= 0 || v.asDouble() != v.asInt())
+            throw new IllegalArgumentException("missing or invalid \"" + section + key + "\""
+                    + (v == null ? "" : " (" + v + "; a positive integer is required)"));
         return v.asInt();
     }
 }

@@ -117,7 +117,7 @@ class SamplerTest {
 
     @Test
     void topPOverALargeVocabularyMatchesAFullSort() {
-        for (long seed = 0; seed < 4; seed++) {
+        for (long seed = 0; seed < 2; seed++) {
             float[] w = randomLogits(152_064, seed);
             for (double p : new double[]{0.1, 0.5, 0.95}) {
                 Integer[] order = new Integer[w.length];

@@ -96,6 +96,9 @@ public final class Checkpoint implements AutoCloseable {
             SafeTensorsFile prev = byName.put(canon, f);
             if (prev != null && prev != f)
                 throw CheckpointException.at(f.path(), "tensor '" + n + "' also appears in " + prev.path().getFileName());
+            if (prev == f)
+                throw CheckpointException.at(f.path(), "tensor '" + n + "' and '" + diskName.get(canon)
+                        + "' are the same tensor under the two name schemes");
             diskName.put(canon, n);
         }
     }

@@ -96,29 +96,44 @@ public final class SafeTensorsFile implements AutoCloseable {
         if (off == null || !off.isArray() || off.size() != 2) throw CheckpointException.at(path, where + "missing data_offsets [begin, end]");
         long[] shape = new long[sh.size()];
         long numel = 1;
-        for (int i = 0; i < shape.length; i++) {
-            if (!sh.get(i).canConvertToLong() || sh.get(i).asLong() < 0)
-                throw CheckpointException.at(path, where + "bad shape " + sh);
-            shape[i] = sh.get(i).asLong();
-            numel = Math.multiplyExact(numel, shape[i]);
+        long bytes;
+        try {
+            for (int i = 0; i < shape.length; i++) {
+                if (!isLong(sh.get(i)) || sh.get(i).asLong() < 0) throw CheckpointException.at(path, where + "bad shape " + sh);
+                shape[i] = sh.get(i).asLong();
+                numel = Math.multiplyExact(numel, shape[i]);
+            }
+            bytes = Math.multiplyExact(numel, (long) dt.bytes);
+        } catch (ArithmeticException overflow) {
+            throw CheckpointException.at(path, where + "bad shape " + sh + " (element count overflows)");
         }
-        long begin = off.get(0).asLong(-1), end = off.get(1).asLong(-1);
+        if (!isLong(off.get(0)) || !isLong(off.get(1)))
+            throw CheckpointException.at(path, where + "data_offsets " + off + " are not integers");
+        long begin = off.get(0).asLong(), end = off.get(1).asLong();
         if (begin < 0 || end < begin || end > dataSize)
             throw CheckpointException.at(path, where + "data_offsets [" + begin + ", " + end + "] outside the data section of "
                     + dataSize + " bytes (truncated file?)");
-        if (end - begin != numel * dt.bytes)
-            throw CheckpointException.at(path, where + "shape " + sh + " " + dt + " needs " + numel * dt.bytes
+        if (end - begin != bytes)
+            throw CheckpointException.at(path, where + "shape " + sh + " " + dt + " needs " + bytes
                     + " bytes but data_offsets span " + (end - begin));
         return new Entry(name, dt, shape, begin, end);
     }
 
+    /** A JSON integer that fits a long (not 2.5, not "4"). */
+    private static boolean isLong(JsonNode n) {
+        return n != null && n.isIntegralNumber() && n.canConvertToLong();
+    }
+
+    /** Non-empty byte ranges must not overlap; compares each with the furthest-reaching range before it. */
     private static void checkOverlaps(Path path, Collection<Entry> entries) {
         List<Entry> sorted = new ArrayList<>(entries);
+        sorted.removeIf(e -> e.end() == e.begin());
         sorted.sort(Comparator.comparingLong(Entry::begin));
-        for (int i = 1; i < sorted.size(); i++) {
-            Entry a = sorted.get(i - 1), b = sorted.get(i);
-            if (b.begin() < a.end() && b.end() > b.begin())
-                throw CheckpointException.at(path, "tensors '" + a.name() + "' and '" + b.name() + "' overlap");
+        Entry reach = null;
+        for (Entry b : sorted) {
+            if (reach != null && b.begin() < reach.end())
+                throw CheckpointException.at(path, "tensors '" + reach.name() + "' and '" + b.name() + "' overlap");
+            if (reach == null || b.end() > reach.end()) reach = b;
         }
     }
 
