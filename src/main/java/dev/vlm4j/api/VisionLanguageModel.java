@@ -56,7 +56,14 @@ public final class VisionLanguageModel implements AutoCloseable {
 
     /** Loads a model folder onto the given backend. */
     public static VisionLanguageModel load(Path dir, Backend backend) {
-        Qwen25VLModel model = Qwen25VLModel.load(dir, backend);
+        return load(dir, backend, List.of());
+    }
+
+    /** Loads a model folder with PEFT LoRA adapters (folders) merged into its weights. */
+    public static VisionLanguageModel load(Path dir, Backend backend, List<Path> adapters) {
+        List<dev.vlm4j.model.adapter.LoraAdapter> loras = new ArrayList<>();
+        for (Path a : adapters) loras.add(dev.vlm4j.model.adapter.LoraAdapter.load(a));
+        Qwen25VLModel model = Qwen25VLModel.load(dir, backend, loras);
         try {
             Tokenizer tok = Tokenizer.load(dir);
             ChatTemplate tpl = ChatTemplate.load(dir).withVariables(ChatTemplate.specialTokens(dir));

@@ -10,6 +10,7 @@ import picocli.CommandLine.Command;
                 CommandLine.HelpCommand.class,
                 TokenizeCommand.class,
                 TemplateCommand.class,
+                TraceCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

@@ -40,9 +40,15 @@ public final class Qwen25VLModel implements AutoCloseable {
     }
 
     public static Qwen25VLModel load(Path dir, Backend backend) {
+        return load(dir, backend, List.of());
+    }
+
+    /** Loads a checkpoint folder with LoRA adapters merged into its weights (applied in order). */
+    public static Qwen25VLModel load(Path dir, Backend backend, List<dev.vlm4j.model.adapter.LoraAdapter> adapters) {
         ModelConfig cfg = ModelConfig.load(dir);
         Checkpoint ckpt = Checkpoint.open(dir);
         try {
+            for (var a : adapters) a.mergeInto(ckpt);
             return new Qwen25VLModel(cfg, ckpt, backend);
         } catch (RuntimeException e) {
             ckpt.close();

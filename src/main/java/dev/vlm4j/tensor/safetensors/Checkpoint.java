@@ -26,6 +26,7 @@ public final class Checkpoint implements AutoCloseable {
     private final List<SafeTensorsFile> files = new ArrayList<>();
     private final Map<String, SafeTensorsFile> byName = new LinkedHashMap<>();
     private final Map<String, String> diskName = new HashMap<>();
+    private final Map<String, Tensor> overrides = new HashMap<>();
 
     private Checkpoint(Path dir) { this.dir = dir; }
 
@@ -109,6 +110,8 @@ public final class Checkpoint implements AutoCloseable {
 
     /** The tensor under its canonical name; throws a {@link CheckpointException} naming the folder when absent. */
     public Tensor get(String canonicalName) {
+        Tensor o = overrides.get(canonicalName);
+        if (o != null) return o;
         SafeTensorsFile f = byName.get(canonicalName);
         if (f == null) throw CheckpointException.at(dir, "checkpoint has no tensor '" + canonicalName + "'");
         return f.get(diskName.get(canonicalName));
@@ -125,6 +128,18 @@ public final class Checkpoint implements AutoCloseable {
 
     public Tensor getOrNull(String canonicalName, long... expectedShape) {
         return contains(canonicalName) ? get(canonicalName, expectedShape) : null;
+    }
+
+    /**
+     * Replaces a stored tensor by another of the same shape for every later {@link #get} (used to apply merged
+     * adapters without touching the files).
+     */
+    public void override(String canonicalName, Tensor t) {
+        Tensor base = get(canonicalName);
+        if (!Arrays.equals(base.shape(), t.shape()))
+            throw new IllegalArgumentException("override of '" + canonicalName + "' has shape " + Arrays.toString(t.shape())
+                    + ", stored tensor has " + Arrays.toString(base.shape()));
+        overrides.put(canonicalName, t);
     }
 
     @Override

@@ -1,0 +1,44 @@
+package dev.vlm4j.cli;
+
+import dev.vlm4j.api.VisionLanguageModel;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.compute.cpu.CpuBackend;
+import dev.vlm4j.compute.cpu.Parallel;
+import dev.vlm4j.tensor.Device;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Options shared by every command that loads a model: where it is, where it runs, adapters. */
+public final class ModelOptions {
+    @Option(names = "--model", required = true, paramLabel = "DIR",
+            description = "Model folder (config.json, *.safetensors, tokenizer.json, chat template).")
+    Path model;
+
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu (default) or cuda[:N].")
+    String device;
+
+    @Option(names = {"--adapters", "--adapter"}, paramLabel = "DIR", split = ",",
+            description = "PEFT LoRA adapter folder(s) to apply (ms-swift's --adapters).")
+    List<Path> adapters = new ArrayList<>();
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
+    Integer threads;
+
+    /** Loads the model, failing with one clear message when the folder is missing or the device unavailable. */
+    VisionLanguageModel load() {
+        if (!Files.isDirectory(model))
+            throw new IllegalArgumentException("model folder " + model + " not found (pass --model DIR with config.json and *.safetensors)");
+        if (threads != null) Parallel.setThreads(threads);
+        return VisionLanguageModel.load(model, backend(), adapters);
+    }
+
+    Backend backend() {
+        Device d = Device.parse(device);
+        if (d.isCpu()) return new CpuBackend();
+        throw new IllegalArgumentException("device " + d + " is not available in this build (the CUDA backend is not built yet); use --device cpu");
+    }
+}

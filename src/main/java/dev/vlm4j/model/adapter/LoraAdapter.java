@@ -1,0 +1,106 @@
+package dev.vlm4j.model.adapter;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.vlm4j.tensor.Tensor;
+import dev.vlm4j.tensor.safetensors.Checkpoint;
+import dev.vlm4j.tensor.safetensors.CheckpointException;
+import dev.vlm4j.tensor.safetensors.SafeTensorsFile;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * A PEFT LoRA adapter folder ({@code adapter_config.json} + {@code adapter_model.safetensors}). Keys
+ * {@code base_model.model.<module>.lora_A.weight [r, in]} / {@code .lora_B.weight [out, r]} are accepted with the
+ * module in either naming scheme ({@code model.layers.N...} or {@code model.language_model.layers.N...}).
+ * {@code y = W x + (B (A x)) * scale}, {@code scale = alpha / r} ({@code alpha / sqrt(r)} with rslora).
+ */
+public final class LoraAdapter {
+    /** One adapted module: its canonical weight name and the two factors as float32 row-major arrays. */
+    public record Pair(String weightName, float[] a, int r, int in, float[] b, int out) {}
+
+    private final Path dir;
+    private final double scale;
+    private final Map<String, Pair> pairs;
+
+    private LoraAdapter(Path dir, double scale, Map<String, Pair> pairs) {
+        this.dir = dir;
+        this.scale = scale;
+        this.pairs = pairs;
+    }
+
+    public Path dir() { return dir; }
+    public double scale() { return scale; }
+    public Map<String, Pair> pairs() { return pairs; }
+
+    public static LoraAdapter load(Path dir) {
+        Path cfgFile = dir.resolve("adapter_config.json");
+        Path weights = dir.resolve("adapter_model.safetensors");
+        if (!Files.isRegularFile(cfgFile)) throw CheckpointException.at(dir, "no adapter_config.json (is this a PEFT LoRA adapter folder?)");
+        if (!Files.isRegularFile(weights)) throw CheckpointException.at(dir, "no adapter_model.safetensors");
+        JsonNode cfg;
+        try {
+            cfg = new ObjectMapper().readTree(cfgFile.toFile());
+        } catch (IOException e) {
+            throw CheckpointException.at(cfgFile, "not valid JSON: " + e.getMessage());
+        }
+        String type = cfg.path("peft_type").asText("LORA");
+        if (!type.equalsIgnoreCase("LORA")) throw CheckpointException.at(cfgFile, "peft_type " + type + " is not supported (LORA only)");
+        if (cfg.path("use_dora").asBoolean(false)) throw CheckpointException.at(cfgFile, "DoRA adapters are not supported");
+        int r = cfg.path("r").asInt(0);
+        if (r <= 0) throw CheckpointException.at(cfgFile, "missing or invalid \"r\"");
+        double alpha = cfg.path("lora_alpha").asDouble(r);
+        boolean rs = cfg.path("use_rslora").asBoolean(false);
+        double scale = rs ? alpha / Math.sqrt(r) : alpha / r;
+        Map<String, Pair> pairs = new LinkedHashMap<>();
+        try (SafeTensorsFile f = SafeTensorsFile.open(weights)) {
+            for (String key : f.names()) {
+                if (!key.endsWith(".lora_A.weight")) continue;
+                String module = key.substring(0, key.length() - ".lora_A.weight".length());
+                String bKey = module + ".lora_B.weight";
+                if (!f.contains(bKey)) throw CheckpointException.at(weights, "has " + key + " but no " + bKey);
+                String m = module.startsWith("base_model.model.") ? module.substring("base_model.model.".length()) : module;
+                String canon = Checkpoint.canonicalName(m) + ".weight";
+                Tensor a = f.get(key), b = f.get(bKey);
+                if (a.rank() != 2 || b.rank() != 2 || a.dim(0) != b.dim(1))
+                    throw CheckpointException.at(weights, "LoRA factors of " + module + " have incompatible shapes");
+                pairs.put(canon, new Pair(canon, a.toFloatArray(), (int) a.dim(0), (int) a.dim(1), b.toFloatArray(), (int) b.dim(0)));
+            }
+        }
+        if (pairs.isEmpty()) throw CheckpointException.at(weights, "holds no lora_A/lora_B weights");
+        return new LoraAdapter(dir, scale, pairs);
+    }
+
+    /**
+     * Merges every pair into the checkpoint's view of its base weight ({@code W' = W + scale * B A}, float32),
+     * so the model built afterwards computes with the adapter applied.
+     */
+    public void mergeInto(Checkpoint ckpt) {
+        for (Pair p : pairs.values()) {
+            if (!ckpt.contains(p.weightName()))
+                throw CheckpointException.at(dir, "adapter targets " + p.weightName() + " which the base model does not have");
+            Tensor w = ckpt.get(p.weightName());
+            if (w.rank() != 2 || w.dim(0) != p.out() || w.dim(1) != p.in())
+                throw CheckpointException.at(dir, "adapter for " + p.weightName() + " is [" + p.out() + "x" + p.in()
+                        + "] but the base weight is " + java.util.Arrays.toString(w.shape()));
+            ckpt.override(p.weightName(), Tensor.of(merged(w.toFloatArray(), p, scale), p.out(), p.in()));
+        }
+    }
+
+    /** {@code W + scale * B A} in float32 (accumulating the rank-r product in double). */
+    public static float[] merged(float[] w, Pair p, double scale) {
+        float[] out = w.clone();
+        for (int o = 0; o < p.out(); o++) {
+            for (int i = 0; i < p.in(); i++) {
+                double s = 0;
+                for (int k = 0; k < p.r(); k++) s += (double) p.b()[o * p.r() + k] * p.a()[k * p.in() + i];
+                out[o * p.in() + i] = (float) (w[o * p.in() + i] + scale * s);
+            }
+        }
+        return out;
+    }
+}
