@@ -11,6 +11,8 @@ import picocli.CommandLine.Command;
                 TokenizeCommand.class,
                 TemplateCommand.class,
                 TraceCommand.class,
+                InferCommand.class,
+                ChatCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
