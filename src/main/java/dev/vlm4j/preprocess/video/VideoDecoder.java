@@ -32,7 +32,7 @@ public final class VideoDecoder {
     /** Decodes the frames that {@code chooser} selects. */
     public static Decoded decode(Path file, Chooser chooser) {
         if (!Files.isRegularFile(file)) throw new VideoException("video file not found: " + file);
-        avutil.av_log_set_level(avutil.AV_LOG_ERROR);
+        avutil.av_log_set_level(avutil.AV_LOG_FATAL);
         int estimated;
         double fps;
         try (FFmpegFrameGrabber g = open(file)) {
