@@ -8,6 +8,7 @@ import picocli.CommandLine.Command;
         description = "Run, fine-tune and serve MiMo-VL / Qwen2.5-VL vision-language models from Java.",
         subcommands = {
                 CommandLine.HelpCommand.class,
+                PreprocessCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
