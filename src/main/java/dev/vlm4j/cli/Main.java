@@ -13,6 +13,7 @@ import picocli.CommandLine.Command;
                 TraceCommand.class,
                 InferCommand.class,
                 ChatCommand.class,
+                PreprocessCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

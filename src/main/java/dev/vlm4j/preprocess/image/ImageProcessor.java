@@ -9,7 +9,7 @@ import java.util.Map;
 
 /**
  * Qwen2-VL's image processor: smart-resize to multiples of {@code patchSize * mergeSize} within the pixel
- * budget, Pillow-exact antialiased bicubic resampling, rescale and normalise, then flatten into patch rows
+ * budget, antialiased bicubic resampling (bit-exact with torchvision, or with Pillow), rescale and normalise, then flatten into patch rows
  * (the image is duplicated to {@code temporalPatchSize} frames). Matches transformers' {@code Qwen2VLImageProcessor}.
  * <p>
  * Pixel budgets come from the model's config, overridden by the environment ({@code MIN_PIXELS} /
@@ -17,9 +17,16 @@ import java.util.Map;
  */
 public final class ImageProcessor {
     private final ImageProcessorConfig config;
+    private final BicubicResampler.Mode resampling;
 
     public ImageProcessor(ImageProcessorConfig config) {
+        this(config, BicubicResampler.Mode.TORCHVISION);
+    }
+
+    /** A processor resampling as {@code resampling} does (torchvision, as transformers 5, by default). */
+    public ImageProcessor(ImageProcessorConfig config, BicubicResampler.Mode resampling) {
         this.config = config;
+        this.resampling = resampling;
     }
 
     /** The processor configured from a model folder, with the process environment's pixel overrides applied. */
@@ -37,7 +44,12 @@ public final class ImageProcessor {
 
     /** A processor with another per-image token limit (0: none). */
     public ImageProcessor withMaxTokens(long maxTokens) {
-        return new ImageProcessor(config.withMaxTokens(maxTokens));
+        return new ImageProcessor(config.withMaxTokens(maxTokens), resampling);
+    }
+
+    /** A processor with another resampling implementation. */
+    public ImageProcessor withResampling(BicubicResampler.Mode mode) {
+        return new ImageProcessor(config, mode);
     }
 
     /** The size the image is resized to under the configured budget. */
@@ -59,7 +71,7 @@ public final class ImageProcessor {
     public ProcessedImage process(RgbImage image, Long minPixels, Long maxPixels) {
         ImageProcessorConfig cfg = config.withPixels(minPixels, maxPixels);
         SmartResize.Size size = targetSize(image.height(), image.width(), cfg);
-        RgbImage resized = BicubicResampler.resize(image, size.width(), size.height());
+        RgbImage resized = BicubicResampler.resize(image, size.width(), size.height(), resampling);
         checkTokens(size, 1, cfg, "image " + image.width() + "x" + image.height());
         PatchFlattener.Result r = PatchFlattener.flatten(List.of(resized), cfg);
         return new ProcessedImage(Tensor.of(r.values(), r.rows(), r.cols()), r.gridThw());

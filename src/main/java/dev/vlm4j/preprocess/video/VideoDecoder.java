@@ -9,7 +9,6 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -32,7 +31,7 @@ public final class VideoDecoder {
     /** Decodes the frames that {@code chooser} selects. */
     public static Decoded decode(Path file, Chooser chooser) {
         if (!Files.isRegularFile(file)) throw new VideoException("video file not found: " + file);
-        avutil.av_log_set_level(avutil.AV_LOG_ERROR);
+        avutil.av_log_set_level(avutil.AV_LOG_FATAL);
         int estimated;
         double fps;
         try (FFmpegFrameGrabber g = open(file)) {
@@ -117,10 +116,5 @@ public final class VideoDecoder {
         byte[] rgb = new byte[w * h * 3];
         for (int y = 0; y < h; y++) buf.get(y * stride, rgb, y * w * 3, w * 3);
         return new RgbImage(w, h, rgb);
-    }
-
-    /** For messages: the indices as a short string. */
-    static String describe(int[] idx) {
-        return idx.length <= 12 ? Arrays.toString(idx) : idx.length + " indices";
     }
 }
