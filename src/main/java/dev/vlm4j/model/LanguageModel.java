@@ -96,6 +96,44 @@ public final class LanguageModel {
         return out;
     }
 
+    /**
+     * One decode step for several sequences at once (continuous batching): row i of {@code x} is the next token of
+     * the sequence owning {@code caches[i]}, at positions {@code pos[3][i]}. The projections and MLP run as one
+     * matrix product over all rows (weights are read once per step); attention runs per sequence over its own cache.
+     * Returns the final-normed hidden states {@code [B, hidden]}.
+     */
+    public Tensor forwardBatch(Tensor x, long[][] pos, KvCache[] caches) {
+        int b = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads(), hd = cfg.headDim();
+        if (caches.length != b) throw new IllegalArgumentException(b + " rows but " + caches.length + " caches");
+        float[][] cs = rope.tables(pos, 0, b);
+        Tensor cos = be.fromHost(cs[0], b, hd), sin = be.fromHost(cs[1], b, hd);
+        int[] past = new int[b];
+        for (int i = 0; i < b; i++) {
+            caches[i].reserve(1);
+            past[i] = caches[i].length();
+        }
+        for (int li = 0; li < layers.length; li++) {
+            Layer L = layers[li];
+            Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
+            Tensor q = be.linear(xn, L.qW, L.qB), k = be.linear(xn, L.kW, L.kB), v = be.linear(xn, L.vW, L.vB);
+            be.rotary(q, hq, cos, sin);
+            be.rotary(k, hkv, cos, sin);
+            Tensor a = be.zeros(b, (long) hq * hd);
+            for (int i = 0; i < b; i++) {
+                int[] row = {i};
+                caches[i].put(li, be.gatherRows(k, row), be.gatherRows(v, row));
+                Tensor ai = be.attention(be.gatherRows(q, row), caches[i].keys(li), caches[i].values(li), past[i] + 1, hq, hkv,
+                        AttentionMask.causal(past[i]));
+                be.scatterRows(a, row, ai);
+            }
+            Tensor h = be.add(x, be.linear(a, L.oW, null));
+            Tensor hn = be.rmsNorm(h, L.postNorm, eps);
+            x = be.add(h, be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null));
+        }
+        for (KvCache c : caches) c.advance(1);
+        return be.rmsNorm(x, norm, eps);
+    }
+
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
 

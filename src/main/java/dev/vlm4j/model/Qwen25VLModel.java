@@ -130,6 +130,27 @@ public final class Qwen25VLModel implements AutoCloseable {
         return lm.forward(lm.embed(ids), pos, seq.cache, null);
     }
 
+    /**
+     * One decode step for several sequences together: appends {@code tokens[i]} to {@code seqs.get(i)} and returns
+     * each sequence's next-token logits {@code [B][vocab]}.
+     */
+    public float[][] decodeBatch(List<Sequence> seqs, int[] tokens) {
+        int b = seqs.size();
+        long[][] pos = new long[3][b];
+        KvCache[] caches = new KvCache[b];
+        for (int i = 0; i < b; i++) {
+            Sequence s = seqs.get(i);
+            caches[i] = s.cache;
+            pos[0][i] = pos[1][i] = pos[2][i] = s.cache.length() + s.ropeDelta;
+        }
+        Tensor hidden = lm.forwardBatch(lm.embed(tokens), pos, caches);
+        float[] all = backend.toHost(lm.logits(hidden));
+        int v = config.text().vocabSize();
+        float[][] out = new float[b][];
+        for (int i = 0; i < b; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
+        return out;
+    }
+
     /** Logits of the last row of {@code hidden}. */
     public float[] lastLogits(Tensor hidden) {
         int rows = (int) hidden.dim(0);
