@@ -16,7 +16,8 @@ import java.util.concurrent.Callable;
 
 /** {@code vlm4j chat}: an interactive multi-turn conversation on the terminal. */
 @Command(name = "chat", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Talk with the model. Type a message and press Enter. Commands:",
+        description = {"Talk with the model interactively (multi-turn, images, thinking on/off).",
+                "Type a message and press Enter. Commands:",
                 "  /image PATH   attach an image to your next message     /video PATH  attach a video",
                 "  /think on|off switch MiMo-VL thinking                  /clear       forget the conversation",
                 "  /exit         quit (or end input with Ctrl-D)"})

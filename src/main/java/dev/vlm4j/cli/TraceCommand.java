@@ -17,9 +17,10 @@ import java.util.concurrent.Callable;
 
 /** {@code vlm4j trace}: runs one fixture-format case and writes every intermediate tensor under the fixture's names. */
 @Command(name = "trace", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Run one request in the reference-fixture format (case.json, messages, images, videos) and write",
-                "what was computed (input_ids, position_ids, pixel values, vision taps, hidden states, logits,",
-                "greedy generated_ids, train_loss) as safetensors, for side-by-side checks against transformers."})
+        description = {"Run one fixture-format case and write every tensor computed, for parity checks.",
+                "Reads case.json (messages, images, videos, answer, adapter) and writes input_ids, position_ids,",
+                "pixel values, vision taps, hidden states, logits, greedy generated_ids and train_loss as safetensors",
+                "under the names of shared/fixtures, to compare side by side with transformers."})
 public final class TraceCommand implements Callable<Integer> {
     @Mixin ModelOptions model;
 
