@@ -88,7 +88,15 @@ public final class VisionLanguageModel implements AutoCloseable {
 
     /** Renders the chat template (with a generation prompt), tokenizes, processes media and expands placeholders. */
     public Prompt buildPrompt(List<Map<String, Object>> messages, ChatOptions opts) {
-        ChatMessages.Prepared prep = ChatMessages.prepare(messages);
+        return buildPrompt(messages, List.of(), List.of(), opts);
+    }
+
+    /**
+     * Same, for ms-swift rows: {@code <image>} / {@code <video>} tags in the message text are filled from
+     * {@code images} / {@code videos} in order.
+     */
+    public Prompt buildPrompt(List<Map<String, Object>> messages, List<?> imageList, List<?> videoList, ChatOptions opts) {
+        ChatMessages.Prepared prep = ChatMessages.prepare(messages, imageList, videoList);
         List<Map<String, Object>> msgs = prep.messages();
         Map<String, Object> kwargs = new LinkedHashMap<>(opts.templateKwargs());
         kwargs.putIfAbsent("add_generation_prompt", true);
