@@ -62,4 +62,25 @@ class SftEndToEndTest {
             assertTrue(wrong.isEmpty(), "greedy decoding after training differs: " + wrong);
         }
     }
+
+    @Test
+    void sftCommandWritesTheMsSwiftLayout() throws Exception {
+        Path ds = tmp.resolve("one.jsonl");
+        Files.writeString(ds, "{\"messages\":[{\"role\":\"user\",\"content\":\"Say hi.\"},{\"role\":\"assistant\",\"content\":\"Hi.\"}]}\n"
+                + "{\"messages\":[{\"role\":\"user\",\"content\":\"Unused.\"},{\"role\":\"assistant\",\"content\":\"No.\"}]}\n");
+        Path out = tmp.resolve("cli");
+        int rc = dev.vlm4j.cli.Main.run("sft", "--model", Fixtures.tinyModel().toString(), "--dataset", ds + "#1", "--tuner_type", "lora",
+                "--lora_rank", "4", "--lora_alpha", "8", "--target_modules", "all-linear", "--max_steps", "2", "--save_steps", "1",
+                "--logging_steps", "1", "--learning_rate", "1e-3", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "2",
+                "--max_length", "512", "--output_dir", out.toString());
+        assertEquals(0, rc, "vlm4j sft exit code");
+        Path run;
+        try (var s = Files.list(out)) { run = s.findFirst().orElseThrow(); }
+        for (String f : List.of("args.json", "logging.jsonl", "checkpoint-1/adapter_model.safetensors", "checkpoint-2/adapter_config.json"))
+            assertTrue(Files.isRegularFile(run.resolve(f)), "missing " + f + " in " + run);
+        assertTrue(Files.readString(run.resolve("args.json")).contains("\"lora_rank\" : 4"), Files.readString(run.resolve("args.json")));
+        LoraAdapter a = LoraAdapter.load(run.resolve("checkpoint-2"));
+        assertEquals(14, a.pairs().size(), "LoRA pairs (2 layers x 7 linears)");
+        assertEquals(2.0, a.scale(), 1e-12, "alpha / r");
+    }
 }
