@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
                 InferCommand.class,
                 ChatCommand.class,
                 PreprocessCommand.class,
+                SftCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

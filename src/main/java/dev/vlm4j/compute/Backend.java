@@ -69,6 +69,27 @@ public interface Backend extends AutoCloseable {
      */
     Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask);
 
+    /** {@code x * s}, elementwise (a new tensor). */
+    default Tensor scale(Tensor x, float s) {
+        float[] a = toHost(x);
+        for (int i = 0; i < a.length; i++) a[i] *= s;
+        return fromHost(a, x.shape());
+    }
+
+    /** Elementwise {@code a * b} (same shapes; e.g. a dropout mask). */
+    default Tensor mul(Tensor a, Tensor b) {
+        float[] x = toHost(a), z = toHost(b);
+        if (x.length != z.length) throw new IllegalArgumentException("mul: " + a + " vs " + b);
+        for (int i = 0; i < x.length; i++) x[i] *= z[i];
+        return fromHost(x, a.shape());
+    }
+
+    /**
+     * The same values under another shape with the same element count. Model code reshapes activations only
+     * through this method, so a recording backend (autograd) can see the new tensor object.
+     */
+    default Tensor view(Tensor x, long... shape) { return x.reshape(shape); }
+
     @Override
     default void close() {}
 }

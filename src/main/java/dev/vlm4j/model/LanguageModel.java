@@ -134,6 +134,25 @@ public final class LanguageModel {
         return be.rmsNorm(x, norm, eps);
     }
 
+    /**
+     * The tensors this module computes with, under their checkpoint names (identity of the uploaded tensors; with
+     * tied embeddings {@code lm_head.weight} is absent and the embedding table serves both).
+     */
+    public java.util.Map<String, Tensor> parameters() {
+        java.util.Map<String, Tensor> m = new java.util.LinkedHashMap<>();
+        m.put("model.embed_tokens.weight", embedTokens);
+        for (int i = 0; i < layers.length; i++) {
+            Layer L = layers[i];
+            String p = "model.layers." + i + ".";
+            Tensor[] t = {L.inputNorm(), L.qW(), L.qB(), L.kW(), L.kB(), L.vW(), L.vB(), L.oW(), L.postNorm(), L.gateW(), L.upW(), L.downW()};
+            List<String> names = parameterSuffixes();
+            for (int k = 0; k < t.length; k++) m.put(p + names.get(k), t[k]);
+        }
+        m.put("model.norm.weight", norm);
+        if (lmHead != embedTokens) m.put("lm_head.weight", lmHead);
+        return m;
+    }
+
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
 

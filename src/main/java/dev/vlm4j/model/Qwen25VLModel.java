@@ -124,6 +124,27 @@ public final class Qwen25VLModel implements AutoCloseable {
         return lm.forward(p.embeddings(), p.positions(), seq.cache, tap);
     }
 
+    /**
+     * Every parameter of the model under its checkpoint name (language model, then vision tower), as the tensors
+     * the model computes with: the identities a recording backend registers as trainable leaves.
+     */
+    public java.util.Map<String, Tensor> parameters() {
+        java.util.Map<String, Tensor> m = new java.util.LinkedHashMap<>(lm.parameters());
+        if (vision != null) m.putAll(vision.parameters());
+        return m;
+    }
+
+    /**
+     * The training forward over a whole sequence (prompt and answer): the same code path as prefill, into a fresh
+     * cache sized for the sequence (its writes are in-place row copies a recording backend tracks). Returns the
+     * logits {@code [ids.length, vocab]}; position t predicts token t + 1.
+     */
+    public Tensor trainingLogits(int[] ids, VisionInput images, VisionInput videos) {
+        Sequence seq = newSequence(ids.length);
+        Tensor hidden = prefill(seq, ids, images, videos, null);
+        return lm.logits(hidden);
+    }
+
     /** Appends text tokens to a sequence (decoding); returns their hidden states. */
     public Tensor extend(Sequence seq, int[] ids) {
         long[][] pos = RopeIndex.decodePositions(seq.cache.length(), ids.length, seq.ropeDelta);

@@ -54,6 +54,37 @@ public final class VisionTower {
     public ModelConfig.VisionConfig config() { return cfg; }
 
     /**
+     * The tensors this module computes with, under their checkpoint names (identity of the uploaded tensors; the
+     * patch embedding is the {@code [hidden, patchDim]} view of {@code visual.patch_embed.proj.weight}).
+     */
+    public java.util.Map<String, Tensor> parameters() {
+        java.util.Map<String, Tensor> m = new java.util.LinkedHashMap<>();
+        m.put("visual.patch_embed.proj.weight", patchEmbed);
+        for (int i = 0; i < blocks.length; i++) {
+            Block B = blocks[i];
+            String b = "visual.blocks." + i + ".";
+            m.put(b + "norm1.weight", B.norm1);
+            m.put(b + "attn.qkv.weight", B.qkvW);
+            m.put(b + "attn.qkv.bias", B.qkvB);
+            m.put(b + "attn.proj.weight", B.projW);
+            m.put(b + "attn.proj.bias", B.projB);
+            m.put(b + "norm2.weight", B.norm2);
+            m.put(b + "mlp.gate_proj.weight", B.gateW);
+            m.put(b + "mlp.gate_proj.bias", B.gateB);
+            m.put(b + "mlp.up_proj.weight", B.upW);
+            m.put(b + "mlp.up_proj.bias", B.upB);
+            m.put(b + "mlp.down_proj.weight", B.downW);
+            m.put(b + "mlp.down_proj.bias", B.downB);
+        }
+        m.put("visual.merger.ln_q.weight", lnQ);
+        m.put("visual.merger.mlp.0.weight", mlp0W);
+        m.put("visual.merger.mlp.0.bias", mlp0B);
+        m.put("visual.merger.mlp.2.weight", mlp2W);
+        m.put("visual.merger.mlp.2.bias", mlp2B);
+        return m;
+    }
+
+    /**
      * Encodes the concatenated pixel_values of the items with the given grids ({@code [t, h, w]} in patches).
      * {@code tap} (optional) receives vision.patch_embed (pixel_values order), vision.blockK (window order) and
      * vision.merger (window order, as transformers' merger returns it before the reorder is undone).
@@ -91,7 +122,7 @@ public final class VisionTower {
             x = be.add(x, mlp);
             if (tap != null) tap.accept("vision.block" + i, x);
         }
-        Tensor z = be.rmsNorm(x, lnQ, EPS).reshape(n / unit, (long) h * unit);
+        Tensor z = be.view(be.rmsNorm(x, lnQ, EPS), n / unit, (long) h * unit);
         z = be.linear(be.gelu(be.linear(z, mlp0W, mlp0B)), mlp2W, mlp2B);
         // The reference tap "vision.merger" is the merger's output before the window order is undone.
         if (tap != null) tap.accept("vision.merger", z);

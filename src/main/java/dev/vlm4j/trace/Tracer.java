@@ -7,6 +7,8 @@ import dev.vlm4j.generate.Generator;
 import dev.vlm4j.generate.SamplingOptions;
 import dev.vlm4j.model.Qwen25VLModel;
 import dev.vlm4j.tensor.Tensor;
+import dev.vlm4j.train.TrainableModel;
+import dev.vlm4j.train.autograd.GradBackend;
 
 import java.util.*;
 
@@ -16,8 +18,22 @@ import java.util.*;
  */
 public final class Tracer {
     private final VisionLanguageModel vlm;
+    private final TrainableModel trainable;
 
-    public Tracer(VisionLanguageModel vlm) { this.vlm = vlm; }
+    public Tracer(VisionLanguageModel vlm) {
+        this.vlm = vlm;
+        this.trainable = null;
+    }
+
+    /**
+     * A tracer that also computes gradients for cases with an answer: {@code trainable}'s registered parameters get
+     * {@code grad.<name>} outputs (for the embedding table and LM head only the rows of the token ids in the
+     * sequence / in the labels, listed in {@code grad.<name>.rows}).
+     */
+    public Tracer(TrainableModel trainable) {
+        this.vlm = trainable.vlm();
+        this.trainable = trainable;
+    }
 
     public Map<String, Tensor> trace(FixtureCase c) {
         Map<String, Tensor> out = new LinkedHashMap<>();
@@ -82,13 +98,47 @@ public final class Tracer {
             for (int i = 0; i < tids.length; i++) labels[i] = i < promptLen ? -100 : tids[i];
             out.put("train_input_ids", ids(tids, 1, tids.length));
             out.put("train_labels", Tensor.ofLongs(labels, 1, tids.length));
-            Qwen25VLModel.Sequence seq = model.newSequence(tids.length);
-            Tensor hidden = model.prefill(seq, tids, train.images(), train.videos(), null);
-            float[] logits = be.toHost(model.languageModel().logits(hidden));
-            out.put("train_loss", Tensor.of(new float[]{(float) crossEntropy(logits, vocab, labels)}, 1));
+            float[] logits;
+            double loss;
+            if (trainable != null) {
+                trainable.grad().zeroGrad();
+                TrainableModel.Step step = trainable.lossAndBackward(tids, labels, train.images(), train.videos(), 1.0, true);
+                logits = step.logits();
+                loss = step.loss();
+                putGradients(out, tids, labels);
+            } else {
+                Qwen25VLModel.Sequence seq = model.newSequence(tids.length);
+                Tensor hidden = model.prefill(seq, tids, train.images(), train.videos(), null);
+                logits = be.toHost(model.languageModel().logits(hidden));
+                loss = crossEntropy(logits, vocab, labels);
+            }
+            out.put("train_loss", Tensor.of(new float[]{(float) loss}, 1));
             if (!c.generate()) putLogits(out, logits, tids.length, vocab);
         }
         return out;
+    }
+
+    /** Row-sparse parameters: the embedding table (rows of the input ids) and the LM head (rows of the labels). */
+    static final String EMBED = "model.embed_tokens.weight", HEAD = "lm_head.weight";
+
+    private void putGradients(Map<String, Tensor> out, int[] ids, long[] labels) {
+        Qwen25VLModel model = vlm.model();
+        for (GradBackend.Parameter p : trainable.grad().parameters().values()) {
+            String name = p.name();
+            float[] g = p.grad();
+            if (name.equals(EMBED) || name.equals(HEAD)) {
+                long[] rows = name.equals(EMBED) ? Arrays.stream(ids).asLongStream().distinct().sorted().toArray()
+                        : Arrays.stream(labels).skip(1).filter(y -> y != -100).distinct().sorted().toArray();
+                int d = (int) p.tensor().dim(1);
+                float[] sel = new float[rows.length * d];
+                for (int i = 0; i < rows.length; i++) System.arraycopy(g, (int) rows[i] * d, sel, i * d, d);
+                out.put("grad." + name, Tensor.of(sel, rows.length, d));
+                out.put("grad." + name + ".rows", Tensor.ofLongs(rows, rows.length));
+            } else {
+                long[] shape = model.checkpoint().contains(name) ? model.checkpoint().get(name).shape() : p.tensor().shape();
+                out.put("grad." + name, Tensor.of(g.clone(), shape));
+            }
+        }
     }
 
     private static void putMedia(Map<String, Tensor> out, VisionLanguageModel.Prompt p) {

@@ -47,6 +47,10 @@ class TraceParityTest {
             List<TraceComparison.Check> failed = checks.stream().filter(c -> !c.ok()).toList();
             StringBuilder sb = new StringBuilder();
             checks.forEach(c -> sb.append("\n  ").append(c));
+            checks.stream().filter(c -> c.name().startsWith("grad.") && !c.name().endsWith(".rows") || c.name().equals("train_loss"))
+                    .forEach(c -> System.out.println(caseDir.getFileName() + ": " + c));
+            if (r.keySet().stream().anyMatch(n -> n.startsWith("grad.")))
+                assertTrue(checks.stream().anyMatch(c -> c.name().startsWith("grad.")), "no gradient checks for " + caseDir.getFileName());
             assertTrue(failed.isEmpty(), caseDir.getFileName() + ": " + failed.size() + " of " + checks.size() + " checks failed:" + sb);
             assertTrue(checks.size() >= 5, "too few checks for " + caseDir.getFileName() + sb);
         }

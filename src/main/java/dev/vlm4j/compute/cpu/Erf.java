@@ -1,7 +1,7 @@
 package dev.vlm4j.compute.cpu;
 
 /** The error function in double precision (W. J. Cody's rational approximations, |error| < 1e-15 relative). */
-final class Erf {
+public final class Erf {
     private Erf() {}
 
     private static final double[] A = {3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03, 1.85777706184603153e-1};
@@ -16,7 +16,7 @@ final class Erf {
             2.33520497626869185e-3};
     private static final double SQRPI = 5.6418958354775628695e-1;
 
-    static double erf(double x) {
+    public static double erf(double x) {
         double y = Math.abs(x);
         if (y <= 0.46875) {
             double ysq = y > 1.11e-16 ? y * y : 0;

@@ -1,0 +1,118 @@
+package dev.vlm4j.train;
+
+import dev.vlm4j.api.VisionLanguageModel;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.compute.cpu.CpuBackend;
+import dev.vlm4j.model.Qwen25VLModel;
+import dev.vlm4j.model.adapter.LoraAdapter;
+import dev.vlm4j.tensor.Tensor;
+import dev.vlm4j.train.autograd.GradBackend;
+import dev.vlm4j.train.lora.LoraBackend;
+
+import java.nio.file.Path;
+import java.util.*;
+
+/**
+ * A model loaded for training: the backend stack {@code LoraBackend -> GradBackend -> CpuBackend} under one model
+ * definition, with the trainable parameters registered (all weights for full fine-tuning, or LoRA factors applied
+ * unmerged with the base frozen). {@link #lossAndBackward} runs the training forward and accumulates gradients.
+ */
+public final class TrainableModel implements AutoCloseable {
+    /** PEFT's key prefix for adapter tensors. */
+    public static final String PEFT_PREFIX = "base_model.model.";
+
+    private final VisionLanguageModel vlm;
+    private final GradBackend grad;
+    private final LoraBackend lora;
+
+    private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora) {
+        this.vlm = vlm;
+        this.grad = grad;
+        this.lora = lora;
+    }
+
+    /** Loads a model folder onto a recording CPU stack (nothing trainable yet). */
+    public static TrainableModel load(Path dir) { return load(dir, new CpuBackend()); }
+
+    public static TrainableModel load(Path dir, Backend base) {
+        GradBackend g = new GradBackend(base);
+        LoraBackend l = new LoraBackend(g);
+        return new TrainableModel(VisionLanguageModel.load(dir, l, List.of()), g, l);
+    }
+
+    public VisionLanguageModel vlm() { return vlm; }
+    public Qwen25VLModel model() { return vlm.model(); }
+    public GradBackend grad() { return grad; }
+    public LoraBackend lora() { return lora; }
+
+    /** Full fine-tuning: every weight of the model becomes trainable. */
+    public void trainAll() {
+        model().parameters().forEach(grad::addParameter);
+    }
+
+    /**
+     * Applies a PEFT adapter unmerged; its factors become parameters named {@code base_model.model.<module>.lora_A.weight}
+     * (the module in the checkpoint's canonical naming, {@code model.layers.N...}) when {@code trainable}.
+     */
+    public void addAdapter(LoraAdapter a, float dropout, boolean trainable) {
+        Map<String, Tensor> params = model().parameters();
+        for (LoraAdapter.Pair p : a.pairs().values()) {
+            Tensor base = params.get(p.weightName());
+            if (base == null) throw new IllegalArgumentException("adapter " + a.dir() + " targets " + p.weightName() + " which the model does not have");
+            String module = p.weightName().substring(0, p.weightName().length() - ".weight".length());
+            Tensor ta = Tensor.of(p.a().clone(), p.r(), p.in()), tb = Tensor.of(p.b().clone(), p.out(), p.r());
+            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) a.scale(), dropout));
+            if (trainable) {
+                grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
+                grad.addParameter(PEFT_PREFIX + module + ".lora_B.weight", tb);
+            }
+        }
+    }
+
+    /**
+     * Adds fresh trainable LoRA factors to the given weights (PEFT's initialisation: A uniform in
+     * {@code +-1/sqrt(in)} (kaiming-uniform with a = sqrt(5)), B zero), scale {@code alpha / r}.
+     */
+    public void addNewLora(List<String> weightNames, int r, double alpha, float dropout, long seed) {
+        Map<String, Tensor> params = model().parameters();
+        Random rng = new Random(seed);
+        for (String w : weightNames) {
+            Tensor base = params.get(w);
+            if (base == null || base.rank() != 2) throw new IllegalArgumentException("no linear weight " + w + " to adapt");
+            int out = (int) base.dim(0), in = (int) base.dim(1);
+            float[] a = new float[r * in];
+            double bound = 1.0 / Math.sqrt(in);
+            for (int i = 0; i < a.length; i++) a[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);
+            String module = w.substring(0, w.length() - ".weight".length());
+            Tensor ta = Tensor.of(a, r, in), tb = Tensor.of(new float[out * r], out, r);
+            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) (alpha / r), dropout));
+            grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
+            grad.addParameter(PEFT_PREFIX + module + ".lora_B.weight", tb);
+        }
+    }
+
+    /** The result of one training forward: the mean loss and the logits (host copy only when asked). */
+    public record Step(double loss, float[] logits) {}
+
+    /**
+     * One training forward over {@code ids} (prompt and answer) with {@code labels} (-100 where no loss), then the
+     * backward, accumulating {@code lossScale * dLoss/dParam} into the parameter gradients.
+     */
+    public Step lossAndBackward(int[] ids, long[] labels, Qwen25VLModel.VisionInput images, Qwen25VLModel.VisionInput videos,
+                                double lossScale, boolean keepLogits) {
+        grad.record(true);
+        try {
+            Tensor logits = model().trainingLogits(ids, images, videos);
+            double loss = grad.crossEntropy(logits, labels, lossScale);
+            float[] host = keepLogits ? grad.toHost(logits) : null;
+            grad.backward();
+            return new Step(loss, host);
+        } finally {
+            grad.record(false);
+            grad.clearTape();
+        }
+    }
+
+    @Override
+    public void close() { vlm.close(); }
+}

@@ -1,0 +1,481 @@
+package dev.vlm4j.train.autograd;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.Device;
+import dev.vlm4j.tensor.Tensor;
+
+import java.util.*;
+
+/**
+ * Reverse-mode autograd as a {@link Backend} decorator: every op computes its forward through the wrapped backend
+ * and, while {@link #record recording}, appends its backward to a tape, so the model (written once against
+ * {@link Backend}) trains without a second copy of its code.
+ * <p>
+ * Bookkeeping: an identity map tensor -> {@link Node} gives the autograd node of each tensor's current value.
+ * In-place ops (rotary, scatterRows, copyRows, e.g. KV-cache writes) are versioned: the tensor's node is replaced by
+ * the op's node, whose backward routes the gradient to the previous value's node. Tensors an op saves for its
+ * backward are checked to be unmodified (by version) when the backward runs. Parameters registered with
+ * {@link #addParameter} are leaves with float32 gradient buffers; unregistered tensors (frozen weights, inputs)
+ * get no gradients. {@link #crossEntropy} seeds the backward with the loss gradient; {@link #backward} runs the tape.
+ */
+public final class GradBackend implements Backend {
+    /** The gradient slot of one tensor value (a parameter leaf or an op's output). */
+    static final class Node {
+        final int size;
+        float[] grad;
+        final Parameter param;
+
+        Node(int size, Parameter param) {
+            this.size = size;
+            this.param = param;
+        }
+
+        float[] grad() {
+            if (grad == null) grad = new float[size];
+            return grad;
+        }
+    }
+
+    /** A trainable tensor: its name, the tensor the model computes with, and its float32 gradient. */
+    public static final class Parameter {
+        private final String name;
+        private final Tensor tensor;
+        private final Node node;
+
+        Parameter(String name, Tensor tensor) {
+            this.name = name;
+            this.tensor = tensor;
+            this.node = new Node(Math.toIntExact(tensor.numel()), this);
+            this.node.grad = new float[node.size];
+        }
+
+        public String name() { return name; }
+        public Tensor tensor() { return tensor; }
+        /** The accumulated gradient (same element order as the tensor). */
+        public float[] grad() { return node.grad; }
+    }
+
+    private record Op(String name, Node out, Runnable backward) {}
+
+    /** A tensor saved for a backward, with the version it had then. */
+    private final class Saved {
+        final Tensor t;
+        final int version;
+
+        Saved(Tensor t) {
+            this.t = t;
+            this.version = versionOf(t);
+        }
+
+        float[] values(String op) {
+            if (versionOf(t) != version)
+                throw new IllegalStateException(op + ": a tensor saved for the backward was modified in place afterwards ("
+                        + t + ", version " + version + " -> " + versionOf(t) + ")");
+            return inner.toHost(t);
+        }
+    }
+
+    private final Backend inner;
+    private final IdentityHashMap<Tensor, Node> nodes = new IdentityHashMap<>();
+    private final IdentityHashMap<Tensor, Integer> versions = new IdentityHashMap<>();
+    private final IdentityHashMap<Tensor, Parameter> byTensor = new IdentityHashMap<>();
+    private final Map<String, Parameter> params = new LinkedHashMap<>();
+    private final List<Op> tape = new ArrayList<>();
+    private final List<Runnable> seeds = new ArrayList<>();
+    private boolean recording;
+
+    public GradBackend(Backend inner) { this.inner = inner; }
+
+    public Backend inner() { return inner; }
+
+    /** Registers a trainable tensor (identity matters: the tensor the model passes to the ops). */
+    public Parameter addParameter(String name, Tensor t) {
+        if (params.containsKey(name)) throw new IllegalArgumentException("parameter " + name + " registered twice");
+        Parameter existing = byTensor.get(t);
+        if (existing != null)
+            throw new IllegalArgumentException(name + " is the same tensor as parameter " + existing.name());
+        Parameter p = new Parameter(name, t);
+        params.put(name, p);
+        byTensor.put(t, p);
+        nodes.put(t, p.node);
+        return p;
+    }
+
+    /** Registered parameters in registration order. */
+    public Map<String, Parameter> parameters() { return Collections.unmodifiableMap(params); }
+
+    /** Starts or stops recording ops on the tape (while off, the ops only run forward). */
+    public void record(boolean on) { recording = on; }
+
+    public boolean recording() { return recording; }
+
+    /** Zeroes every parameter gradient. */
+    public void zeroGrad() {
+        for (Parameter p : params.values()) Arrays.fill(p.node.grad, 0f);
+    }
+
+    /** Ops on the tape (for tests and diagnostics). */
+    public int tapeLength() { return tape.size(); }
+
+    // ---------------------------------------------------------------- loss and backward
+
+    /**
+     * Mean cross-entropy of {@code logits [T, vocab]} where row t predicts {@code labels[t + 1]} (transformers'
+     * shift; -100 ignored), in float64 accumulation. While recording, the loss gradient (times {@code lossScale},
+     * e.g. 1 / accumulation steps) is queued as a seed of the next {@link #backward}.
+     */
+    public double crossEntropy(Tensor logits, long[] labels, double lossScale) {
+        int vocab = (int) logits.dim(-1), rows = (int) (logits.numel() / vocab);
+        if (labels.length != rows) throw new IllegalArgumentException(rows + " logit rows but " + labels.length + " labels");
+        float[] l = inner.toHost(logits);
+        int count = 0;
+        for (int t = 0; t + 1 < rows; t++) if (labels[t + 1] != -100) count++;
+        if (count == 0) return Double.NaN;
+        double sum = 0;
+        double[] lse = new double[rows];
+        for (int t = 0; t + 1 < rows; t++) {
+            long y = labels[t + 1];
+            if (y == -100) continue;
+            if (y < 0 || y >= vocab) throw new IllegalArgumentException("label " + y + " outside the vocabulary of " + vocab);
+            int off = t * vocab;
+            double max = Double.NEGATIVE_INFINITY;
+            for (int i = 0; i < vocab; i++) max = Math.max(max, l[off + i]);
+            double s = 0;
+            for (int i = 0; i < vocab; i++) s += Math.exp(l[off + i] - max);
+            lse[t] = max + Math.log(s);
+            sum += lse[t] - l[off + (int) y];
+        }
+        double loss = sum / count;
+        Node n = recording ? nodes.get(logits) : null;
+        if (n != null) {
+            final int cnt = count;
+            seeds.add(() -> {
+                float[] g = n.grad();
+                double c = lossScale / cnt;
+                for (int t = 0; t + 1 < rows; t++) {
+                    long y = labels[t + 1];
+                    if (y == -100) continue;
+                    int off = t * vocab;
+                    for (int i = 0; i < vocab; i++) g[off + i] += (float) (Math.exp(l[off + i] - lse[t]) * c);
+                    g[off + (int) y] -= (float) c;
+                }
+            });
+        }
+        return loss;
+    }
+
+    /**
+     * Runs the tape backwards from the queued loss seeds, accumulating into the parameter gradients, then clears the
+     * tape and every activation node (parameters keep their gradients until {@link #zeroGrad}).
+     */
+    public void backward() {
+        try {
+            for (Runnable s : seeds) s.run();
+            for (int i = tape.size() - 1; i >= 0; i--) {
+                Op op = tape.get(i);
+                if (op.out.grad == null) continue;
+                op.backward.run();
+                if (op.out.param == null) op.out.grad = null;
+            }
+        } finally {
+            clearTape();
+        }
+    }
+
+    /** Forgets the tape and activation nodes without a backward. */
+    public void clearTape() {
+        tape.clear();
+        seeds.clear();
+        versions.clear();
+        nodes.clear();
+        for (Parameter p : params.values()) nodes.put(p.tensor, p.node);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private int versionOf(Tensor t) { return versions.getOrDefault(t, 0); }
+
+    private void bump(Tensor t) { if (recording) versions.merge(t, 1, Integer::sum); }
+
+    private Node node(Tensor t) { return recording && t != null ? nodes.get(t) : null; }
+
+    private static boolean any(Node... ns) {
+        for (Node n : ns) if (n != null) return true;
+        return false;
+    }
+
+    /** A new node for {@code out} (replacing any earlier one) with its backward on the tape. */
+    private Node push(String name, Tensor out, java.util.function.Consumer<Node> backward) {
+        Node n = new Node(Math.toIntExact(out.numel()), null);
+        nodes.put(out, n);
+        tape.add(new Op(name, n, () -> backward.accept(n)));
+        return n;
+    }
+
+    private static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
+
+    private static float[] gradOrNull(Node n) { return n == null ? null : n.grad(); }
+
+    // ---------------------------------------------------------------- Backend
+
+    @Override public Device device() { return inner.device(); }
+    @Override public Tensor upload(Tensor hostWeight) { return inner.upload(hostWeight); }
+    @Override public Tensor fromHost(float[] values, long... shape) { return inner.fromHost(values, shape); }
+    @Override public float[] toHost(Tensor t) { return inner.toHost(t); }
+    @Override public Tensor zeros(long... shape) { return inner.zeros(shape); }
+
+    @Override
+    public Tensor linear(Tensor x, Tensor w, Tensor bias) {
+        Tensor y = inner.linear(x, w, bias);
+        Node nx = node(x), nw = node(w), nb = node(bias);
+        if (!any(nx, nw, nb)) return y;
+        Saved sx = new Saved(x), sw = new Saved(w);
+        int n = rows(x), in = (int) x.dim(-1), out = (int) w.dim(0);
+        push("linear", y, ny -> {
+            float[] g = ny.grad;
+            if (nx != null) GradKernels.linearDx(g, n, out, sw.values("linear"), in, nx.grad());
+            if (nw != null || nb != null)
+                GradKernels.linearDw(g, n, out, nw == null ? null : sx.values("linear"), in, gradOrNull(nw), gradOrNull(nb));
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
+        Tensor y = inner.rmsNorm(x, w, eps);
+        Node nx = node(x), nw = node(w);
+        if (!any(nx, nw)) return y;
+        Saved sx = new Saved(x), sw = new Saved(w);
+        int d = (int) x.dim(-1), n = rows(x);
+        push("rmsNorm", y, ny -> GradKernels.rmsNorm(ny.grad, sx.values("rmsNorm"), sw.values("rmsNorm"), n, d, eps,
+                gradOrNull(nx), gradOrNull(nw)));
+        return y;
+    }
+
+    @Override
+    public Tensor add(Tensor a, Tensor b) {
+        Tensor y = inner.add(a, b);
+        Node na = node(a), nb = node(b);
+        if (!any(na, nb)) return y;
+        push("add", y, ny -> {
+            float[] g = ny.grad;
+            if (na != null) addInto(na.grad(), g);
+            if (nb != null) addInto(nb.grad(), g);
+        });
+        return y;
+    }
+
+    private static void addInto(float[] dst, float[] g) {
+        for (int i = 0; i < g.length; i++) dst[i] += g[i];
+    }
+
+    @Override
+    public Tensor siluMul(Tensor gate, Tensor up) {
+        Tensor y = inner.siluMul(gate, up);
+        Node ng = node(gate), nu = node(up);
+        if (!any(ng, nu)) return y;
+        Saved sg = new Saved(gate), su = new Saved(up);
+        push("siluMul", y, ny -> {
+            float[] g = ny.grad, a = sg.values("siluMul"), u = su.values("siluMul");
+            float[] dg = gradOrNull(ng), du = gradOrNull(nu);
+            for (int i = 0; i < g.length; i++) {
+                double s = 1.0 / (1.0 + Math.exp(-a[i]));
+                if (dg != null) dg[i] += (float) (g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s)));
+                if (du != null) du[i] += (float) (g[i] * a[i] * s);
+            }
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor gelu(Tensor x) {
+        Tensor y = inner.gelu(x);
+        Node nx = node(x);
+        if (nx == null) return y;
+        Saved sx = new Saved(x);
+        push("gelu", y, ny -> {
+            float[] g = ny.grad, a = sx.values("gelu"), dx = nx.grad();
+            double invSqrt2Pi = 1.0 / Math.sqrt(2 * Math.PI);
+            for (int i = 0; i < g.length; i++) {
+                double cdf = 0.5 * (1.0 + dev.vlm4j.compute.cpu.Erf.erf(a[i] / Math.sqrt(2.0)));
+                dx[i] += (float) (g[i] * (cdf + a[i] * Math.exp(-0.5 * a[i] * a[i]) * invSqrt2Pi));
+            }
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor embedding(Tensor table, int[] ids) {
+        Tensor y = inner.embedding(table, ids);
+        Node nt = node(table);
+        if (nt == null) return y;
+        int d = (int) table.dim(1);
+        int[] idc = ids.clone();
+        push("embedding", y, ny -> {
+            float[] g = ny.grad, dt = nt.grad();
+            for (int i = 0; i < idc.length; i++)
+                for (int k = 0; k < d; k++) dt[idc[i] * d + k] += g[i * d + k];
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor gatherRows(Tensor x, int[] rowIdx) {
+        Tensor y = inner.gatherRows(x, rowIdx);
+        Node nx = node(x);
+        if (nx == null) return y;
+        int d = (int) x.dim(-1);
+        int[] idx = rowIdx.clone();
+        push("gatherRows", y, ny -> {
+            float[] g = ny.grad, dx = nx.grad();
+            for (int i = 0; i < idx.length; i++) for (int k = 0; k < d; k++) dx[idx[i] * d + k] += g[i * d + k];
+        });
+        return y;
+    }
+
+    @Override
+    public void scatterRows(Tensor dst, int[] rowIdx, Tensor src) {
+        Node nd = node(dst), ns = node(src);
+        inner.scatterRows(dst, rowIdx, src);
+        bump(dst);
+        if (!any(nd, ns)) {
+            if (recording) nodes.remove(dst);
+            return;
+        }
+        int d = (int) dst.dim(-1);
+        int[] idx = rowIdx.clone();
+        push("scatterRows", dst, ny -> {
+            float[] g = ny.grad;
+            if (ns != null) {
+                float[] gs = ns.grad();
+                for (int i = 0; i < idx.length; i++) for (int k = 0; k < d; k++) gs[i * d + k] += g[idx[i] * d + k];
+            }
+            if (nd != null) {
+                boolean[] overwritten = new boolean[g.length / d];
+                for (int r : idx) overwritten[r] = true;
+                float[] gd = nd.grad();
+                for (int r = 0; r < overwritten.length; r++)
+                    if (!overwritten[r]) for (int k = 0; k < d; k++) gd[r * d + k] += g[r * d + k];
+            }
+        });
+    }
+
+    @Override
+    public void copyRows(Tensor dst, int dstRow, Tensor src) {
+        Node nd = node(dst), ns = node(src);
+        inner.copyRows(dst, dstRow, src);
+        bump(dst);
+        if (!any(nd, ns)) {
+            if (recording) nodes.remove(dst);
+            return;
+        }
+        int from = dstRow * (int) dst.dim(-1), len = Math.toIntExact(src.numel());
+        push("copyRows", dst, ny -> {
+            float[] g = ny.grad;
+            if (ns != null) {
+                float[] gs = ns.grad();
+                for (int i = 0; i < len; i++) gs[i] += g[from + i];
+            }
+            if (nd != null) {
+                float[] gd = nd.grad();
+                for (int i = 0; i < g.length; i++) if (i < from || i >= from + len) gd[i] += g[i];
+            }
+        });
+    }
+
+    @Override
+    public Tensor columns(Tensor x, int from, int to) {
+        Tensor y = inner.columns(x, from, to);
+        Node nx = node(x);
+        if (nx == null) return y;
+        int d = (int) x.dim(-1), n = rows(x), w = to - from;
+        push("columns", y, ny -> {
+            float[] g = ny.grad, dx = nx.grad();
+            for (int r = 0; r < n; r++) for (int c = 0; c < w; c++) dx[r * d + from + c] += g[r * w + c];
+        });
+        return y;
+    }
+
+    @Override
+    public void rotary(Tensor x, int heads, Tensor cos, Tensor sin) {
+        Node nx = node(x);
+        inner.rotary(x, heads, cos, sin);
+        bump(x);
+        if (nx == null) {
+            if (recording) nodes.remove(x);
+            return;
+        }
+        Saved sc = new Saved(cos), ss = new Saved(sin);
+        int n = rows(x), d = (int) cos.dim(-1), half = d / 2;
+        push("rotary", x, ny -> {
+            float[] g = ny.grad, c = sc.values("rotary"), s = ss.values("rotary"), dx = nx.grad();
+            for (int r = 0; r < n; r++) {
+                for (int h = 0; h < heads; h++) {
+                    int o = r * heads * d + h * d, co = r * d;
+                    for (int j = 0; j < half; j++) {
+                        float g1 = g[o + j], g2 = g[o + j + half];
+                        dx[o + j] += g1 * c[co + j] + g2 * s[co + j + half];
+                        dx[o + j + half] += g2 * c[co + j + half] - g1 * s[co + j];
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
+    public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+        Tensor y = inner.attention(q, k, v, kvLen, hq, hkv, mask);
+        Node nq = node(q), nk = node(k), nv = node(v);
+        if (!any(nq, nk, nv)) return y;
+        Saved sq = new Saved(q), sk = new Saved(k), sv = new Saved(v);
+        int n = rows(q), d = (int) (q.dim(-1) / hq);
+        push("attention", y, ny -> GradKernels.attention(sq.values("attention"), n, sk.values("attention"),
+                sv.values("attention"), kvLen, hq, hkv, d, mask, ny.grad, gradOrNull(nq), gradOrNull(nk), gradOrNull(nv)));
+        return y;
+    }
+
+    @Override
+    public Tensor scale(Tensor x, float s) {
+        Tensor y = inner.scale(x, s);
+        Node nx = node(x);
+        if (nx == null) return y;
+        push("scale", y, ny -> {
+            float[] g = ny.grad, dx = nx.grad();
+            for (int i = 0; i < g.length; i++) dx[i] += g[i] * s;
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor mul(Tensor a, Tensor b) {
+        Tensor y = inner.mul(a, b);
+        Node na = node(a), nb = node(b);
+        if (!any(na, nb)) return y;
+        Saved sa = new Saved(a), sb = new Saved(b);
+        push("mul", y, ny -> {
+            float[] g = ny.grad;
+            if (na != null) {
+                float[] z = sb.values("mul"), da = na.grad();
+                for (int i = 0; i < g.length; i++) da[i] += g[i] * z[i];
+            }
+            if (nb != null) {
+                float[] x = sa.values("mul"), db = nb.grad();
+                for (int i = 0; i < g.length; i++) db[i] += g[i] * x[i];
+            }
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor view(Tensor x, long... shape) {
+        Tensor y = inner.view(x, shape);
+        Node nx = node(x);
+        if (nx == null) return y;
+        push("view", y, ny -> addInto(nx.grad(), ny.grad));
+        return y;
+    }
+
+    @Override
+    public void close() { inner.close(); }
+}

@@ -1,0 +1,146 @@
+package dev.vlm4j.train.autograd;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.cpu.Parallel;
+
+/**
+ * The backward kernels of {@link GradBackend}, on host float32 arrays. Every method accumulates ({@code +=}) into
+ * the gradient arrays it is given; null gradient arrays are skipped.
+ */
+final class GradKernels {
+    private GradKernels() {}
+
+    /** {@code dx[n, in] += dy[n, out] W[out, in]}. */
+    static void linearDx(float[] dy, int n, int out, float[] w, int in, float[] dx) {
+        Parallel.forRange(n, 1, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int xo = r * in;
+                for (int o = 0; o < out; o++) {
+                    float g = dy[r * out + o];
+                    if (g == 0f) continue;
+                    int wo = o * in;
+                    for (int i = 0; i < in; i++) dx[xo + i] += g * w[wo + i];
+                }
+            }
+        });
+    }
+
+    /** {@code dW[out, in] += dy[n, out]^T x[n, in]}; {@code db[out] += sum over rows of dy}. */
+    static void linearDw(float[] dy, int n, int out, float[] x, int in, float[] dw, float[] db) {
+        Parallel.forRange(out, 64, (o0, o1) -> {
+            for (int o = o0; o < o1; o++) {
+                double bsum = 0;
+                int wo = o * in;
+                for (int r = 0; r < n; r++) {
+                    float g = dy[r * out + o];
+                    bsum += g;
+                    if (dw == null || g == 0f) continue;
+                    int xo = r * in;
+                    for (int i = 0; i < in; i++) dw[wo + i] += g * x[xo + i];
+                }
+                if (db != null) db[o] += (float) bsum;
+            }
+        });
+    }
+
+    /**
+     * RMSNorm backward: {@code y = w * x * inv}, {@code inv = 1 / sqrt(mean(x^2) + eps)} per row, so
+     * {@code dx = inv * (g w) - x inv^3 (sum (g w) x) / d} and {@code dw += sum over rows g x inv}.
+     */
+    static void rmsNorm(float[] g, float[] x, float[] w, int n, int d, float eps, float[] dx, float[] dw) {
+        double[] dwAcc = dw == null ? null : new double[d];
+        for (int r = 0; r < n; r++) {
+            int o = r * d;
+            double ss = 0;
+            for (int k = 0; k < d; k++) ss += (double) x[o + k] * x[o + k];
+            double inv = 1.0 / Math.sqrt((float) (ss / d) + eps);
+            if (dx != null) {
+                double dot = 0;
+                for (int k = 0; k < d; k++) dot += (double) g[o + k] * w[k] * x[o + k];
+                double c = inv * inv * inv * dot / d;
+                for (int k = 0; k < d; k++) dx[o + k] += (float) (inv * g[o + k] * w[k] - c * x[o + k]);
+            }
+            if (dwAcc != null) for (int k = 0; k < d; k++) dwAcc[k] += (double) g[o + k] * x[o + k] * inv;
+        }
+        if (dw != null) for (int k = 0; k < d; k++) dw[k] += (float) dwAcc[k];
+    }
+
+    /**
+     * Attention backward with the forward's mask semantics (segments, causal, query offset, grouped KV heads):
+     * recomputes the softmax per (query, head), then {@code dV += P^T dO}, {@code dS = P (dP - sum(P dP))},
+     * {@code dQ = scale dS K}, {@code dK += scale dS^T Q}. Parallel over KV heads (their dK/dV are disjoint).
+     */
+    static void attention(float[] q, int n, float[] k, float[] v, int kvLen, int hq, int hkv, int d, AttentionMask mask,
+                          float[] dOut, float[] dq, float[] dk, float[] dv) {
+        int group = hq / hkv;
+        float scale = (float) (1.0 / Math.sqrt(d));
+        int[] seg = mask.segments();
+        int[] segOf = null;
+        if (seg != null) {
+            segOf = new int[n];
+            for (int s = 0; s + 1 < seg.length; s++) for (int i = seg[s]; i < seg[s + 1]; i++) segOf[i] = s;
+        }
+        final int[] so = segOf;
+        Parallel.forRange(hkv, 1, (k0, k1) -> {
+            float[] p = new float[kvLen], dp = new float[kvLen];
+            for (int kh = k0; kh < k1; kh++) {
+                for (int h = kh * group; h < (kh + 1) * group; h++) {
+                    for (int i = 0; i < n; i++) {
+                        int lo, hi;
+                        if (so != null) {
+                            lo = seg[so[i]];
+                            hi = seg[so[i] + 1];
+                            if (mask.causal()) hi = i + 1;
+                        } else {
+                            lo = 0;
+                            hi = mask.causal() ? Math.min(kvLen, mask.queryOffset() + i + 1) : kvLen;
+                        }
+                        int qo = i * hq * d + h * d;
+                        float max = Float.NEGATIVE_INFINITY;
+                        for (int j = lo; j < hi; j++) {
+                            int ko = j * hkv * d + kh * d;
+                            float s = 0;
+                            for (int c = 0; c < d; c++) s += q[qo + c] * k[ko + c];
+                            s *= scale;
+                            p[j] = s;
+                            if (s > max) max = s;
+                        }
+                        double sum = 0;
+                        for (int j = lo; j < hi; j++) {
+                            p[j] = (float) Math.exp(p[j] - max);
+                            sum += p[j];
+                        }
+                        float inv = (float) (1.0 / sum);
+                        double dot = 0;
+                        for (int j = lo; j < hi; j++) {
+                            p[j] *= inv;
+                            int vo = j * hkv * d + kh * d;
+                            float s = 0;
+                            for (int c = 0; c < d; c++) s += dOut[qo + c] * v[vo + c];
+                            dp[j] = s;
+                            dot += (double) p[j] * s;
+                            if (dv != null) {
+                                float pj = p[j];
+                                for (int c = 0; c < d; c++) dv[vo + c] += pj * dOut[qo + c];
+                            }
+                        }
+                        for (int j = lo; j < hi; j++) {
+                            float ds = (float) (p[j] * (dp[j] - dot)) * scale;
+                            if (ds == 0f) continue;
+                            int ko = j * hkv * d + kh * d;
+                            if (dq != null) for (int c = 0; c < d; c++) dq[qo + c] += ds * k[ko + c];
+                            if (dk != null) for (int c = 0; c < d; c++) dk[ko + c] += ds * q[qo + c];
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /** Transposes {@code a[rows, cols]} into {@code [cols, rows]}. */
+    static float[] transpose(float[] a, int rows, int cols) {
+        float[] t = new float[a.length];
+        for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+        return t;
+    }
+}

@@ -1,0 +1,94 @@
+package dev.vlm4j.train.lora;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.Device;
+import dev.vlm4j.tensor.Tensor;
+
+import java.util.*;
+
+/**
+ * Applies LoRA adapters unmerged, as a {@link Backend} decorator: a {@code linear} whose weight tensor is a LoRA
+ * target computes {@code y = W x + b + scale * B(A(dropout(x)))} through the wrapped backend (so a recording
+ * {@link dev.vlm4j.train.autograd.GradBackend} underneath gives A and B their gradients); every other op passes
+ * through. Dropout applies only while {@link #training training}.
+ */
+public final class LoraBackend implements Backend {
+    /** One adapted linear: its module name, factors A {@code [r, in]} and B {@code [out, r]}, scale and dropout. */
+    public record Target(String module, Tensor a, Tensor b, float scale, float dropout) {}
+
+    private final Backend inner;
+    private final IdentityHashMap<Tensor, List<Target>> targets = new IdentityHashMap<>();
+    private boolean training;
+    private Random rng = new Random(42);
+
+    public LoraBackend(Backend inner) { this.inner = inner; }
+
+    public Backend inner() { return inner; }
+
+    /** Adds a LoRA pair to the linear whose weight is {@code baseWeight} (identity of the model's tensor). */
+    public void attach(Tensor baseWeight, Target t) {
+        if (t.a().dim(1) != baseWeight.dim(1) || t.b().dim(0) != baseWeight.dim(0) || t.a().dim(0) != t.b().dim(1))
+            throw new IllegalArgumentException("LoRA factors of " + t.module() + " (A " + Arrays.toString(t.a().shape()) + ", B "
+                    + Arrays.toString(t.b().shape()) + ") do not fit the weight " + Arrays.toString(baseWeight.shape()));
+        targets.computeIfAbsent(baseWeight, k -> new ArrayList<>()).add(t);
+    }
+
+    /** Every attached pair, in attachment order. */
+    public List<Target> targets() {
+        List<Target> out = new ArrayList<>();
+        targets.values().forEach(out::addAll);
+        return out;
+    }
+
+    /** Training mode turns dropout on (with the given seed for its masks). */
+    public void training(boolean on, long seed) {
+        training = on;
+        rng = new Random(seed);
+    }
+
+    @Override
+    public Tensor linear(Tensor x, Tensor w, Tensor bias) {
+        Tensor y = inner.linear(x, w, bias);
+        List<Target> ts = targets.get(w);
+        if (ts == null) return y;
+        for (Target t : ts) {
+            Tensor xin = x;
+            if (training && t.dropout() > 0) {
+                float keep = 1f - t.dropout();
+                float[] m = new float[Math.toIntExact(x.numel())];
+                for (int i = 0; i < m.length; i++) m[i] = rng.nextFloat() < keep ? 1f / keep : 0f;
+                xin = inner.mul(x, inner.fromHost(m, x.shape()));
+            }
+            Tensor u = inner.linear(inner.linear(xin, t.a(), null), t.b(), null);
+            y = inner.add(y, inner.scale(u, t.scale()));
+        }
+        return y;
+    }
+
+    @Override public Device device() { return inner.device(); }
+    @Override public Tensor upload(Tensor hostWeight) { return inner.upload(hostWeight); }
+    @Override public Tensor fromHost(float[] values, long... shape) { return inner.fromHost(values, shape); }
+    @Override public float[] toHost(Tensor t) { return inner.toHost(t); }
+    @Override public Tensor zeros(long... shape) { return inner.zeros(shape); }
+    @Override public Tensor rmsNorm(Tensor x, Tensor w, float eps) { return inner.rmsNorm(x, w, eps); }
+    @Override public Tensor add(Tensor a, Tensor b) { return inner.add(a, b); }
+    @Override public Tensor siluMul(Tensor gate, Tensor up) { return inner.siluMul(gate, up); }
+    @Override public Tensor gelu(Tensor x) { return inner.gelu(x); }
+    @Override public Tensor embedding(Tensor table, int[] ids) { return inner.embedding(table, ids); }
+    @Override public Tensor gatherRows(Tensor x, int[] rows) { return inner.gatherRows(x, rows); }
+    @Override public void scatterRows(Tensor dst, int[] rows, Tensor src) { inner.scatterRows(dst, rows, src); }
+    @Override public void copyRows(Tensor dst, int dstRow, Tensor src) { inner.copyRows(dst, dstRow, src); }
+    @Override public Tensor columns(Tensor x, int from, int to) { return inner.columns(x, from, to); }
+    @Override public void rotary(Tensor x, int heads, Tensor cos, Tensor sin) { inner.rotary(x, heads, cos, sin); }
+    @Override public Tensor scale(Tensor x, float s) { return inner.scale(x, s); }
+    @Override public Tensor mul(Tensor a, Tensor b) { return inner.mul(a, b); }
+    @Override public Tensor view(Tensor x, long... shape) { return inner.view(x, shape); }
+
+    @Override
+    public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+        return inner.attention(q, k, v, kvLen, hq, hkv, mask);
+    }
+
+    @Override public void close() { inner.close(); }
+}
