@@ -14,6 +14,8 @@ import picocli.CommandLine.Command;
                 InferCommand.class,
                 ChatCommand.class,
                 PreprocessCommand.class,
+                ServeCommand.class,
+                DownloadCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {
