@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * A bounded load test on loopback: a fixed number of greedy requests from 1 client, then from 8 concurrent clients
  * (best of two runs each). Continuous batching must multiply the single-client token throughput by at least
  * {@code -Dvlm4j.load.minRatio} (default 1.3: on a shared 2-core machine the 3x target of issue #7 is not reached, see
- * with {@code -Dvlm4j.load.minRatio=3} on a quiet machine, see docs/BENCHMARKS.md "Serving"), answer every request
+ * docs/BENCHMARKS.md "Serving"; check the target with {@code -Dvlm4j.load.minRatio=3}), answer every request
  * with the same text as the single client got (batching changes no result), and leave the heap flat.
  */
 class ServeLoadTest {
