@@ -15,6 +15,8 @@ import picocli.CommandLine.Command;
                 ChatCommand.class,
                 PreprocessCommand.class,
                 SftCommand.class,
+                ServeCommand.class,
+                DownloadCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

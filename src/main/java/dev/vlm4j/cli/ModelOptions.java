@@ -14,8 +14,9 @@ import java.util.List;
 
 /** Options shared by every command that loads a model: where it is, where it runs, adapters. */
 public final class ModelOptions {
-    @Option(names = "--model", required = true, paramLabel = "DIR",
-            description = "Model folder (config.json, *.safetensors, tokenizer.json, chat template).")
+    @Option(names = "--model", required = true, paramLabel = "DIR|ORG/NAME",
+            description = "Model folder (config.json, *.safetensors, tokenizer.json, chat template), or a hub id "
+                    + "(found in the Hugging Face cache, else downloaded unless HF_HUB_OFFLINE=1).")
     Path model;
 
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu (default) or cuda[:N].")
@@ -30,10 +31,17 @@ public final class ModelOptions {
 
     /** Loads the model, failing with one clear message when the folder is missing or the device unavailable. */
     VisionLanguageModel load() {
-        if (!Files.isDirectory(model))
-            throw new IllegalArgumentException("model folder " + model + " not found (pass --model DIR with config.json and *.safetensors)");
+        Path dir = resolveModelDir();
         if (threads != null) Parallel.setThreads(threads);
-        return VisionLanguageModel.load(model, backend(), adapters);
+        return VisionLanguageModel.load(dir, backend(), adapters);
+    }
+
+    /** The model folder: {@link #model} itself, or for a hub id (ORG/NAME) its snapshot in the Hugging Face cache. */
+    Path resolveModelDir() {
+        if (Files.isDirectory(model)) return model;
+        String s = model.toString();
+        if (HubId.looksLikeHubId(s)) return HubId.resolve(s);
+        throw new IllegalArgumentException("model folder " + model + " not found (pass --model DIR with config.json and *.safetensors, or a hub id ORG/NAME)");
     }
 
     Backend backend() {

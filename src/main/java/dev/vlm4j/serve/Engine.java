@@ -1,0 +1,315 @@
+package dev.vlm4j.serve;
+
+import dev.vlm4j.api.VisionLanguageModel;
+import dev.vlm4j.generate.ReasoningStream;
+import dev.vlm4j.generate.Sampler;
+import dev.vlm4j.generate.SamplingOptions;
+import dev.vlm4j.generate.StopStrings;
+import dev.vlm4j.model.Qwen25VLModel;
+import dev.vlm4j.preprocess.tokenizer.StreamDecoder;
+import dev.vlm4j.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.LinkedBlockingDeque;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Continuous batching over one loaded model. A single engine thread owns the model; each step it
+ * <ol>
+ *   <li>drops cancelled and timed-out sequences (their KV caches become garbage at once),</li>
+ *   <li>admits a bounded number of waiting sequences (prefill, one prompt at a time),</li>
+ *   <li>samples the next token of every running sequence with its own {@link Sampler}, streams the new text
+ *       (incremental detokenization, stop strings, reasoning split) and retires finished sequences,</li>
+ *   <li>runs one {@link Qwen25VLModel#decodeBatch} over all sequences still running.</li>
+ * </ol>
+ * So requests join and leave the batch at every decode step. The waiting queue is bounded: {@link #submit} throws a
+ * 429 {@link ApiException} when it is full. Listener callbacks run on the engine thread and must not block.
+ * A request with {@code n > 1} becomes n independent sequences (each prefilled; no prefix sharing yet).
+ */
+public final class Engine implements AutoCloseable {
+    /** Receives one request's output; called on the engine thread, must return quickly. */
+    public interface Listener {
+        /** New text of choice {@code choice}: reasoning and/or content (either may be empty), and per-token logprobs. */
+        void onDelta(int choice, String reasoning, String content, List<TokenLogprob> logprobs);
+
+        /** Choice {@code choice} ended: "stop" (end of sequence or a stop string) or "length". */
+        void onFinish(int choice, String finishReason, int promptTokens, int completionTokens);
+
+        /** Choice {@code choice} failed (timeout, bad input found at prefill, internal error). */
+        void onError(int choice, ApiException error);
+    }
+
+    /** A generated token's log-probability and the most likely alternatives. */
+    public record TokenLogprob(String token, int id, float logprob, List<TokenLogprob> top) {}
+
+    /**
+     * What to generate: the prompt, sampling options (seed s gives choice i the seed s + i), n choices,
+     * top_logprobs (-1: no logprobs), whether the prompt already opened a think block, and the deadline.
+     */
+    public record Job(VisionLanguageModel.Prompt prompt, SamplingOptions sampling, int n, int topLogprobs,
+                      boolean startInReasoning, long timeoutNanos, Listener listener) {}
+
+    /** Cancels a submitted job (client gone); its sequences leave at the next step. */
+    public static final class Handle {
+        private final List<Seq> seqs;
+        Handle(List<Seq> seqs) { this.seqs = seqs; }
+        public void cancel() { for (Seq s : seqs) s.cancelled = true; }
+    }
+
+    private final String name;
+    private final VisionLanguageModel vlm;
+    private final ServeConfig config;
+    private final ServeMetrics metrics;
+    private final int[] eos;
+    private final LinkedBlockingDeque<Seq> waiting = new LinkedBlockingDeque<>();
+    private final List<Seq> running = new ArrayList<>();
+    private final Thread thread;
+    private volatile boolean closed;
+    private volatile long steps, maxBatchSeen;
+
+    public Engine(String name, VisionLanguageModel vlm, ServeConfig config, ServeMetrics metrics) {
+        this.name = name;
+        this.vlm = vlm;
+        this.config = config;
+        this.metrics = metrics;
+        this.eos = vlm.generationConfig().eosTokenIds().clone();
+        this.thread = Thread.ofPlatform().name("vlm4j-engine-" + name).daemon(true).unstarted(this::loop);
+        thread.start();
+    }
+
+    public String name() { return name; }
+    public VisionLanguageModel model() { return vlm; }
+    /** Sequences waiting for admission. */
+    public int queueDepth() { return waiting.size(); }
+    /** Decode steps run so far. */
+    public long steps() { return steps; }
+    /** The largest running batch seen so far. */
+    public long maxBatchSeen() { return maxBatchSeen; }
+
+    /** Queues a job's n sequences, or throws 429 when the queue cannot take them all, 503 when shutting down. */
+    public Handle submit(Job job) {
+        if (closed) throw new ApiException(503, "server_error", "shutting_down", null, "the server is shutting down");
+        List<Seq> seqs = new ArrayList<>();
+        long now = System.nanoTime();
+        for (int i = 0; i < job.n(); i++) seqs.add(new Seq(job, i, now));
+        synchronized (waiting) {
+            if (waiting.size() + seqs.size() > config.maxQueue())
+                throw new ApiException(429, "rate_limit_error", "queue_full", null,
+                        "the server is busy (" + waiting.size() + " sequences waiting); retry later");
+            waiting.addAll(seqs);
+        }
+        metrics.queueDepth.labelValues(name).set(waiting.size());
+        return new Handle(seqs);
+    }
+
+    private void loop() {
+        while (!closed) {
+            try {
+                step();
+            } catch (InterruptedException e) {
+                return;
+            } catch (Throwable t) {
+                // A failure inside a batched step: every running sequence is lost, the engine carries on.
+                for (Seq s : running) s.fail(new ApiException(500, "server_error", "internal_error", null, "generation failed"));
+                running.clear();
+            }
+        }
+    }
+
+    private void step() throws InterruptedException {
+        long now = System.nanoTime();
+        running.removeIf(s -> s.dropIfDead(now));
+        int admitted = 0;
+        while (running.size() < config.maxBatch() && admitted < config.maxPrefillsPerStep()) {
+            Seq s = running.isEmpty() && admitted == 0 ? waiting.poll(50, TimeUnit.MILLISECONDS) : waiting.poll();
+            if (s == null) break;
+            if (s.dropIfDead(System.nanoTime())) continue;
+            admitted++;
+            if (s.prefill()) running.add(s);
+        }
+        metrics.queueDepth.labelValues(name).set(waiting.size());
+        metrics.batchSize.labelValues(name).set(running.size());
+        if (running.isEmpty()) return;
+        List<Qwen25VLModel.Sequence> batch = new ArrayList<>(running.size());
+        List<Seq> alive = new ArrayList<>(running.size());
+        int[] tokens = new int[running.size()];
+        for (Seq s : running) {
+            int tok = s.sampleAndEmit();
+            if (tok >= 0) {
+                tokens[alive.size()] = tok;
+                alive.add(s);
+                batch.add(s.kv);
+            } else {
+                s.kv = null;
+            }
+        }
+        running.clear();
+        running.addAll(alive);
+        if (alive.isEmpty()) return;
+        maxBatchSeen = Math.max(maxBatchSeen, alive.size());
+        float[][] logits = vlm.model().decodeBatch(batch, Arrays.copyOf(tokens, alive.size()));
+        for (int i = 0; i < alive.size(); i++) alive.get(i).logits = logits[i];
+        steps++;
+    }
+
+    /** Stops the engine thread; waiting and running requests get a 503. Does not close the model. */
+    @Override
+    public void close() {
+        closed = true;
+        thread.interrupt();
+        try {
+            thread.join(10_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        ApiException e = new ApiException(503, "server_error", "shutting_down", null, "the server is shutting down");
+        for (Seq s; (s = waiting.poll()) != null; ) s.fail(e);
+        for (Seq s : running) s.fail(e);
+        running.clear();
+    }
+
+    /** One sequence (one choice of one request). Touched by the engine thread only, except {@link #cancelled}. */
+    private final class Seq {
+        final Job job;
+        final int choice;
+        final long submitted, deadline;
+        volatile boolean cancelled;
+        boolean done;
+        Qwen25VLModel.Sequence kv;
+        Sampler sampler;
+        float[] logits;
+        int[] history;
+        int count, generated;
+        long lastToken;
+        StreamDecoder decoder;
+        StopStrings stops;
+        ReasoningStream reasoning;
+
+        Seq(Job job, int choice, long now) {
+            this.job = job;
+            this.choice = choice;
+            this.submitted = now;
+            this.deadline = now + job.timeoutNanos();
+        }
+
+        /** True (and the sequence is retired) when cancelled or past its deadline. */
+        boolean dropIfDead(long now) {
+            if (done) return true;
+            if (cancelled) {
+                done = true;
+                kv = null;
+                return true;
+            }
+            if (now - deadline > 0) {
+                fail(new ApiException(503, "timeout_error", "timeout", null, "the request timed out"));
+                return true;
+            }
+            return false;
+        }
+
+        void fail(ApiException e) {
+            if (done) return;
+            done = true;
+            kv = null;
+            job.listener().onError(choice, e);
+        }
+
+        /** Prefills the prompt; false (and the listener told) when it fails. */
+        boolean prefill() {
+            SamplingOptions so = job.sampling();
+            if (so.seed() != null && choice > 0) so = so.toBuilder().seed(so.seed() + choice).build();
+            int[] ids = job.prompt().ids();
+            try {
+                kv = vlm.model().newSequence(ids.length + Math.min(so.maxNewTokens(), 8192));
+                Tensor hidden = vlm.model().prefill(kv, ids, job.prompt().images(), job.prompt().videos(), null);
+                logits = vlm.model().lastLogits(hidden);
+            } catch (IllegalArgumentException e) {
+                fail(ApiException.badRequest("messages", e.getMessage()));
+                return false;
+            } catch (RuntimeException | OutOfMemoryError e) {
+                fail(new ApiException(500, "server_error", "internal_error", null, "prefill failed"));
+                return false;
+            }
+            metrics.promptTokens.labelValues(name).inc(ids.length);
+            sampler = new Sampler(so);
+            history = Arrays.copyOf(ids, ids.length + so.maxNewTokens());
+            count = ids.length;
+            decoder = new StreamDecoder(vlm.tokenizer(), true);
+            stops = new StopStrings(so.stop());
+            reasoning = new ReasoningStream(job.startInReasoning());
+            return true;
+        }
+
+        /** Samples from {@link #logits} and streams the result; returns the token to feed next, or -1 when done. */
+        int sampleAndEmit() {
+            int tok = sampler.next(logits, history, count);
+            long now = System.nanoTime();
+            if (generated == 0) metrics.timeToFirstToken.labelValues(name).observe((now - submitted) / 1e9);
+            else metrics.interTokenLatency.labelValues(name).observe((now - lastToken) / 1e9);
+            lastToken = now;
+            if (isEos(tok)) {
+                finish("stop", null);
+                return -1;
+            }
+            List<TokenLogprob> lp = job.topLogprobs() >= 0 ? List.of(logprobOf(tok)) : null;
+            generated++;
+            metrics.generatedTokens.labelValues(name).inc();
+            history[count++] = tok;
+            StopStrings.Chunk c = stops.append(decoder.push(tok));
+            if (c.stopped()) {
+                emit(c.text(), lp);
+                finish("stop", null);
+                return -1;
+            }
+            if (generated >= sampler.options().maxNewTokens()) {
+                emit(c.text(), lp);
+                finish("length", null);
+                return -1;
+            }
+            emit(c.text(), lp);
+            return tok;
+        }
+
+        private TokenLogprob logprobOf(int tok) {
+            List<TokenLogprob> top = new ArrayList<>();
+            for (Sampler.TokenLogprob t : Sampler.topLogprobs(logits, job.topLogprobs()))
+                top.add(new TokenLogprob(tokenText(t.token()), t.token(), t.logprob(), List.of()));
+            return new TokenLogprob(tokenText(tok), tok, Sampler.logprob(logits, tok), top);
+        }
+
+        private String tokenText(int id) { return vlm.tokenizer().decode(new int[]{id}, false); }
+
+        private void emit(String text, List<TokenLogprob> lp) {
+            StringBuilder r = new StringBuilder(), c = new StringBuilder();
+            if (!text.isEmpty()) collect(reasoning.feed(text), r, c);
+            if (r.isEmpty() && c.isEmpty() && lp == null) return;
+            job.listener().onDelta(choice, r.toString(), c.toString(), lp == null ? List.of() : lp);
+        }
+
+        private void finish(String reason, List<TokenLogprob> lp) {
+            StringBuilder r = new StringBuilder(), c = new StringBuilder();
+            if (!stops.stopped()) {
+                String rest = stops.append(decoder.finish()).text();
+                if (!stops.stopped()) rest += stops.finish();
+                collect(reasoning.feed(rest), r, c);
+            }
+            collect(reasoning.finish(), r, c);
+            if (!r.isEmpty() || !c.isEmpty() || lp != null)
+                job.listener().onDelta(choice, r.toString(), c.toString(), lp == null ? List.of() : lp);
+            done = true;
+            kv = null;
+            job.listener().onFinish(choice, reason, job.prompt().ids().length, generated);
+        }
+
+        private static void collect(List<ReasoningStream.Event> events, StringBuilder r, StringBuilder c) {
+            for (ReasoningStream.Event e : events) (e.kind() == ReasoningStream.Kind.REASONING ? r : c).append(e.text());
+        }
+
+        private boolean isEos(int tok) {
+            for (int e : eos) if (e == tok) return true;
+            return false;
+        }
+    }
+}
