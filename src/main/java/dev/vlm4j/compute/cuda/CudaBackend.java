@@ -53,7 +53,7 @@ public final class CudaBackend implements Backend {
         current.set(true);
         this.stream = drv.createStream();
         long[] mem = drv.memInfo();
-        this.pool = new DevicePool(drv, Math.max(256L << 20, mem[0] / 16));
+        this.pool = new DevicePool(drv, Math.min(1L << 30, Math.max(256L << 20, mem[0] / 16)));
         int major = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
         int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
         byte[] ptx = Kernels.ptx(major * 10 + minor);

@@ -111,8 +111,9 @@ class CudaBackendTest {
         float[] x = rand(n * d, 2), y = rand(n * d, 2), w = rand(d, 1);
         Tensor xd = gpu.fromHost(x, n, d), yd = gpu.fromHost(y, n, d);
         close("rmsNorm", cpu.rmsNorm(host(x, n, d), host(w, d), 1e-6f), gpu, gpu.rmsNorm(xd, gpu.upload(host(w, d)), 1e-6f), 1e-5);
-        close("rmsNorm tiny", cpu.rmsNorm(host(x, n * 20, 64), host(w, 64), 1e-5f), gpu,
-                gpu.rmsNorm(gpu.fromHost(x, n * 20, 64), gpu.upload(host(java.util.Arrays.copyOf(w, 64), 64)), 1e-5f), 1e-5);
+        float[] w64 = java.util.Arrays.copyOf(w, 64);
+        close("rmsNorm tiny", cpu.rmsNorm(host(x, n * 20, 64), host(w64, 64), 1e-5f), gpu,
+                gpu.rmsNorm(gpu.fromHost(x, n * 20, 64), gpu.upload(host(w64, 64)), 1e-5f), 1e-5);
         close("add", cpu.add(host(x, n, d), host(y, n, d)), gpu, gpu.add(xd, yd), 1e-6);
         close("siluMul", cpu.siluMul(host(x, n, d), host(y, n, d)), gpu, gpu.siluMul(xd, yd), 1e-5);
         close("gelu", cpu.gelu(host(x, n, d)), gpu, gpu.gelu(xd), 1e-5);
