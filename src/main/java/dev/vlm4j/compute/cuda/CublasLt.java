@@ -23,20 +23,24 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 final class CublasLt implements AutoCloseable {
     static final int CUDA_R_32F = 0, CUDA_R_16BF = 14;
     static final int CUBLAS_COMPUTE_32F = 68;
-    static final int DESC_TRANSA = 3, DESC_TRANSB = 4;
+    static final int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8;
+    static final int EPILOGUE_BIAS = 4;
     static final int OP_N = 0, OP_T = 1;
     static final int PREF_MAX_WORKSPACE_BYTES = 1;
     /** sizeof(cublasLtMatmulHeuristicResult_t): algo (64 bytes), workspaceSize, state, wavesCount, reserved[4]. */
     static final long HEURISTIC_BYTES = 96;
 
-    private record Key(int m, int n, int k, int abType) {}
+    private record Key(int m, int n, int k, int abType, boolean bias) {}
+
+    /** Marks a shape for which cuBLASLt offers no bias epilogue (the caller adds the bias itself). */
+    private static final Plan NO_PLAN = new Plan(null, null, null, null, null);
 
     private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment result) {}
 
     private final MethodHandle create, destroy, descCreate, descSet, descDestroy, layoutCreate, layoutDestroy,
             prefCreate, prefSet, prefDestroy, heuristic, matmul, statusString;
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment handle, pref, alpha, beta;
+    private final MemorySegment handle, pref, alpha, beta, biasPointer;
     private final long workspace, workspaceBytes;
     private final Map<Key, Plan> plans = new HashMap<>();
 
@@ -70,6 +74,7 @@ final class CublasLt implements AutoCloseable {
             check((int) prefSet.invokeExact(pref, PREF_MAX_WORKSPACE_BYTES, ws, 8L), "cublasLtMatmulPreferenceSetAttribute");
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
         alpha = arena.allocateFrom(JAVA_FLOAT, 1f);
+        biasPointer = arena.allocate(JAVA_LONG);
         beta = arena.allocateFrom(JAVA_FLOAT, 0f);
     }
 
@@ -89,10 +94,21 @@ final class CublasLt implements AutoCloseable {
         return p.get(ADDRESS, 0);
     }
 
-    private Plan plan(int n, int in, int out, int abType) {
-        Key key = new Key(out, n, in, abType);
+    private Plan plan(int n, int in, int out, int abType, boolean bias) {
+        Key key = new Key(out, n, in, abType, bias);
         Plan pl = plans.get(key);
         if (pl != null) return pl;
+        try {
+            pl = newPlan(n, in, out, abType, bias);
+        } catch (CudaException e) {
+            if (!bias) throw e;
+            pl = NO_PLAN;
+        }
+        plans.put(key, pl);
+        return pl;
+    }
+
+    private Plan newPlan(int n, int in, int out, int abType, boolean bias) {
         try {
             MemorySegment p = arena.allocate(ADDRESS);
             check((int) descCreate.invokeExact(p, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -100,6 +116,10 @@ final class CublasLt implements AutoCloseable {
             MemorySegment t = arena.allocateFrom(JAVA_INT, OP_T), nn = arena.allocateFrom(JAVA_INT, OP_N);
             check((int) descSet.invokeExact(desc, DESC_TRANSA, t, 4L), "set TRANSA");
             check((int) descSet.invokeExact(desc, DESC_TRANSB, nn, 4L), "set TRANSB");
+            if (bias) {
+                MemorySegment epi = arena.allocateFrom(JAVA_INT, EPILOGUE_BIAS);
+                check((int) descSet.invokeExact(desc, DESC_EPILOGUE, epi, 4L), "set EPILOGUE");
+            }
             MemorySegment a = layout(abType, in, out, in);      // W as column-major in x out
             MemorySegment b = layout(abType, in, n, in);        // X as column-major in x n
             MemorySegment c = layout(CUDA_R_32F, out, n, out);  // Y as column-major out x n
@@ -108,25 +128,35 @@ final class CublasLt implements AutoCloseable {
             check((int) heuristic.invokeExact(handle, desc, a, b, c, c, pref, 1, res, count), "cublasLtMatmulAlgoGetHeuristic");
             if (count.get(JAVA_INT, 0) < 1)
                 throw new CudaException("cuBLASLt has no algorithm for " + n + "x" + in + " by " + out + "x" + in, -1);
-            pl = new Plan(desc, a, b, c, res);
-            plans.put(key, pl);
-            return pl;
+            return new Plan(desc, a, b, c, res);
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
     }
 
-    /** {@code y[n, out] = x[n, in] w[out, in]^T}; x and w both of {@code abType} (f32 or bf16), y float32. */
-    void linear(long x, long w, long y, int n, int in, int out, int abType, MemorySegment stream) {
-        Plan p = plan(n, in, out, abType);
+    /**
+     * {@code y[n, out] = x[n, in] w[out, in]^T (+ bias[out])}; x and w both of {@code abType} (f32 or bf16), y and
+     * bias float32 ({@code bias} 0 for none). Returns false when the bias could not be fused (y then lacks it).
+     */
+    boolean linear(long x, long w, long bias, long y, int n, int in, int out, int abType, MemorySegment stream) {
+        Plan p = bias == 0 ? NO_PLAN : plan(n, in, out, abType, true);
+        boolean fused = p != NO_PLAN;
+        if (!fused) p = plan(n, in, out, abType, false);
         try {
+            if (fused) {
+                MemorySegment bp = biasPointer;
+                bp.set(JAVA_LONG, 0, bias);
+                check((int) descSet.invokeExact(p.desc, DESC_BIAS_POINTER, bp, 8L), "set BIAS_POINTER");
+            }
             check((int) matmul.invokeExact(handle, p.desc, alpha, w, p.a, x, p.b, beta, y, p.c, y, p.c,
                     p.result, workspace, workspaceBytes, stream), "cublasLtMatmul");
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
+        return fused;
     }
 
     @Override
     public void close() {
         try {
             for (Plan p : plans.values()) {
+                if (p == NO_PLAN) continue;
                 int r1 = (int) layoutDestroy.invokeExact(p.a);
                 int r2 = (int) layoutDestroy.invokeExact(p.b);
                 int r3 = (int) layoutDestroy.invokeExact(p.c);

@@ -37,6 +37,11 @@ public final class CudaBackend implements Backend {
     private final String name;
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private boolean closed;
+    private Tensor bf16Source;
+    private MemorySegment bf16Copy;
+    /** Reused kernel-argument block: argument values (8 bytes each) and the pointer array cuLaunchKernel reads. */
+    private final Arena launchArena = Arena.ofShared();
+    private final MemorySegment argValues = launchArena.allocate(8L * 32, 16), argPointers = launchArena.allocate(ValueLayout.ADDRESS, 32);
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -234,19 +239,18 @@ public final class CudaBackend implements Backend {
     // ---- kernel launches ----
 
     private void launch(String fn, int gx, int gy, int bx, int shared, Object... args) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment params = a.allocate(ValueLayout.ADDRESS, args.length);
-            for (int i = 0; i < args.length; i++) {
-                MemorySegment v = switch (args[i]) {
-                    case Long l -> a.allocateFrom(ValueLayout.JAVA_LONG, l);
-                    case Integer n -> a.allocateFrom(ValueLayout.JAVA_INT, n);
-                    case Float f -> a.allocateFrom(ValueLayout.JAVA_FLOAT, f);
-                    default -> throw new IllegalArgumentException("kernel argument " + args[i]);
-                };
-                params.setAtIndex(ValueLayout.ADDRESS, i, v);
+        // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
+        for (int i = 0; i < args.length; i++) {
+            long off = 8L * i;
+            switch (args[i]) {
+                case Long l -> argValues.set(ValueLayout.JAVA_LONG, off, l);
+                case Integer n -> argValues.set(ValueLayout.JAVA_INT, off, n);
+                case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
+                default -> throw new IllegalArgumentException("kernel argument " + args[i]);
             }
-            drv.launch(fns.get(fn), gx, gy, 1, bx, 1, 1, shared, stream, params);
+            argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(off, 8));
         }
+        drv.launch(fns.get(fn), gx, gy, 1, bx, 1, 1, shared, stream, argPointers);
     }
 
     private void elementwise(String fn, long n, Object... args) {
@@ -268,22 +272,37 @@ public final class CudaBackend implements Backend {
         Tensor xd = dev(x);
         Tensor y = newF32(n, out);
         if (n > 0) {
+            long b = bias == null ? 0 : addr(upload(bias));
+            boolean fused;
             if (wd.dtype() == DType.BF16) {
-                MemorySegment xb = pool.alloc((long) n * in * 2);
-                elementwise("f32_to_bf16_kernel", (long) n * in, addr(xd), xb.address(), (long) n * in);
-                blas.linear(xb.address(), addr(wd), addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
-                java.lang.ref.Reference.reachabilityFence(xb);
+                fused = blas.linear(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
             } else if (wd.dtype() == DType.F32) {
-                blas.linear(addr(xd), addr(wd), addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+                fused = blas.linear(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
             } else {
                 throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
             }
-            if (bias != null) {
-                Tensor b = upload(bias);
-                elementwise("bias_add", (long) n * out, addr(y), addr(b), (long) n * out, out);
-            }
+            if (b != 0 && !fused) elementwise("bias_add", (long) n * out, addr(y), b, (long) n * out, out);
         }
         return y;
+    }
+
+    /**
+     * The bf16 copy of an activation used as a GEMM input. The last one is kept, so the q/k/v (and gate/up) products
+     * of one normed input convert it once; every in-place operation forgets it.
+     */
+    private MemorySegment bf16Of(Tensor x) {
+        if (x == bf16Source) return bf16Copy;
+        long count = x.numel();
+        MemorySegment xb = pool.alloc(count * 2);
+        elementwise("f32_to_bf16_kernel", count, addr(x), xb.address(), count);
+        bf16Source = x;
+        bf16Copy = xb;
+        return xb;
+    }
+
+    private void wrote() {
+        bf16Source = null;
+        bf16Copy = null;
     }
 
     @Override
@@ -358,6 +377,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void scatterRows(Tensor dst, int[] rows, Tensor src) {
         bind();
+        wrote();
         deviceDst(dst, "scatterRows");
         int d = (int) dst.dim(-1), n = rows(dst);
         for (int r : rows) if (r < 0 || r >= n) throw new IllegalArgumentException("scatterRows: row " + r + " of " + n);
@@ -371,6 +391,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void copyRows(Tensor dst, int dstRow, Tensor src) {
         bind();
+        wrote();
         deviceDst(dst, "copyRows");
         int d = (int) dst.dim(-1);
         long bytes = src.numel() * 4, off = (long) dstRow * d * 4;
@@ -393,6 +414,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void rotary(Tensor x, int heads, Tensor cos, Tensor sin) {
         bind();
+        wrote();
         deviceDst(x, "rotary");
         int n = rows(x), d = (int) cos.dim(-1);
         if (x.dim(-1) != (long) heads * d) throw new IllegalArgumentException("rotary: " + x + " is not " + heads + " heads of " + d);
@@ -426,7 +448,9 @@ public final class CudaBackend implements Backend {
         bind();
         drv.synchronize();
         blas.close();
+        wrote();
         pool.close();
+        launchArena.close();
         drv.destroyStream(stream);
         drv.releasePrimaryContext(dev);
         closed = true;

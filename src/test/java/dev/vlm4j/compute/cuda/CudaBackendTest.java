@@ -106,6 +106,24 @@ class CudaBackendTest {
     }
 
     @Test
+    void bf16InputReusedUntilWrittenInPlace() {
+        int n = 4, in = 64, out = 32;
+        float[] x = rand(n * in, 1), w1 = rand(out * in, 0.1f), w2 = rand(out * in, 0.1f);
+        float[] c = new float[n * 16], sn = new float[n * 16];
+        for (int i = 0; i < c.length; i++) { c[i] = (float) Math.cos(i); sn[i] = (float) Math.sin(i); }
+        Tensor xd = gpuBf16.fromHost(x, n, in);
+        Tensor a1 = gpuBf16.linear(xd, gpuBf16.upload(host(w1, out, in)), null);
+        Tensor a2 = gpuBf16.linear(xd, gpuBf16.upload(host(w2, out, in)), null);
+        close("first product of x", cpu.linear(host(roundBf16(x), n, in), hostBf16(w1, out, in), null), gpuBf16, a1, 2e-3);
+        close("second product of x", cpu.linear(host(roundBf16(x), n, in), hostBf16(w2, out, in), null), gpuBf16, a2, 2e-3);
+        Tensor xc = host(x.clone(), n, in);
+        cpu.rotary(xc, 4, host(c, n, 16), host(sn, n, 16));
+        gpuBf16.rotary(xd, 4, gpuBf16.fromHost(c, n, 16), gpuBf16.fromHost(sn, n, 16));
+        close("product after x changed in place", cpu.linear(host(roundBf16(cpu.toHost(xc)), n, in), hostBf16(w1, out, in), null),
+                gpuBf16, gpuBf16.linear(xd, gpuBf16.upload(host(w1, out, in)), null), 2e-3);
+    }
+
+    @Test
     void normsAndElementwise() {
         int n = 6, d = 1280;
         float[] x = rand(n * d, 2), y = rand(n * d, 2), w = rand(d, 1);

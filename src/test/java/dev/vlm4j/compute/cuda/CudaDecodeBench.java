@@ -59,13 +59,18 @@ public final class CudaDecodeBench {
                 long a = System.nanoTime();
                 float[] last = model.lastLogits(model.prefill(seq, ids, null, null, null));
                 double prefill = (System.nanoTime() - a) / 1e9;
-                long b = System.nanoTime();
+                long b = System.nanoTime(), issue = 0;
                 for (int s = 0; s < tokens; s++) {
                     int arg = 0;
                     for (int j = 1; j < vocab; j++) if (last[j] > last[arg]) arg = j;
-                    last = model.lastLogits(model.extend(seq, new int[]{arg}));
+                    long i0 = System.nanoTime();
+                    Tensor h = model.extend(seq, new int[]{arg});
+                    issue += System.nanoTime() - i0;
+                    last = model.lastLogits(h);
                 }
                 double dec = (System.nanoTime() - b) / 1e9;
+                if (rep == 1)
+                    System.out.printf("  host time to queue one decoder step (no wait): %.2f ms/token%n", issue / 1e6 / tokens);
                 if (rep == 1)
                     System.out.printf("%s on %s [%s]: load %.1f s, prefill %d tokens %.3f s (%.0f tok/s), decode %d tokens %.3f s = %.2f tok/s (%.2f ms/token), device memory held %.2f GiB (peak %.2f)%n",
                             p, be.deviceName(), dir.getFileName(), load, prompt, prefill, prompt / prefill, tokens, dec, tokens / dec,
