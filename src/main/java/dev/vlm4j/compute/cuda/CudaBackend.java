@@ -23,8 +23,11 @@ import java.util.Map;
  */
 public final class CudaBackend implements Backend {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final int BLOCK = 256, ATT_THREADS = 128, ATT_MAXC = 4;
+    private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
     private static final long WORKSPACE = 32L << 20;
+    /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
+    private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
+    private static final int GEMV_ROWS = 8;
 
     private final CudaDriver drv;
     private final int ordinal, dev;
@@ -271,7 +274,16 @@ public final class CudaBackend implements Backend {
         int out = (int) wd.dim(0);
         Tensor xd = dev(x);
         Tensor y = newF32(n, out);
-        if (n > 0) {
+        if (n == 1 && GEMV && in % 8 == 0) {
+            // decoding: a warp-per-row matrix-vector kernel streams the weights faster than a skinny GEMM
+            long b = bias == null ? 0 : addr(upload(bias));
+            String k = switch (wd.dtype()) {
+                case BF16 -> "gemv_bf16";
+                case F32 -> "gemv_f32";
+                default -> throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
+            };
+            launch(k, (out + GEMV_ROWS - 1) / GEMV_ROWS, 1, 32 * GEMV_ROWS, 0, addr(xd), addr(wd), b, addr(y), in, out);
+        } else if (n > 0) {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;
             if (wd.dtype() == DType.BF16) {
@@ -426,7 +438,7 @@ public final class CudaBackend implements Backend {
     public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
         bind();
         int n = rows(q), d = (int) (q.dim(-1) / hq);
-        if (d > ATT_THREADS * ATT_MAXC) throw new IllegalArgumentException("attention: head size " + d + " above " + ATT_THREADS * ATT_MAXC);
+        if (d > 32 * ATT_MAXC) throw new IllegalArgumentException("attention: head size " + d + " above " + 32 * ATT_MAXC);
         if (hq % hkv != 0) throw new IllegalArgumentException("attention: " + hq + " query heads over " + hkv + " KV heads");
         int[] seg = mask.segments();
         if (seg != null && (seg[seg.length - 1] != n || kvLen != n))
@@ -434,8 +446,8 @@ public final class CudaBackend implements Backend {
         Tensor qd = dev(q), kd = dev(k), vd = dev(v), y = newF32(n, (long) hq * d);
         if (n == 0) return y;
         MemorySegment segs = seg == null ? null : ints(seg);
-        int shared = (d + ATT_THREADS + 32) * 4;
-        launch("attention_f32", n, hq, ATT_THREADS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
+        int shared = ATT_WARPS * (d + 2) * 4;
+        launch("attention_f32", n, hq, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
                 (float) (1.0 / Math.sqrt(d)), segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());
         java.lang.ref.Reference.reachabilityFence(segs);

@@ -129,22 +129,19 @@ extern "C" __global__ void rotary_f32(float* x, const float* cs, const float* sn
     }
 }
 
-#define ATT_MAXC 4
-// Attention with an online softmax (flash-attention style, one pass over the keys). One block per (query, head);
-// keys are taken blockDim.x at a time: each thread scores one key, the block updates the running max and sum, then
-// each thread accumulates its output channels (c = tid, tid + blockDim, ...; d <= ATT_MAXC * blockDim).
+#define ATT_MAXC 8
+// Attention with an online softmax (flash-attention style, one pass over the keys). One block per (query, head) and
+// one warp per key at a time: lanes hold channels c = lane, lane + 32, ... (d <= 32 * ATT_MAXC), so key and value
+// rows are read coalesced; each warp keeps its own running max, sum and output over keys j = lo + warp, + warps, ...
+// and the block merges the warps' partial results at the end.
 // q [n, hq*d], k/v [>= kvLen, hkv*d], out [n, hq*d]. seg: cumulative segment lengths (nseg + 1 entries) or null.
-// Shared memory: (d + blockDim.x + 32) floats.
+// Shared memory: warps * (d + 2) floats.
 extern "C" __global__ void attention_f32(const float* q, const float* k, const float* v, float* out,
                                          int kvLen, int hq, int hkv, int d, float scale,
                                          const int* seg, int nseg, int causal, int qoff) {
     extern __shared__ float sh[];
-    float* qs = sh;
-    float* ps = sh + d;
-    float* red = ps + blockDim.x;
-    int i = blockIdx.x, h = blockIdx.y, kh = h / (hq / hkv), tid = threadIdx.x, nt = blockDim.x;
-    const float* qr = q + ((long long) i * hq + h) * d;
-    for (int c = tid; c < d; c += nt) qs[c] = qr[c];
+    int i = blockIdx.x, h = blockIdx.y, kh = h / (hq / hkv);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     int lo, hi;
     if (nseg > 0) {
         int a = 0, b = nseg - 1;                 // find s with seg[s] <= i < seg[s+1]
@@ -155,42 +152,98 @@ extern "C" __global__ void attention_f32(const float* q, const float* k, const f
         lo = 0;
         hi = causal ? min(kvLen, qoff + i + 1) : kvLen;
     }
-    __syncthreads();
-    long long kstride = (long long) hkv * d;
-    float m = NEG_INF, l = 0.f, acc[ATT_MAXC];
-    for (int t = 0; t < ATT_MAXC; t++) acc[t] = 0.f;
-    for (int j0 = lo; j0 < hi; j0 += nt) {
-        int j = j0 + tid;
-        float s = NEG_INF;
-        if (j < hi) {
-            const float* kr = k + j * kstride + (long long) kh * d;
-            float dot = 0.f;
-            for (int c = 0; c < d; c++) dot += qs[c] * kr[c];
-            s = dot * scale;
-        }
-        float mnew = fmaxf(m, block_max(s, red));
-        float p = j < hi ? expf(s - mnew) : 0.f;
-        ps[tid] = p;
-        float psum = block_sum(p, red);   // its __syncthreads also publish ps
-        float alpha = expf(m - mnew);
-        l = l * alpha + psum;
-        m = mnew;
-        int cnt = min(nt, hi - j0);
-        for (int t = 0; t < ATT_MAXC; t++) {
-            int c = tid + t * nt;
-            if (c < d) {
-                float a = acc[t] * alpha;
-                const float* vr = v + (long long) j0 * kstride + (long long) kh * d + c;
-                for (int u = 0; u < cnt; u++) a += ps[u] * vr[u * kstride];
-                acc[t] = a;
-            }
-        }
-        __syncthreads();
-    }
-    float inv = l > 0.f ? 1.f / l : 0.f;
-    float* orow = out + ((long long) i * hq + h) * d;
+    const float* qr = q + ((long long) i * hq + h) * d;
+    float qv[ATT_MAXC], acc[ATT_MAXC];
+#pragma unroll
     for (int t = 0; t < ATT_MAXC; t++) {
-        int c = tid + t * nt;
-        if (c < d) orow[c] = acc[t] * inv;
+        int c = lane + 32 * t;
+        qv[t] = c < d ? qr[c] : 0.f;
+        acc[t] = 0.f;
     }
+    long long kstride = (long long) hkv * d;
+    const float* kb = k + (long long) kh * d;
+    const float* vb = v + (long long) kh * d;
+    float m = NEG_INF, l = 0.f;
+    for (int j = lo + w; j < hi; j += nw) {
+        const float* kr = kb + j * kstride;
+        float s = 0.f;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < d) s += qv[t] * kr[c];
+        }
+        s = warp_sum(s) * scale;
+        float mn = fmaxf(m, s), alpha = expf(m - mn), p = expf(s - mn);
+        l = l * alpha + p;
+        m = mn;
+        const float* vr = vb + j * kstride;
+#pragma unroll
+        for (int t = 0; t < ATT_MAXC; t++) {
+            int c = lane + 32 * t;
+            if (c < d) acc[t] = acc[t] * alpha + p * vr[c];
+        }
+    }
+    float* ms = sh;
+    float* ls = sh + nw;
+    float* as = sh + 2 * nw;
+    if (lane == 0) { ms[w] = m; ls[w] = l; }
+#pragma unroll
+    for (int t = 0; t < ATT_MAXC; t++) {
+        int c = lane + 32 * t;
+        if (c < d) as[w * d + c] = acc[t];
+    }
+    __syncthreads();
+    if (w != 0) return;
+    float mx = NEG_INF;
+    for (int u = 0; u < nw; u++) mx = fmaxf(mx, ms[u]);
+    float tot = 0.f;
+    for (int u = 0; u < nw; u++) if (ms[u] != NEG_INF) tot += ls[u] * expf(ms[u] - mx);
+    float inv = tot > 0.f ? 1.f / tot : 0.f;
+    float* orow = out + ((long long) i * hq + h) * d;
+    for (int c = lane; c < d; c += 32) {
+        float o = 0.f;
+        for (int u = 0; u < nw; u++) if (ms[u] != NEG_INF) o += as[u * d + c] * expf(ms[u] - mx);
+        orow[c] = o * inv;
+    }
+}
+
+struct alignas(16) U32x4 { unsigned int x, y, z, w; };
+struct alignas(16) F32x4 { float x, y, z, w; };
+
+__device__ __forceinline__ float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+
+// Matrix-vector product for one activation row (decoding): y[r] = sum_k bf16(x[k]) * w[r, k] (+ b[r]), one warp per
+// output row, 16-byte weight loads. x is rounded to bf16 as the GEMM path does, accumulation in float32.
+// Needs in % 8 == 0 and 16-byte aligned rows. Grid: ceil(out / (blockDim.x / 32)).
+extern "C" __global__ void gemv_bf16(const float* x, const unsigned short* w, const float* b, float* y, int in, int out) {
+    int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (row >= out) return;
+    const U32x4* w4 = (const U32x4*) (w + (long long) row * in);
+    const F32x4* x4 = (const F32x4*) x;
+    float acc = 0.f;
+    for (int i = lane; i < (in >> 3); i += 32) {
+        U32x4 v = w4[i];
+        F32x4 a = x4[2 * i], c = x4[2 * i + 1];
+        acc += round_bf16(a.x) * __int_as_float(v.x << 16) + round_bf16(a.y) * __int_as_float(v.x & 0xffff0000u)
+             + round_bf16(a.z) * __int_as_float(v.y << 16) + round_bf16(a.w) * __int_as_float(v.y & 0xffff0000u)
+             + round_bf16(c.x) * __int_as_float(v.z << 16) + round_bf16(c.y) * __int_as_float(v.z & 0xffff0000u)
+             + round_bf16(c.z) * __int_as_float(v.w << 16) + round_bf16(c.w) * __int_as_float(v.w & 0xffff0000u);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
+}
+
+// The float32-weight version (parity mode): needs in % 4 == 0.
+extern "C" __global__ void gemv_f32(const float* x, const float* w, const float* b, float* y, int in, int out) {
+    int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (row >= out) return;
+    const F32x4* w4 = (const F32x4*) (w + (long long) row * in);
+    const F32x4* x4 = (const F32x4*) x;
+    float acc = 0.f;
+    for (int i = lane; i < (in >> 2); i += 32) {
+        F32x4 v = w4[i], a = x4[i];
+        acc += a.x * v.x + a.y * v.y + a.z * v.z + a.w * v.w;
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
 }

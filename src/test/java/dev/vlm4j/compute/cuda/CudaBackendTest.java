@@ -93,7 +93,7 @@ class CudaBackendTest {
 
     @Test
     void linearBf16() {
-        for (int[] s : new int[][]{{5, 72, 40}, {1, 64, 128}, {33, 256, 96}}) {
+        for (int[] s : new int[][]{{5, 72, 40}, {1, 64, 128}, {33, 256, 96}, {1, 4096, 1000}, {1, 72, 40}}) {
             int n = s[0], in = s[1], out = s[2];
             float[] x = rand(n * in, 1), w = rand(out * in, 0.1f), b = rand(out, 0.5f);
             // reference: activations rounded to bf16 as the GPU does, bf16 weights, f32 accumulation
@@ -199,6 +199,9 @@ class CudaBackendTest {
         attentionCase("one long segment", 300, 300, 300, 2, 2, 80, AttentionMask.segments(new int[]{0, 300}));
         attentionCase("causal segments", 20, 20, 20, 4, 1, 16, AttentionMask.causalSegments(new int[]{0, 4, 20}));
         attentionCase("bidirectional, no segments", 10, 10, 10, 4, 4, 32, new AttentionMask(null, false, 0));
+        attentionCase("head size 72 (not a multiple of 32)", 5, 40, 37, 6, 3, 72, AttentionMask.causal(32));
+        attentionCase("head size 256", 2, 64, 50, 4, 4, 256, AttentionMask.causal(48));
+        attentionCase("fewer keys than warps", 3, 3, 3, 2, 1, 64, AttentionMask.causal(0));
     }
 
     @Test
