@@ -24,6 +24,8 @@ import java.util.Map;
 public final class CudaBackend implements Backend {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
+    /** Split-key attention: used for at most this many queries, keys per split at least SPLIT_CHUNK. */
+    private static final int SPLIT_MAX_QUERIES = 16, SPLIT_CHUNK = 256, SPLIT_MAX = 64;
     private static final long WORKSPACE = 32L << 20;
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
@@ -242,6 +244,10 @@ public final class CudaBackend implements Backend {
     // ---- kernel launches ----
 
     private void launch(String fn, int gx, int gy, int bx, int shared, Object... args) {
+        launch3(fn, gx, gy, 1, bx, shared, args);
+    }
+
+    private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
         // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
         for (int i = 0; i < args.length; i++) {
             long off = 8L * i;
@@ -253,7 +259,7 @@ public final class CudaBackend implements Backend {
             }
             argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(off, 8));
         }
-        drv.launch(fns.get(fn), gx, gy, 1, bx, 1, 1, shared, stream, argPointers);
+        drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
     }
 
     private void elementwise(String fn, long n, Object... args) {
@@ -445,10 +451,22 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("attention segments end at " + seg[seg.length - 1] + " but there are " + n + " queries");
         Tensor qd = dev(q), kd = dev(k), vd = dev(v), y = newF32(n, (long) hq * d);
         if (n == 0) return y;
-        MemorySegment segs = seg == null ? null : ints(seg);
         int shared = ATT_WARPS * (d + 2) * 4;
+        float scale = (float) (1.0 / Math.sqrt(d));
+        int splits = seg == null && n <= SPLIT_MAX_QUERIES ? Math.min(SPLIT_MAX, kvLen / SPLIT_CHUNK) : 0;
+        if (splits >= 2) {
+            // few queries over a long cache (decoding): spread the keys over more blocks, then merge
+            int chunk = (kvLen + splits - 1) / splits;
+            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            launch3("attention_split", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd),
+                    part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
+            launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
+            java.lang.ref.Reference.reachabilityFence(part);
+            return y;
+        }
+        MemorySegment segs = seg == null ? null : ints(seg);
         launch("attention_f32", n, hq, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
-                (float) (1.0 / Math.sqrt(d)), segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
+                scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());
         java.lang.ref.Reference.reachabilityFence(segs);
         return y;

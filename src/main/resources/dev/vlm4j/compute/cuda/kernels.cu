@@ -130,28 +130,30 @@ extern "C" __global__ void rotary_f32(float* x, const float* cs, const float* sn
 }
 
 #define ATT_MAXC 8
-// Attention with an online softmax (flash-attention style, one pass over the keys). One block per (query, head) and
-// one warp per key at a time: lanes hold channels c = lane, lane + 32, ... (d <= 32 * ATT_MAXC), so key and value
-// rows are read coalesced; each warp keeps its own running max, sum and output over keys j = lo + warp, + warps, ...
-// and the block merges the warps' partial results at the end.
-// q [n, hq*d], k/v [>= kvLen, hkv*d], out [n, hq*d]. seg: cumulative segment lengths (nseg + 1 entries) or null.
-// Shared memory: warps * (d + 2) floats.
-extern "C" __global__ void attention_f32(const float* q, const float* k, const float* v, float* out,
-                                         int kvLen, int hq, int hkv, int d, float scale,
-                                         const int* seg, int nseg, int causal, int qoff) {
-    extern __shared__ float sh[];
-    int i = blockIdx.x, h = blockIdx.y, kh = h / (hq / hkv);
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    int lo, hi;
+// Attention with an online softmax (flash-attention style, one pass over the keys), one block per (query, head)
+// [and key chunk]: one warp per key at a time, lanes holding channels c = lane, lane + 32, ... (d <= 32 * ATT_MAXC),
+// so key and value rows are read coalesced; each warp keeps its own running max, sum and output over keys
+// j = lo + warp, + warps, ... and the block merges the warps' partial results in shared memory (warps * (d + 2)
+// floats). q [n, hq*d], k/v [>= kvLen, hkv*d], out [n, hq*d].
+
+// Query row i's allowed keys [lo, hi). seg: cumulative segment lengths (nseg + 1 entries) or null.
+__device__ __forceinline__ void key_range(int i, int kvLen, const int* seg, int nseg, int causal, int qoff, int* lo, int* hi) {
     if (nseg > 0) {
         int a = 0, b = nseg - 1;                 // find s with seg[s] <= i < seg[s+1]
         while (a < b) { int m = (a + b + 1) >> 1; if (seg[m] <= i) a = m; else b = m - 1; }
-        lo = seg[a]; hi = seg[a + 1];
-        if (causal) hi = i + 1;
+        *lo = seg[a]; *hi = seg[a + 1];
+        if (causal) *hi = i + 1;
     } else {
-        lo = 0;
-        hi = causal ? min(kvLen, qoff + i + 1) : kvLen;
+        *lo = 0;
+        *hi = causal ? min(kvLen, qoff + i + 1) : kvLen;
     }
+}
+
+// Softmax-weighted sum over keys [lo, hi) for query row i, head h. On return (after a barrier) sh holds per-warp
+// maxima sh[0..nw), sums sh[nw..2nw) and unnormalised outputs sh[2nw + w*d + c]. Returns the block maximum.
+__device__ float attend_range(const float* q, const float* k, const float* v, int i, int h, int hq, int hkv, int d,
+                              float scale, int lo, int hi, float* sh) {
+    int kh = h / (hq / hkv), lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const float* qr = q + ((long long) i * hq + h) * d;
     float qv[ATT_MAXC], acc[ATT_MAXC];
 #pragma unroll
@@ -183,26 +185,79 @@ extern "C" __global__ void attention_f32(const float* q, const float* k, const f
             if (c < d) acc[t] = acc[t] * alpha + p * vr[c];
         }
     }
-    float* ms = sh;
-    float* ls = sh + nw;
-    float* as = sh + 2 * nw;
-    if (lane == 0) { ms[w] = m; ls[w] = l; }
+    if (lane == 0) { sh[w] = m; sh[nw + w] = l; }
 #pragma unroll
     for (int t = 0; t < ATT_MAXC; t++) {
         int c = lane + 32 * t;
-        if (c < d) as[w * d + c] = acc[t];
+        if (c < d) sh[2 * nw + w * d + c] = acc[t];
     }
     __syncthreads();
-    if (w != 0) return;
     float mx = NEG_INF;
-    for (int u = 0; u < nw; u++) mx = fmaxf(mx, ms[u]);
+    for (int u = 0; u < nw; u++) mx = fmaxf(mx, sh[u]);
+    return mx;
+}
+
+extern "C" __global__ void attention_f32(const float* q, const float* k, const float* v, float* out,
+                                         int kvLen, int hq, int hkv, int d, float scale,
+                                         const int* seg, int nseg, int causal, int qoff) {
+    extern __shared__ float sh[];
+    int i = blockIdx.x, h = blockIdx.y, nw = blockDim.x >> 5, lo, hi;
+    key_range(i, kvLen, seg, nseg, causal, qoff, &lo, &hi);
+    float mx = attend_range(q, k, v, i, h, hq, hkv, d, scale, lo, hi, sh);
+    if ((threadIdx.x >> 5) != 0) return;
     float tot = 0.f;
-    for (int u = 0; u < nw; u++) if (ms[u] != NEG_INF) tot += ls[u] * expf(ms[u] - mx);
+    for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) tot += sh[nw + u] * expf(sh[u] - mx);
     float inv = tot > 0.f ? 1.f / tot : 0.f;
     float* orow = out + ((long long) i * hq + h) * d;
-    for (int c = lane; c < d; c += 32) {
+    for (int c = threadIdx.x; c < d; c += 32) {
         float o = 0.f;
-        for (int u = 0; u < nw; u++) if (ms[u] != NEG_INF) o += as[u * d + c] * expf(ms[u] - mx);
+        for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) o += sh[2 * nw + u * d + c] * expf(sh[u] - mx);
+        orow[c] = o * inv;
+    }
+}
+
+// Split-key attention for few queries over a long cache (decoding): block (i, h, s) covers keys
+// [lo + s*chunk, lo + (s+1)*chunk) of query i's range and writes its partial result (max, sum, unnormalised
+// output: d + 2 floats) to part[((i*hq + h)*splits + s)]; attention_combine merges the splits. No segments.
+extern "C" __global__ void attention_split(const float* q, const float* k, const float* v, float* part,
+                                           int kvLen, int hq, int hkv, int d, float scale, int causal, int qoff,
+                                           int chunk) {
+    extern __shared__ float sh[];
+    int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z, splits = gridDim.z, nw = blockDim.x >> 5, lo, hi;
+    key_range(i, kvLen, 0, 0, causal, qoff, &lo, &hi);
+    int a = lo + s * chunk, b = min(hi, a + chunk);
+    float mx = attend_range(q, k, v, i, h, hq, hkv, d, scale, a, max(a, b), sh);
+    if ((threadIdx.x >> 5) != 0) return;
+    float* pr = part + (((long long) i * hq + h) * splits + s) * (d + 2);
+    float tot = 0.f;
+    for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) tot += sh[nw + u] * expf(sh[u] - mx);
+    if (threadIdx.x == 0) { pr[0] = mx; pr[1] = tot; }
+    for (int c = threadIdx.x; c < d; c += 32) {
+        float o = 0.f;
+        for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) o += sh[2 * nw + u * d + c] * expf(sh[u] - mx);
+        pr[2 + c] = o;
+    }
+}
+
+// out[i, h] = merge of the splits' partial results; grid (n, hq), one warp.
+extern "C" __global__ void attention_combine(const float* part, float* out, int hq, int d, int splits) {
+    int i = blockIdx.x, h = blockIdx.y;
+    const float* pr = part + ((long long) i * hq + h) * splits * (d + 2);
+    float mx = NEG_INF;
+    for (int s = 0; s < splits; s++) mx = fmaxf(mx, pr[s * (d + 2)]);
+    float tot = 0.f;
+    for (int s = 0; s < splits; s++) {
+        float m = pr[s * (d + 2)];
+        if (m != NEG_INF) tot += pr[s * (d + 2) + 1] * expf(m - mx);
+    }
+    float inv = tot > 0.f ? 1.f / tot : 0.f;
+    float* orow = out + ((long long) i * hq + h) * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float o = 0.f;
+        for (int s = 0; s < splits; s++) {
+            float m = pr[s * (d + 2)];
+            if (m != NEG_INF) o += pr[s * (d + 2) + 2 + c] * expf(m - mx);
+        }
         orow[c] = o * inv;
     }
 }

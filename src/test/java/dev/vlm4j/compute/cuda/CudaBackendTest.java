@@ -202,6 +202,10 @@ class CudaBackendTest {
         attentionCase("head size 72 (not a multiple of 32)", 5, 40, 37, 6, 3, 72, AttentionMask.causal(32));
         attentionCase("head size 256", 2, 64, 50, 4, 4, 256, AttentionMask.causal(48));
         attentionCase("fewer keys than warps", 3, 3, 3, 2, 1, 64, AttentionMask.causal(0));
+        attentionCase("decode over a long cache (split keys)", 1, 2100, 2050, 32, 8, 128, AttentionMask.causal(2049));
+        attentionCase("4 queries over a long cache (split keys)", 4, 1100, 1030, 8, 2, 128, AttentionMask.causal(1026));
+        attentionCase("split keys, most splits past the causal end", 4, 1100, 1030, 8, 2, 128, AttentionMask.causal(300));
+        attentionCase("bidirectional over a long cache (split keys)", 2, 700, 600, 4, 4, 80, new AttentionMask(null, false, 0));
     }
 
     @Test
