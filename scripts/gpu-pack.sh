@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Packs what the CUDA tests need into one folder for a GPU host that has the NVIDIA driver but no JDK or Maven
+# (about 52 MB, under the 64 MiB a device call may carry): a jlink'd JRE (xz), compiled classes and test classes,
+# the few jars they use, prebuilt PTX (when nvcc is here), the tiny fixture model and cases (xz), and run.sh.
+#   usage: scripts/gpu-pack.sh OUTDIR        then on the GPU host: bash OUTDIR/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: gpu-pack.sh OUTDIR}
+. scripts/java-home.sh
+./mvnw -B -q -o -ntp -DskipTests package
+./mvnw -B -q -o -ntp test-compile
+fx=${VLM4J_FIXTURES:-../shared/fixtures}
+m2=${M2_REPO:-$HOME/.m2/repository}
+rm -rf "$out" && mkdir -p "$out/cp" "$out/lib" "$out/ptx/dev/vlm4j/compute/cuda"
+cp -r target/classes "$out/cp/classes"
+cp -r target/test-classes "$out/cp/test-classes"
+cp target/lib/jackson-*.jar target/lib/picocli-*.jar "$out/lib/"
+for j in org/junit/jupiter/junit-jupiter-api/5.11.4/junit-jupiter-api-5.11.4.jar \
+         org/junit/jupiter/junit-jupiter-engine/5.11.4/junit-jupiter-engine-5.11.4.jar \
+         org/junit/jupiter/junit-jupiter-params/5.11.4/junit-jupiter-params-5.11.4.jar \
+         org/junit/platform/junit-platform-commons/1.11.4/junit-platform-commons-1.11.4.jar \
+         org/junit/platform/junit-platform-engine/1.11.4/junit-platform-engine-1.11.4.jar \
+         org/junit/platform/junit-platform-launcher/1.11.4/junit-platform-launcher-1.11.4.jar \
+         org/opentest4j/opentest4j/1.3.0/opentest4j-1.3.0.jar \
+         org/apiguardian/apiguardian-api/1.1.2/apiguardian-api-1.1.2.jar; do
+  cp "$m2/$j" "$out/lib/"
+done
+bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/kernels.ptx"
+tmp=$(mktemp -d)
+"$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.naming \
+  --strip-debug --no-header-files --no-man-pages --output "$tmp/jre" 2>&1 | grep -v incubator || true
+tar cf - -C "$tmp" jre | xz -T2 -6 > "$out/jre.txz"
+mkdir -p "$tmp/fixtures/tiny-qwen2_5-vl" "$tmp/fixtures/cases"
+cp "$fx"/tiny-qwen2_5-vl/{config.json,model.safetensors.index.json} "$fx"/tiny-qwen2_5-vl/*.safetensors "$tmp/fixtures/tiny-qwen2_5-vl/"
+for c in text_only image_describe two_images video; do
+  mkdir -p "$tmp/fixtures/cases/$c" && cp "$fx/cases/$c/tensors.safetensors" "$tmp/fixtures/cases/$c/"
+done
+tar cf - -C "$tmp" fixtures | xz -T2 -6 > "$out/fixtures.txz"
+rm -rf "$tmp"
+cp scripts/gpu-run.sh "$out/run.sh"
+du -sh "$out"

@@ -1,0 +1,173 @@
+package dev.vlm4j.compute.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * java.lang.foreign bindings for cuBLASLt (libcublasLt.so.13, or .12) and the one product vlm4j needs:
+ * {@code Y[n, out] = X[n, in] W[out, in]^T} with row-major X, W, Y. In cuBLAS's column-major terms that is
+ * {@code Y^T (out x n) = op_T(W^T as in x out) * X^T (in x n)}. A plan (descriptors and the heuristic's algorithm)
+ * is built once per shape and type and reused, so decoding does no per-token setup.
+ */
+final class CublasLt implements AutoCloseable {
+    static final int CUDA_R_32F = 0, CUDA_R_16BF = 14;
+    static final int CUBLAS_COMPUTE_32F = 68;
+    static final int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8;
+    static final int EPILOGUE_BIAS = 4;
+    static final int OP_N = 0, OP_T = 1;
+    static final int PREF_MAX_WORKSPACE_BYTES = 1;
+    /** sizeof(cublasLtMatmulHeuristicResult_t): algo (64 bytes), workspaceSize, state, wavesCount, reserved[4]. */
+    static final long HEURISTIC_BYTES = 96;
+
+    private record Key(int m, int n, int k, int abType, boolean bias) {}
+
+    /** Marks a shape for which cuBLASLt offers no bias epilogue (the caller adds the bias itself). */
+    private static final Plan NO_PLAN = new Plan(null, null, null, null, null);
+
+    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment result) {}
+
+    private final MethodHandle create, destroy, descCreate, descSet, descDestroy, layoutCreate, layoutDestroy,
+            prefCreate, prefSet, prefDestroy, heuristic, matmul, statusString;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment handle, pref, alpha, beta, biasPointer;
+    private final long workspace, workspaceBytes;
+    private final Map<Key, Plan> plans = new HashMap<>();
+
+    CublasLt(long workspace, long workspaceBytes) {
+        SymbolLookup lib = NativeLibs.open("VLM4J_CUBLASLT_LIB", List.of("libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"), Arena.global());
+        create = NativeLibs.fn(lib, "cublasLtCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        destroy = NativeLibs.fn(lib, "cublasLtDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        descCreate = NativeLibs.fn(lib, "cublasLtMatmulDescCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        descSet = NativeLibs.fn(lib, "cublasLtMatmulDescSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
+        descDestroy = NativeLibs.fn(lib, "cublasLtMatmulDescDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        layoutCreate = NativeLibs.fn(lib, "cublasLtMatrixLayoutCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        layoutDestroy = NativeLibs.fn(lib, "cublasLtMatrixLayoutDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        prefCreate = NativeLibs.fn(lib, "cublasLtMatmulPreferenceCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        prefSet = NativeLibs.fn(lib, "cublasLtMatmulPreferenceSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
+        prefDestroy = NativeLibs.fn(lib, "cublasLtMatmulPreferenceDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        heuristic = NativeLibs.fn(lib, "cublasLtMatmulAlgoGetHeuristic", FunctionDescriptor.of(JAVA_INT,
+                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS));
+        matmul = NativeLibs.fn(lib, "cublasLtMatmul", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS,
+                JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS, ADDRESS,
+                JAVA_LONG, JAVA_LONG, ADDRESS));
+        statusString = NativeLibs.fn(lib, "cublasLtGetStatusString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        this.workspace = workspace;
+        this.workspaceBytes = workspaceBytes;
+        try {
+            MemorySegment p = arena.allocate(ADDRESS);
+            check((int) create.invokeExact(p), "cublasLtCreate");
+            handle = p.get(ADDRESS, 0);
+            check((int) prefCreate.invokeExact(p), "cublasLtMatmulPreferenceCreate");
+            pref = p.get(ADDRESS, 0);
+            MemorySegment ws = arena.allocateFrom(JAVA_LONG, workspaceBytes);
+            check((int) prefSet.invokeExact(pref, PREF_MAX_WORKSPACE_BYTES, ws, 8L), "cublasLtMatmulPreferenceSetAttribute");
+        } catch (Throwable t) { throw CudaDriver.rethrow(t); }
+        alpha = arena.allocateFrom(JAVA_FLOAT, 1f);
+        biasPointer = arena.allocate(JAVA_LONG);
+        beta = arena.allocateFrom(JAVA_FLOAT, 0f);
+    }
+
+    private void check(int rc, String what) {
+        if (rc == 0) return;
+        String s;
+        try {
+            MemorySegment m = (MemorySegment) statusString.invokeExact(rc);
+            s = m.address() == 0 ? "" : m.reinterpret(256).getString(0);
+        } catch (Throwable t) { s = ""; }
+        throw new CudaException(what + ": cuBLAS status " + rc + " " + s, rc);
+    }
+
+    private MemorySegment layout(int type, long rows, long cols, long ld) throws Throwable {
+        MemorySegment p = arena.allocate(ADDRESS);
+        check((int) layoutCreate.invokeExact(p, type, rows, cols, ld), "cublasLtMatrixLayoutCreate");
+        return p.get(ADDRESS, 0);
+    }
+
+    private Plan plan(int n, int in, int out, int abType, boolean bias) {
+        Key key = new Key(out, n, in, abType, bias);
+        Plan pl = plans.get(key);
+        if (pl != null) return pl;
+        try {
+            pl = newPlan(n, in, out, abType, bias);
+        } catch (CudaException e) {
+            if (!bias) throw e;
+            pl = NO_PLAN;
+        }
+        plans.put(key, pl);
+        return pl;
+    }
+
+    private Plan newPlan(int n, int in, int out, int abType, boolean bias) {
+        try {
+            MemorySegment p = arena.allocate(ADDRESS);
+            check((int) descCreate.invokeExact(p, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+            MemorySegment desc = p.get(ADDRESS, 0);
+            MemorySegment t = arena.allocateFrom(JAVA_INT, OP_T), nn = arena.allocateFrom(JAVA_INT, OP_N);
+            check((int) descSet.invokeExact(desc, DESC_TRANSA, t, 4L), "set TRANSA");
+            check((int) descSet.invokeExact(desc, DESC_TRANSB, nn, 4L), "set TRANSB");
+            if (bias) {
+                MemorySegment epi = arena.allocateFrom(JAVA_INT, EPILOGUE_BIAS);
+                check((int) descSet.invokeExact(desc, DESC_EPILOGUE, epi, 4L), "set EPILOGUE");
+            }
+            MemorySegment a = layout(abType, in, out, in);      // W as column-major in x out
+            MemorySegment b = layout(abType, in, n, in);        // X as column-major in x n
+            MemorySegment c = layout(CUDA_R_32F, out, n, out);  // Y as column-major out x n
+            MemorySegment res = arena.allocate(HEURISTIC_BYTES, 16);
+            MemorySegment count = arena.allocate(JAVA_INT);
+            check((int) heuristic.invokeExact(handle, desc, a, b, c, c, pref, 1, res, count), "cublasLtMatmulAlgoGetHeuristic");
+            if (count.get(JAVA_INT, 0) < 1)
+                throw new CudaException("cuBLASLt has no algorithm for " + n + "x" + in + " by " + out + "x" + in, -1);
+            return new Plan(desc, a, b, c, res);
+        } catch (Throwable t) { throw CudaDriver.rethrow(t); }
+    }
+
+    /**
+     * {@code y[n, out] = x[n, in] w[out, in]^T (+ bias[out])}; x and w both of {@code abType} (f32 or bf16), y and
+     * bias float32 ({@code bias} 0 for none). Returns false when the bias could not be fused (y then lacks it).
+     */
+    boolean linear(long x, long w, long bias, long y, int n, int in, int out, int abType, MemorySegment stream) {
+        Plan p = bias == 0 ? NO_PLAN : plan(n, in, out, abType, true);
+        boolean fused = p != NO_PLAN;
+        if (!fused) p = plan(n, in, out, abType, false);
+        try {
+            if (fused) {
+                MemorySegment bp = biasPointer;
+                bp.set(JAVA_LONG, 0, bias);
+                check((int) descSet.invokeExact(p.desc, DESC_BIAS_POINTER, bp, 8L), "set BIAS_POINTER");
+            }
+            check((int) matmul.invokeExact(handle, p.desc, alpha, w, p.a, x, p.b, beta, y, p.c, y, p.c,
+                    p.result, workspace, workspaceBytes, stream), "cublasLtMatmul");
+        } catch (Throwable t) { throw CudaDriver.rethrow(t); }
+        return fused;
+    }
+
+    @Override
+    public void close() {
+        try {
+            for (Plan p : plans.values()) {
+                if (p == NO_PLAN) continue;
+                int r1 = (int) layoutDestroy.invokeExact(p.a);
+                int r2 = (int) layoutDestroy.invokeExact(p.b);
+                int r3 = (int) layoutDestroy.invokeExact(p.c);
+                int r4 = (int) descDestroy.invokeExact(p.desc);
+            }
+            plans.clear();
+            int r5 = (int) prefDestroy.invokeExact(pref);
+            int r6 = (int) destroy.invokeExact(handle);
+        } catch (Throwable t) {
+            // best effort at shutdown
+        }
+        arena.close();
+    }
+}

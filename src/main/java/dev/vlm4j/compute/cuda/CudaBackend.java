@@ -1,0 +1,491 @@
+package dev.vlm4j.compute.cuda;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Device;
+import dev.vlm4j.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The CUDA backend: tensors live in device memory (a {@link Tensor}'s segment wraps the device address and is never
+ * dereferenced on the host), activations are float32, weight matrices bf16 or float32 ({@link Precision}), products
+ * run through cuBLASLt and everything else through the kernels of {@code kernels.cu}. One stream; host copies
+ * ({@link #toHost}) wait for it. Inputs that still live on the host (pixel values, memory-mapped weights) are copied
+ * over on use. Not thread-safe: use one backend from one thread at a time.
+ */
+public final class CudaBackend implements Backend {
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
+    /** Split-key attention: used for at most this many queries, keys per split at least SPLIT_CHUNK. */
+    private static final int SPLIT_MAX_QUERIES = 16, SPLIT_CHUNK = 256, SPLIT_MAX = 64;
+    private static final long WORKSPACE = 32L << 20;
+    /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
+    private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
+    private static final int GEMV_ROWS = 8;
+
+    private final CudaDriver drv;
+    private final int ordinal, dev;
+    private final Device device;
+    private final Precision precision;
+    private final MemorySegment ctx, stream;
+    private final DevicePool pool;
+    private final CublasLt blas;
+    private final Map<String, MemorySegment> fns = new HashMap<>();
+    private final String name;
+    private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
+    private boolean closed;
+    private Tensor bf16Source;
+    private MemorySegment bf16Copy;
+    /** Reused kernel-argument block: argument values (8 bytes each) and the pointer array cuLaunchKernel reads. */
+    private final Arena launchArena = Arena.ofShared();
+    private final MemorySegment argValues = launchArena.allocate(8L * 32, 16), argPointers = launchArena.allocate(ValueLayout.ADDRESS, 32);
+
+    private CudaBackend(int ordinal, Precision precision) {
+        this.drv = CudaDriver.get();
+        int count = drv.deviceCount();
+        if (ordinal < 0 || ordinal >= count)
+            throw new IllegalArgumentException("cuda:" + ordinal + " does not exist (" + count + " CUDA device(s))");
+        this.ordinal = ordinal;
+        this.dev = drv.device(ordinal);
+        this.device = new Device("cuda", ordinal);
+        this.precision = precision;
+        this.name = drv.deviceName(dev);
+        this.ctx = drv.primaryContext(dev);
+        drv.setCurrent(ctx);
+        current.set(true);
+        this.stream = drv.createStream();
+        long[] mem = drv.memInfo();
+        this.pool = new DevicePool(drv, Math.min(1L << 30, Math.max(256L << 20, mem[0] / 16)));
+        int major = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+        int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+        byte[] ptx = Kernels.ptx(major * 10 + minor);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment img = a.allocate(ptx.length + 1L);
+            MemorySegment.copy(ptx, 0, img, ValueLayout.JAVA_BYTE, 0, ptx.length);
+            MemorySegment module = drv.loadModule(img);
+            for (String f : Kernels.NAMES) fns.put(f, drv.function(module, f));
+        }
+        this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
+    }
+
+    /** A backend on CUDA device {@code ordinal} (as in "cuda:N"). */
+    public static CudaBackend create(int ordinal, Precision precision) { return new CudaBackend(ordinal, precision); }
+
+    /** Why CUDA cannot be used here, or null when it can (a driver, a device, cuBLASLt and the kernels). */
+    public static String unavailableReason() {
+        try {
+            CudaDriver d = CudaDriver.get();
+            if (d.deviceCount() == 0) return "the CUDA driver reports no device";
+            NativeLibs.open("VLM4J_CUBLASLT_LIB", List.of("libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"), Arena.global());
+            String k = Kernels.unavailableReason();
+            if (k != null) return k;
+            return null;
+        } catch (RuntimeException | LinkageError e) {
+            return e.getMessage();
+        }
+    }
+
+    /** True when a CUDA device, its driver and cuBLASLt are usable; see {@link #unavailableReason()}. */
+    public static boolean isAvailable() { return unavailableReason() == null; }
+
+    public Precision precision() { return precision; }
+    public String deviceName() { return name; }
+
+    /** Bytes this backend holds on the device (weights, activations, cached blocks) and its peak. */
+    public long[] deviceBytes() { return new long[]{pool.driverBytes(), pool.peakDriverBytes()}; }
+
+    @Override public Device device() { return device; }
+
+    private void bind() {
+        if (closed) throw new IllegalStateException("the CUDA backend is closed");
+        if (!current.get()) {
+            drv.setCurrent(ctx);
+            current.set(true);
+        }
+    }
+
+    /** Waits for all queued work. */
+    public void synchronize() {
+        bind();
+        drv.streamSynchronize(stream);
+    }
+
+    private boolean onDevice(Tensor t) { return device.equals(t.device()); }
+
+    private static long addr(Tensor t) { return t.data().address(); }
+
+    private static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
+
+    private Tensor newF32(long... shape) {
+        long bytes = Tensor.numel(shape) * 4;
+        return new Tensor(DType.F32, shape, pool.alloc(Math.max(4, bytes)), device);
+    }
+
+    /** Copies host bytes (any segment, heap or native) to device memory. */
+    private void copyIn(long dst, MemorySegment src, long bytes) {
+        if (bytes == 0) return;
+        if (src.isNative()) {
+            drv.copyHtoD(dst, src, bytes);
+            return;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            long chunk = 64L << 20;
+            MemorySegment tmp = a.allocate(Math.min(bytes, chunk), 64);
+            for (long off = 0; off < bytes; off += chunk) {
+                long n = Math.min(chunk, bytes - off);
+                MemorySegment.copy(src, off, tmp, 0, n);
+                drv.copyHtoD(dst + off, tmp, n);
+            }
+        }
+    }
+
+    /** A device float32 copy of a host tensor (activation inputs such as pixel values), or the tensor itself. */
+    private Tensor dev(Tensor t) {
+        if (onDevice(t)) {
+            if (t.dtype() != DType.F32) throw new IllegalArgumentException("expected a float32 activation, got " + t);
+            return t;
+        }
+        if (!t.device().isCpu()) throw new IllegalArgumentException(t + " is on another device than " + device);
+        return fromHost(t.dtype() == DType.F32 ? null : t.toFloatArray(), t);
+    }
+
+    private Tensor fromHost(float[] converted, Tensor t) {
+        bind();
+        Tensor out = newF32(t.shape());
+        if (converted != null) copyIn(addr(out), MemorySegment.ofArray(converted), converted.length * 4L);
+        else copyIn(addr(out), t.data(), t.numel() * 4);
+        return out;
+    }
+
+    private MemorySegment ints(int[] v) {
+        MemorySegment s = pool.alloc(Math.max(4, v.length * 4L));
+        copyIn(s.address(), MemorySegment.ofArray(v), v.length * 4L);
+        return s;
+    }
+
+    @Override
+    public Tensor upload(Tensor w) {
+        bind();
+        if (onDevice(w)) return w;
+        boolean matrix = w.rank() >= 2;
+        DType target = matrix && precision == Precision.BF16 ? DType.BF16 : DType.F32;
+        long bytes = w.numel() * target.bytes;
+        Tensor out = new Tensor(target, w.shape(), pool.allocPermanent(Math.max(4, bytes)), device);
+        if (w.dtype() == target) {
+            copyIn(addr(out), w.data(), bytes);
+        } else if (target == DType.F32) {
+            float[] f = w.toFloatArray();
+            copyIn(addr(out), MemorySegment.ofArray(f), bytes);
+        } else {
+            float[] f = w.toFloatArray();
+            short[] b = new short[f.length];
+            for (int i = 0; i < f.length; i++) b[i] = toBf16(f[i]);
+            copyIn(addr(out), MemorySegment.ofArray(b), bytes);
+        }
+        return out;
+    }
+
+    static short toBf16(float f) {
+        int u = Float.floatToRawIntBits(f);
+        if ((u & 0x7fffffff) > 0x7f800000) return (short) ((u >>> 16) | 0x40);
+        u += 0x7fff + ((u >>> 16) & 1);
+        return (short) (u >>> 16);
+    }
+
+    @Override
+    public Tensor fromHost(float[] values, long... shape) {
+        if (Tensor.numel(shape) != values.length)
+            throw new IllegalArgumentException("shape does not hold " + values.length + " values");
+        bind();
+        Tensor out = newF32(shape);
+        copyIn(addr(out), MemorySegment.ofArray(values), values.length * 4L);
+        return out;
+    }
+
+    @Override
+    public float[] toHost(Tensor t) {
+        if (!onDevice(t)) return t.toFloatArray();
+        bind();
+        int n = Math.toIntExact(t.numel());
+        float[] out = new float[n];
+        try (Arena a = Arena.ofConfined()) {
+            long bytes = (long) n * t.dtype().bytes;
+            MemorySegment tmp = a.allocate(Math.max(4, bytes), 64);
+            drv.streamSynchronize(stream);
+            drv.copyDtoH(tmp, addr(t), bytes);
+            if (t.dtype() == DType.F32) {
+                MemorySegment.copy(tmp, F32, 0, out, 0, n);
+            } else if (t.dtype() == DType.BF16) {
+                for (int i = 0; i < n; i++) out[i] = Float.intBitsToFloat((tmp.get(ValueLayout.JAVA_SHORT_UNALIGNED, 2L * i) & 0xffff) << 16);
+            } else {
+                throw new IllegalArgumentException("toHost of " + t);
+            }
+        }
+        return out;
+    }
+
+    @Override
+    public Tensor zeros(long... shape) {
+        bind();
+        Tensor out = newF32(shape);
+        drv.streamSynchronize(stream);
+        drv.memset(addr(out), (byte) 0, out.numel() * 4);
+        return out;
+    }
+
+    // ---- kernel launches ----
+
+    private void launch(String fn, int gx, int gy, int bx, int shared, Object... args) {
+        launch3(fn, gx, gy, 1, bx, shared, args);
+    }
+
+    private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
+        // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
+        for (int i = 0; i < args.length; i++) {
+            long off = 8L * i;
+            switch (args[i]) {
+                case Long l -> argValues.set(ValueLayout.JAVA_LONG, off, l);
+                case Integer n -> argValues.set(ValueLayout.JAVA_INT, off, n);
+                case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
+                default -> throw new IllegalArgumentException("kernel argument " + args[i]);
+            }
+            argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(off, 8));
+        }
+        drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
+    }
+
+    private void elementwise(String fn, long n, Object... args) {
+        if (n == 0) return;
+        long blocks = (n + BLOCK - 1) / BLOCK;
+        launch(fn, Math.toIntExact(blocks), 1, BLOCK, 0, args);
+    }
+
+    private static int colBlocks(int d) { return (d + BLOCK - 1) / BLOCK; }
+
+    @Override
+    public Tensor linear(Tensor x, Tensor w, Tensor bias) {
+        bind();
+        int in = (int) x.dim(-1), n = rows(x);
+        Tensor wd = upload(w);
+        if (wd.rank() != 2 || wd.dim(1) != in)
+            throw new IllegalArgumentException("linear: x " + x + " does not fit weight " + w);
+        int out = (int) wd.dim(0);
+        Tensor xd = dev(x);
+        Tensor y = newF32(n, out);
+        if (n == 1 && GEMV && in % 8 == 0) {
+            // decoding: a warp-per-row matrix-vector kernel streams the weights faster than a skinny GEMM
+            long b = bias == null ? 0 : addr(upload(bias));
+            String k = switch (wd.dtype()) {
+                case BF16 -> "gemv_bf16";
+                case F32 -> "gemv_f32";
+                default -> throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
+            };
+            launch(k, (out + GEMV_ROWS - 1) / GEMV_ROWS, 1, 32 * GEMV_ROWS, 0, addr(xd), addr(wd), b, addr(y), in, out);
+        } else if (n > 0) {
+            long b = bias == null ? 0 : addr(upload(bias));
+            boolean fused;
+            if (wd.dtype() == DType.BF16) {
+                fused = blas.linear(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
+            } else if (wd.dtype() == DType.F32) {
+                fused = blas.linear(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+            } else {
+                throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
+            }
+            if (b != 0 && !fused) elementwise("bias_add", (long) n * out, addr(y), b, (long) n * out, out);
+        }
+        return y;
+    }
+
+    /**
+     * The bf16 copy of an activation used as a GEMM input. The last one is kept, so the q/k/v (and gate/up) products
+     * of one normed input convert it once; every in-place operation forgets it.
+     */
+    private MemorySegment bf16Of(Tensor x) {
+        if (x == bf16Source) return bf16Copy;
+        long count = x.numel();
+        MemorySegment xb = pool.alloc(count * 2);
+        elementwise("f32_to_bf16_kernel", count, addr(x), xb.address(), count);
+        bf16Source = x;
+        bf16Copy = xb;
+        return xb;
+    }
+
+    private void wrote() {
+        bf16Source = null;
+        bf16Copy = null;
+    }
+
+    @Override
+    public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
+        bind();
+        Tensor xd = dev(x), wd = upload(w);
+        int d = (int) x.dim(-1), n = rows(x);
+        Tensor y = newF32(x.shape());
+        if (n > 0) launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
+        return y;
+    }
+
+    @Override
+    public Tensor add(Tensor a, Tensor b) {
+        bind();
+        if (a.numel() != b.numel()) throw new IllegalArgumentException("add: " + a + " vs " + b);
+        Tensor ad = dev(a), bd = dev(b), y = newF32(a.shape());
+        elementwise("add_f32", a.numel(), addr(ad), addr(bd), addr(y), a.numel());
+        return y;
+    }
+
+    @Override
+    public Tensor siluMul(Tensor gate, Tensor up) {
+        bind();
+        Tensor g = dev(gate), u = dev(up), y = newF32(gate.shape());
+        elementwise("silu_mul", gate.numel(), addr(g), addr(u), addr(y), gate.numel());
+        return y;
+    }
+
+    @Override
+    public Tensor gelu(Tensor x) {
+        bind();
+        Tensor xd = dev(x), y = newF32(x.shape());
+        elementwise("gelu_erf", x.numel(), addr(xd), addr(y), x.numel());
+        return y;
+    }
+
+    @Override
+    public Tensor embedding(Tensor table, int[] ids) {
+        bind();
+        int d = (int) table.dim(1), vocab = (int) table.dim(0);
+        for (int id : ids)
+            if (id < 0 || id >= vocab) throw new IllegalArgumentException("token id " + id + " outside the vocabulary of " + vocab);
+        Tensor t = upload(table), y = newF32(ids.length, d);
+        if (ids.length == 0) return y;
+        MemorySegment idx = ints(ids);
+        launch(t.dtype() == DType.BF16 ? "embedding_bf16" : "embedding_f32", ids.length, colBlocks(d), BLOCK, 0,
+                addr(t), idx.address(), addr(y), d);
+        java.lang.ref.Reference.reachabilityFence(idx);
+        return y;
+    }
+
+    @Override
+    public Tensor gatherRows(Tensor x, int[] rows) {
+        bind();
+        int d = (int) x.dim(-1), n = rows(x);
+        for (int r : rows) if (r < 0 || r >= n) throw new IllegalArgumentException("gatherRows: row " + r + " of " + n);
+        Tensor xd = dev(x), y = newF32(rows.length, d);
+        if (rows.length == 0) return y;
+        MemorySegment idx = ints(rows);
+        launch("gather_rows", rows.length, colBlocks(d), BLOCK, 0, addr(xd), idx.address(), addr(y), d);
+        java.lang.ref.Reference.reachabilityFence(idx);
+        return y;
+    }
+
+    private Tensor deviceDst(Tensor dst, String op) {
+        if (!onDevice(dst) || dst.dtype() != DType.F32)
+            throw new IllegalArgumentException(op + " needs a float32 destination on " + device + ", got " + dst);
+        return dst;
+    }
+
+    @Override
+    public void scatterRows(Tensor dst, int[] rows, Tensor src) {
+        bind();
+        wrote();
+        deviceDst(dst, "scatterRows");
+        int d = (int) dst.dim(-1), n = rows(dst);
+        for (int r : rows) if (r < 0 || r >= n) throw new IllegalArgumentException("scatterRows: row " + r + " of " + n);
+        if (rows.length == 0) return;
+        Tensor s = dev(src);
+        MemorySegment idx = ints(rows);
+        launch("scatter_rows", rows.length, colBlocks(d), BLOCK, 0, addr(dst), idx.address(), addr(s), d);
+        java.lang.ref.Reference.reachabilityFence(idx);
+    }
+
+    @Override
+    public void copyRows(Tensor dst, int dstRow, Tensor src) {
+        bind();
+        wrote();
+        deviceDst(dst, "copyRows");
+        int d = (int) dst.dim(-1);
+        long bytes = src.numel() * 4, off = (long) dstRow * d * 4;
+        if (off + bytes > dst.numel() * 4)
+            throw new IllegalArgumentException("copyRows: " + src + " at row " + dstRow + " overflows " + dst);
+        Tensor s = dev(src);
+        if (bytes > 0) drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
+    }
+
+    @Override
+    public Tensor columns(Tensor x, int from, int to) {
+        bind();
+        int d = (int) x.dim(-1), n = rows(x), w = to - from;
+        if (from < 0 || to > d || w < 0) throw new IllegalArgumentException("columns [" + from + ", " + to + ") of " + x);
+        Tensor xd = dev(x), y = newF32(n, w);
+        if (n > 0 && w > 0) launch("columns_f32", n, colBlocks(w), BLOCK, 0, addr(xd), addr(y), d, from, w);
+        return y;
+    }
+
+    @Override
+    public void rotary(Tensor x, int heads, Tensor cos, Tensor sin) {
+        bind();
+        wrote();
+        deviceDst(x, "rotary");
+        int n = rows(x), d = (int) cos.dim(-1);
+        if (x.dim(-1) != (long) heads * d) throw new IllegalArgumentException("rotary: " + x + " is not " + heads + " heads of " + d);
+        Tensor c = dev(cos), s = dev(sin);
+        if (n > 0) launch("rotary_f32", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(x), addr(c), addr(s), heads, d);
+    }
+
+    @Override
+    public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+        bind();
+        int n = rows(q), d = (int) (q.dim(-1) / hq);
+        if (d > 32 * ATT_MAXC) throw new IllegalArgumentException("attention: head size " + d + " above " + 32 * ATT_MAXC);
+        if (hq % hkv != 0) throw new IllegalArgumentException("attention: " + hq + " query heads over " + hkv + " KV heads");
+        int[] seg = mask.segments();
+        if (seg != null && (seg[seg.length - 1] != n || kvLen != n))
+            throw new IllegalArgumentException("attention segments end at " + seg[seg.length - 1] + " but there are " + n + " queries");
+        Tensor qd = dev(q), kd = dev(k), vd = dev(v), y = newF32(n, (long) hq * d);
+        if (n == 0) return y;
+        int shared = ATT_WARPS * (d + 2) * 4;
+        float scale = (float) (1.0 / Math.sqrt(d));
+        int splits = seg == null && n <= SPLIT_MAX_QUERIES ? Math.min(SPLIT_MAX, kvLen / SPLIT_CHUNK) : 0;
+        if (splits >= 2) {
+            // few queries over a long cache (decoding): spread the keys over more blocks, then merge
+            int chunk = (kvLen + splits - 1) / splits;
+            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            launch3("attention_split", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd),
+                    part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
+            launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
+            java.lang.ref.Reference.reachabilityFence(part);
+            return y;
+        }
+        MemorySegment segs = seg == null ? null : ints(seg);
+        launch("attention_f32", n, hq, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
+                scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
+                mask.causal() ? 1 : 0, mask.queryOffset());
+        java.lang.ref.Reference.reachabilityFence(segs);
+        return y;
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        bind();
+        drv.synchronize();
+        blas.close();
+        wrote();
+        pool.close();
+        launchArena.close();
+        drv.destroyStream(stream);
+        drv.releasePrimaryContext(dev);
+        closed = true;
+    }
+
+    @Override
+    public String toString() { return "CudaBackend[cuda:" + ordinal + " " + name + ", " + precision + "]"; }
+}

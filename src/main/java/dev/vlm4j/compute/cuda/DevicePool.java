@@ -1,0 +1,127 @@
+package dev.vlm4j.compute.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentLinkedQueue;
+
+/**
+ * A caching allocator for device memory. Blocks are rounded to size classes (powers of two up to 1 MiB, then
+ * multiples of 2 MiB) and reused, so a decode loop allocates from the driver only while it warms up.
+ * <p>
+ * Activation tensors are freed by the garbage collector: their segment belongs to an automatic arena whose cleanup
+ * hands the block back to this pool (the block is reused only by work queued later on the same stream, so pending
+ * kernels never see it change). Because the Java heap does not feel device memory, the pool asks for a collection
+ * after every {@code gcEveryBytes} of new driver allocations, and before giving up when the device is full.
+ * Weights are allocated {@linkplain #allocPermanent permanently}. {@link #close()} frees everything.
+ */
+final class DevicePool implements AutoCloseable {
+    private final CudaDriver drv;
+    private final Map<Long, ArrayDeque<Long>> free = new HashMap<>();
+    private final ConcurrentLinkedQueue<long[]> released = new ConcurrentLinkedQueue<>();
+    /** Every block obtained from the driver: pointer to size. */
+    private final Map<Long, Long> owned = new HashMap<>();
+    private final long gcEveryBytes;
+    private long sinceGc, driverBytes, peakDriverBytes;
+    private volatile boolean closed;
+
+    DevicePool(CudaDriver drv, long gcEveryBytes) {
+        this.drv = drv;
+        this.gcEveryBytes = gcEveryBytes;
+    }
+
+    static long sizeClass(long bytes) {
+        long b = Math.max(256, bytes);
+        if (b <= (1 << 20)) return Long.highestOneBit(b - 1) << 1;
+        long step = 2L << 20;
+        return (b + step - 1) / step * step;
+    }
+
+    private void drain() {
+        long[] r;
+        while ((r = released.poll()) != null) free.computeIfAbsent(r[1], k -> new ArrayDeque<>()).push(r[0]);
+    }
+
+    private long driverAlloc(long size) {
+        long p = drv.malloc(size);
+        for (int attempt = 0; p == 0 && attempt < 3; attempt++) {
+            collect();
+            ArrayDeque<Long> q = free.get(size);
+            if (q != null && !q.isEmpty()) return q.pop();
+            releaseCached();
+            p = drv.malloc(size);
+        }
+        if (p == 0) {
+            long[] info = drv.memInfo();
+            throw new CudaException("out of device memory allocating " + size + " bytes (free " + info[0] + " of "
+                    + info[1] + ", this backend holds " + driverBytes + ")", 2);
+        }
+        owned.put(p, size);
+        driverBytes += size;
+        peakDriverBytes = Math.max(peakDriverBytes, driverBytes);
+        sinceGc += size;
+        return p;
+    }
+
+    /** Runs a collection and waits briefly for the cleaners to hand blocks back. */
+    private void collect() {
+        System.gc();
+        try { Thread.sleep(20); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        drain();
+        sinceGc = 0;
+    }
+
+    /** Gives cached (unused) blocks back to the driver. */
+    private void releaseCached() {
+        for (ArrayDeque<Long> q : free.values()) {
+            for (Long p : q) {
+                Long s = owned.remove(p);
+                if (s != null) driverBytes -= s;
+                drv.free(p);
+            }
+            q.clear();
+        }
+    }
+
+    private long take(long size) {
+        drain();
+        if (sinceGc > gcEveryBytes) collect();
+        ArrayDeque<Long> q = free.get(size);
+        if (q != null && !q.isEmpty()) return q.pop();
+        return driverAlloc(size);
+    }
+
+    /** A block returned to the pool when the segment becomes unreachable. */
+    synchronized MemorySegment alloc(long bytes) {
+        if (closed) throw new IllegalStateException("the CUDA backend is closed");
+        long size = sizeClass(bytes);
+        long p = take(size);
+        ConcurrentLinkedQueue<long[]> back = released;
+        return MemorySegment.ofAddress(p).reinterpret(bytes, Arena.ofAuto(), s -> back.add(new long[]{p, size}));
+    }
+
+    /** A block that stays until {@link #close()} (weights). */
+    synchronized MemorySegment allocPermanent(long bytes) {
+        if (closed) throw new IllegalStateException("the CUDA backend is closed");
+        long size = Math.max(256, (bytes + 255) & ~255L);
+        long p = driverAlloc(size);
+        sinceGc -= size;   // weights are not garbage
+        return MemorySegment.ofAddress(p).reinterpret(bytes);
+    }
+
+    synchronized long driverBytes() { return driverBytes; }
+
+    synchronized long peakDriverBytes() { return peakDriverBytes; }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        for (long p : owned.keySet()) drv.free(p);
+        owned.clear();
+        free.clear();
+        driverBytes = 0;
+    }
+}
