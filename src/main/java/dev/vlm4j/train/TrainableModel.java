@@ -71,9 +71,10 @@ public final class TrainableModel implements AutoCloseable {
 
     /**
      * Adds fresh trainable LoRA factors to the given weights (PEFT's initialisation: A uniform in
-     * {@code +-1/sqrt(in)} (kaiming-uniform with a = sqrt(5)), B zero), scale {@code alpha / r}.
+     * {@code +-1/sqrt(in)} (kaiming-uniform with a = sqrt(5)), B zero), with the given scale ({@code alpha / r}, or
+     * {@code alpha / sqrt(r)} with rslora).
      */
-    public void addNewLora(List<String> weightNames, int r, double alpha, float dropout, long seed) {
+    public void addNewLora(List<String> weightNames, int r, double scale, float dropout, long seed) {
         Map<String, Tensor> params = model().parameters();
         Random rng = new Random(seed);
         for (String w : weightNames) {
@@ -85,7 +86,7 @@ public final class TrainableModel implements AutoCloseable {
             for (int i = 0; i < a.length; i++) a[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);
             String module = w.substring(0, w.length() - ".weight".length());
             Tensor ta = Tensor.of(a, r, in), tb = Tensor.of(new float[out * r], out, r);
-            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) (alpha / r), dropout));
+            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) scale, dropout));
             grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
             grad.addParameter(PEFT_PREFIX + module + ".lora_B.weight", tb);
         }
@@ -110,6 +111,33 @@ public final class TrainableModel implements AutoCloseable {
         } finally {
             grad.record(false);
             grad.clearTape();
+        }
+    }
+
+    /** The mean loss of one sequence, forward only (nothing recorded, no gradient): evaluation. */
+    public double loss(int[] ids, long[] labels, Qwen25VLModel.VisionInput images, Qwen25VLModel.VisionInput videos) {
+        grad.record(false);
+        Tensor logits = model().trainingLogits(ids, images, videos);
+        return grad.crossEntropy(logits, labels, 1.0);
+    }
+
+    /**
+     * Overwrites the trainable LoRA factors with an adapter's (same modules and shapes), e.g. to resume training
+     * from a checkpoint; fails naming the first module that differs.
+     */
+    public void loadLoraWeights(LoraAdapter a) {
+        List<LoraBackend.Target> ts = lora.targets();
+        if (ts.size() != a.pairs().size())
+            throw new IllegalArgumentException("the checkpoint " + a.dir() + " adapts " + a.pairs().size() + " modules, this run " + ts.size());
+        for (LoraBackend.Target t : ts) {
+            LoraAdapter.Pair p = a.pairs().get(t.module() + ".weight");
+            if (p == null) throw new IllegalArgumentException("the checkpoint " + a.dir() + " has no LoRA factors for " + t.module());
+            float[] da = t.a().heapFloats(), db = t.b().heapFloats();
+            if (p.a().length != da.length || p.b().length != db.length)
+                throw new IllegalArgumentException("the LoRA factors of " + t.module() + " in " + a.dir() + " have rank " + p.r()
+                        + ", this run " + t.a().dim(0));
+            System.arraycopy(p.a(), 0, da, 0, da.length);
+            System.arraycopy(p.b(), 0, db, 0, db.length);
         }
     }
 
