@@ -49,7 +49,7 @@ public final class LoraTargets {
 
     private static boolean isLinear(String name, Tensor t) {
         return name.endsWith(".weight") && t.rank() == 2 && !name.contains("embed_tokens") && !name.equals("lm_head.weight")
-                && !name.contains("norm");
+                && !name.contains("norm") && !name.contains("patch_embed"); // patch_embed is a Conv3d in transformers
     }
 
     /** Whether the {@code --target_modules} value is one regular expression. */
