@@ -160,6 +160,13 @@ public final class SftArgs {
         }
     }
 
+    /** The args.json of a checkpoint: {@code CKPT/args.json}, else {@code CKPT/../args.json}; null when neither exists. */
+    public static Path argsFileOf(Path ckpt) {
+        Path own = ckpt.resolve("args.json"), run = ckpt.toAbsolutePath().normalize().getParent().resolve("args.json");
+        if (Files.isRegularFile(own)) return own;
+        return Files.isRegularFile(run) ? run : null;
+    }
+
     /** The args.json bytes. */
     public byte[] toJson() throws IOException { return JSON.writeValueAsBytes(this); }
 
