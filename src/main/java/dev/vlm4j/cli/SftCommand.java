@@ -16,7 +16,7 @@ import java.util.concurrent.Callable;
 
 /** {@code vlm4j sft}: LoRA supervised fine-tuning with ms-swift's option spellings (see {@link SftArgs}). */
 @Command(name = "sft", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Supervised fine-tuning with LoRA on ms-swift JSONL datasets (messages, <image> tags with images lists).",
+        description = {"Supervised fine-tuning (LoRA, or --train_type full) on ms-swift JSONL datasets (messages, <image> tags with images lists).",
                 "Loss on every assistant turn (<|im_end|> included); AdamW, gradient clipping, warmup then cosine decay,",
                 "gradient accumulation, evaluation loss, exact resume. Writes output_dir/vN-YYYYMMDD-HHMMSS/ with args.json,",
                 "logging.jsonl, images/*.png and checkpoint-N/ (PEFT adapter, trainer_state.json, optimizer.safetensors)."})
@@ -34,7 +34,7 @@ public final class SftCommand implements Callable<Integer> {
         if (threads != null) Parallel.setThreads(threads);
         args.model = model.toAbsolutePath().toString();
         List<SftDataset> sets = loadData(args, System.err::println);
-        try (TrainableModel tm = TrainableModel.load(model)) {
+        try (TrainableModel tm = SftTrainer.loadModel(args)) {
             SftTrainer.Result r = SftTrainer.train(tm, args, sets.get(0), sets.get(1), System.err::println);
             System.err.println("vlm4j sft: last checkpoint " + r.lastCheckpoint() + ", best " + r.bestCheckpoint());
             System.out.println(r.lastCheckpoint());

@@ -76,8 +76,9 @@ public final class SftArgs {
             description = "Optimizer steps to run; overrides --num_train_epochs when positive (default: ${DEFAULT-VALUE}).")
     public int maxSteps = -1;
     @Option(names = "--learning_rate", paramLabel = "LR",
-            description = "Peak learning rate (default: ${DEFAULT-VALUE}).")
-    public double learningRate = 1e-4;
+            description = "Peak learning rate (default: 1e-4 for lora, 1e-5 for full).")
+    /** Peak learning rate; null: 1e-4 for LoRA, 1e-5 for full fine-tuning (set by {@link #validate}). */
+    public Double learningRate;
     @Option(names = "--per_device_train_batch_size", paramLabel = "N",
             description = "Samples per micro-batch (default: ${DEFAULT-VALUE}).")
     public int perDeviceTrainBatchSize = 1;
@@ -145,6 +146,10 @@ public final class SftArgs {
             description = "No progress bar even on a terminal (default: ${DEFAULT-VALUE}).")
     public boolean disableTqdm = false;
 
+    /** Whether this is full fine-tuning. */
+    @com.fasterxml.jackson.annotation.JsonIgnore
+    public boolean isFull() { return "full".equalsIgnoreCase(trainType); }
+
     /** The evaluation interval actually used. */
     public int evalInterval() { return evalSteps != null && evalSteps > 0 ? evalSteps : saveSteps; }
 
@@ -182,6 +187,7 @@ public final class SftArgs {
         if (loraDropout < 0 || loraDropout >= 1) throw new IllegalArgumentException("--lora_dropout " + loraDropout + ": expected [0, 1)");
         if (perDeviceTrainBatchSize <= 0 || gradientAccumulationSteps <= 0)
             throw new IllegalArgumentException("batch size and gradient accumulation steps must be positive");
+        if (learningRate == null) learningRate = isFull() ? 1e-5 : 1e-4;
         if (!lrSchedulerType.equals("cosine")) throw new IllegalArgumentException("--lr_scheduler_type " + lrSchedulerType + ": only cosine is supported");
     }
 }

@@ -41,6 +41,17 @@ public final class SftTrainer {
         return z ^ (z >>> 31);
     }
 
+    /**
+     * Loads the model a run trains: for LoRA the base as is; for full fine-tuning with float32 master copies of the
+     * weights the freeze flags leave trainable, read from {@code --resume_from_checkpoint} when resuming.
+     */
+    public static TrainableModel loadModel(SftArgs a) {
+        Path dir = Path.of(a.model);
+        if (!a.isFull()) return TrainableModel.load(dir);
+        Path from = a.resumeFromCheckpoint == null ? null : Path.of(a.resumeFromCheckpoint);
+        return TrainableModel.loadForFullTraining(dir, n -> LoraTargets.trainable(n, a), from);
+    }
+
     /** Trains to the end. */
     public static Result train(TrainableModel tm, SftArgs a, SftDataset trainSet, SftDataset valSet, Consumer<String> log) throws IOException {
         return train(tm, a, trainSet, valSet, log, Integer.MAX_VALUE);
@@ -49,9 +60,18 @@ public final class SftTrainer {
     /** Trains, stopping after global step {@code stopAfter} as if interrupted there (for resume tests). */
     static Result train(TrainableModel tm, SftArgs a, SftDataset trainSet, SftDataset valSet, Consumer<String> log, int stopAfter) throws IOException {
         a.validate();
-        if (!a.trainType.equalsIgnoreCase("lora")) throw new IllegalArgumentException("--train_type " + a.trainType + " is not supported yet (lora only)");
-        List<String> targets = LoraTargets.select(tm.model().parameters(), a);
-        tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
+        boolean full = a.isFull();
+        List<String> targets;
+        if (full) {
+            if (tm.masters().isEmpty())
+                throw new IllegalArgumentException("--train_type full needs a model loaded with float32 master weights (SftTrainer.loadModel)");
+            targets = new ArrayList<>(tm.masters().keySet());
+            log.accept("full fine-tuning of " + targets.size() + " tensors (" + tm.grad().parameters().values().stream()
+                    .mapToLong(p -> p.tensor().numel()).sum() + " parameters)");
+        } else {
+            targets = LoraTargets.select(tm.model().parameters(), a);
+            tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
+        }
         List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
         List<SftDataset.Example> examples = trainSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);
         if (examples.isEmpty()) throw new IllegalArgumentException("no training sample is left (see the skipped samples above)");
@@ -71,7 +91,7 @@ public final class SftTrainer {
                 throw new IllegalArgumentException("--resume_from_checkpoint " + ck + " was written by a run of " + st.maxSteps + " steps over "
                         + st.numTrainSamples + " samples (" + st.stepsPerEpoch + " steps/epoch); this run has " + total + " steps over " + n
                         + " samples (" + stepsPerEpoch + " steps/epoch): pass the same dataset and step settings");
-            TrainerState.restoreWeights(ck, tm, opt);
+            TrainerState.restoreWeights(ck, tm, opt, full);
             runDir = ck.getParent();
             StringBuilder sb = new StringBuilder();
             for (var row : st.logHistory) sb.append(LINE.writeValueAsString(row)).append('\n');
@@ -245,11 +265,25 @@ public final class SftTrainer {
         Path tmp = dir.resolveSibling("." + dir.getFileName() + ".tmp");
         TrainerState.deleteTree(tmp);
         Files.createDirectories(tmp);
-        saveAdapter(tm, a, targets, tmp);
+        if (a.isFull()) saveFull(tm, tmp);
+        else saveAdapter(tm, a, targets, tmp);
         writeAtomically(tmp.resolve("args.json"), a.toJson());
         st.save(tmp, opt);
         TrainerState.deleteTree(dir);
         Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /**
+     * Full fine-tuning's checkpoint: a model folder in the published layout (the base's config, tokenizer and template
+     * files, safetensors shards with {@code model.safetensors.index.json}); trained tensors are written as their
+     * float32 master weights (exact resume; loaders cast to the config's dtype), frozen ones as the base's bf16 bytes.
+     */
+    static void saveFull(TrainableModel tm, Path dir) throws IOException {
+        dev.vlm4j.tensor.safetensors.Checkpoint ck = tm.model().checkpoint();
+        dev.vlm4j.model.adapter.MergeExporter.copyNonWeightFiles(tm.vlm().directory(), dir);
+        Map<String, Tensor> all = new LinkedHashMap<>();
+        for (String n : ck.names()) all.put(n, tm.masters().containsKey(n) ? tm.masters().get(n) : ck.get(n));
+        dev.vlm4j.model.adapter.MergeExporter.writeShards(dir, all, dev.vlm4j.model.adapter.MergeExporter.DEFAULT_SHARD_BYTES);
     }
 
     /**

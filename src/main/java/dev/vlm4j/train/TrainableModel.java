@@ -25,11 +25,52 @@ public final class TrainableModel implements AutoCloseable {
     private final GradBackend grad;
     private final LoraBackend lora;
 
-    private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora) {
+    private final Map<String, Tensor> masters;
+
+    private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora, Map<String, Tensor> masters) {
         this.vlm = vlm;
         this.grad = grad;
         this.lora = lora;
+        this.masters = masters;
     }
+
+    /**
+     * Loads a model for full fine-tuning: the weights {@code trainable} selects become float32 heap copies (the master
+     * weights; the base files are memory-mapped bf16 and read-only), taken from {@code weightsFrom} when given (a
+     * checkpoint folder to resume from) else from {@code dir}, and registered as parameters; the rest stay mapped.
+     */
+    public static TrainableModel loadForFullTraining(Path dir, java.util.function.Predicate<String> trainable, Path weightsFrom) {
+        GradBackend g = new GradBackend(new CpuBackend());
+        LoraBackend l = new LoraBackend(g);
+        Map<String, Tensor> masters = new LinkedHashMap<>();
+        VisionLanguageModel vlm = VisionLanguageModel.load(dir, l, List.of(), ck -> {
+            dev.vlm4j.tensor.safetensors.Checkpoint src = weightsFrom == null ? ck : dev.vlm4j.tensor.safetensors.Checkpoint.open(weightsFrom);
+            try {
+                for (String n : ck.names()) {
+                    if (!trainable.test(n)) continue;
+                    Tensor t = src.get(n);
+                    Tensor copy = Tensor.of(t.toFloatArray(), ck.get(n).shape());
+                    ck.override(n, copy);
+                    masters.put(n, copy);
+                }
+            } finally {
+                if (src != ck) src.close();
+            }
+        });
+        TrainableModel tm = new TrainableModel(vlm, g, l, masters);
+        Map<String, Tensor> params = tm.model().parameters();
+        for (String n : masters.keySet()) {
+            Tensor p = params.get(n);
+            if (p == null || p.heapFloats() != masters.get(n).heapFloats())
+                throw new IllegalStateException("the model does not compute with the float32 copy of " + n);
+            g.addParameter(n, p);
+        }
+        if (masters.isEmpty()) throw new IllegalArgumentException("nothing is trainable");
+        return tm;
+    }
+
+    /** Full fine-tuning's float32 master weights by published name, in checkpoint shape (empty for LoRA). */
+    public Map<String, Tensor> masters() { return Collections.unmodifiableMap(masters); }
 
     /** Loads a model folder onto a recording CPU stack (nothing trainable yet). */
     public static TrainableModel load(Path dir) { return load(dir, new CpuBackend()); }
@@ -37,7 +78,7 @@ public final class TrainableModel implements AutoCloseable {
     public static TrainableModel load(Path dir, Backend base) {
         GradBackend g = new GradBackend(base);
         LoraBackend l = new LoraBackend(g);
-        return new TrainableModel(VisionLanguageModel.load(dir, l, List.of()), g, l);
+        return new TrainableModel(VisionLanguageModel.load(dir, l, List.of()), g, l, Map.of());
     }
 
     public VisionLanguageModel vlm() { return vlm; }

@@ -63,11 +63,14 @@ public final class TrainerState {
         }
     }
 
-    /** Restores the LoRA factors and the optimizer moments of a checkpoint into a freshly set up run. */
-    public static void restoreWeights(Path ckpt, TrainableModel tm, AdamW opt) {
+    /**
+     * Restores the optimizer moments of a checkpoint into a freshly set up run, and its LoRA factors (for full
+     * fine-tuning the master weights were already read from the checkpoint when the model was loaded).
+     */
+    public static void restoreWeights(Path ckpt, TrainableModel tm, AdamW opt, boolean full) {
         Path optFile = ckpt.resolve(OPTIMIZER);
         if (!Files.isRegularFile(optFile)) throw new IllegalArgumentException("--resume_from_checkpoint " + ckpt + " has no " + OPTIMIZER);
-        tm.loadLoraWeights(LoraAdapter.load(ckpt));
+        if (!full) tm.loadLoraWeights(LoraAdapter.load(ckpt));
         try (SafeTensorsFile f = SafeTensorsFile.open(optFile)) {
             Map<String, Tensor> st = new LinkedHashMap<>();
             for (String n : f.names()) st.put(n, Tensor.of(f.get(n).toFloatArray(), f.get(n).shape()));

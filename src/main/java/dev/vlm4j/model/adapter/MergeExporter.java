@@ -56,45 +56,60 @@ public final class MergeExporter {
         Path tmp = Files.createTempDirectory(parent, "." + out.getFileName() + ".tmp");
         try (Checkpoint ck = Checkpoint.open(base)) {
             for (LoraAdapter a : adapters) a.mergeInto(ck);
-            try (Stream<Path> s = Files.list(base)) {
-                for (Path p : s.toList()) {
-                    String n = p.getFileName().toString();
-                    if (!Files.isRegularFile(p) || n.endsWith(".safetensors") || n.equals("model.safetensors.index.json")) continue;
-                    Files.copy(p, tmp.resolve(n), StandardCopyOption.COPY_ATTRIBUTES);
-                }
-            }
-            List<Map<String, Tensor>> shards = new ArrayList<>();
-            Map<String, Tensor> cur = new LinkedHashMap<>();
-            long curBytes = 0, total = 0;
-            for (String name : ck.names()) {
-                Tensor t = bf16(ck.get(name));
-                long bytes = t.numel() * 2;
-                if (!cur.isEmpty() && curBytes + bytes > maxShardBytes) {
-                    shards.add(cur);
-                    cur = new LinkedHashMap<>();
-                    curBytes = 0;
-                }
-                cur.put(name, t);
-                curBytes += bytes;
-                total += bytes;
-            }
-            if (!cur.isEmpty()) shards.add(cur);
-            Map<String, String> weightMap = new TreeMap<>();
-            for (int i = 0; i < shards.size(); i++) {
-                String file = String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, shards.size());
-                SafeTensorsWriter.write(tmp.resolve(file), shards.get(i), Map.of("format", "pt"));
-                for (String n : shards.get(i).keySet()) weightMap.put(n, file);
-            }
-            Map<String, Object> index = new LinkedHashMap<>();
-            index.put("metadata", Map.of("total_size", total));
-            index.put("weight_map", weightMap);
-            Files.write(tmp.resolve("model.safetensors.index.json"),
-                    new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(index));
+            copyNonWeightFiles(base, tmp);
+            Map<String, Tensor> all = new LinkedHashMap<>();
+            for (String name : ck.names()) all.put(name, bf16(ck.get(name)));
+            writeShards(tmp, all, maxShardBytes);
         } catch (IOException | RuntimeException e) {
             deleteTree(tmp);
             throw e;
         }
         Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** Copies every regular file of {@code base} but the weights ({@code *.safetensors} and their index) into {@code dir}. */
+    public static void copyNonWeightFiles(Path base, Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(base)) {
+            for (Path p : s.toList()) {
+                String n = p.getFileName().toString();
+                if (!Files.isRegularFile(p) || n.endsWith(".safetensors") || n.equals("model.safetensors.index.json")) continue;
+                Files.copy(p, dir.resolve(n), StandardCopyOption.COPY_ATTRIBUTES, StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
+    }
+
+    /**
+     * Writes tensors (in the given order and dtypes) as {@code model-0000i-of-0000n.safetensors} shards of at most
+     * {@code maxShardBytes} (a larger tensor gets a shard of its own) and {@code model.safetensors.index.json}.
+     */
+    public static void writeShards(Path dir, Map<String, Tensor> tensors, long maxShardBytes) throws IOException {
+        List<Map<String, Tensor>> shards = new ArrayList<>();
+        Map<String, Tensor> cur = new LinkedHashMap<>();
+        long curBytes = 0, total = 0;
+        for (var e : tensors.entrySet()) {
+            long bytes = e.getValue().numel() * e.getValue().dtype().bytes;
+            if (!cur.isEmpty() && curBytes + bytes > maxShardBytes) {
+                shards.add(cur);
+                cur = new LinkedHashMap<>();
+                curBytes = 0;
+            }
+            cur.put(e.getKey(), e.getValue());
+            curBytes += bytes;
+            total += bytes;
+        }
+        if (!cur.isEmpty()) shards.add(cur);
+        Map<String, String> weightMap = new TreeMap<>();
+        for (int i = 0; i < shards.size(); i++) {
+            String file = String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, shards.size());
+            SafeTensorsWriter.write(dir.resolve(file), shards.get(i), Map.of("format", "pt"));
+            for (String n : shards.get(i).keySet()) weightMap.put(n, file);
+        }
+        Map<String, Object> index = new LinkedHashMap<>();
+        index.put("metadata", Map.of("total_size", total));
+        index.put("weight_map", weightMap);
+        Path idx = dir.resolve("model.safetensors.index.json"), tmp = dir.resolve("model.safetensors.index.json.tmp");
+        Files.write(tmp, new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(index));
+        Files.move(tmp, idx, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
     private static void deleteTree(Path p) throws IOException {
