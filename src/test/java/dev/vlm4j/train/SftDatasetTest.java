@@ -59,6 +59,54 @@ class SftDatasetTest {
         assertTrue(e.promptText().endsWith("<|im_start|>assistant\n"), e.promptText());
     }
 
+    /** The fixture cases with a training answer: ids and labels equal transformers' train_input_ids / train_labels. */
+    @Test
+    @SuppressWarnings("unchecked")
+    void fixtureTrainingSequencesMatch() throws Exception {
+        for (String name : List.of("text_only", "lora", "image_describe")) {
+            dev.vlm4j.trace.FixtureCase c = dev.vlm4j.trace.FixtureCase.load(Fixtures.cases().resolve(name));
+            List<Map<String, Object>> msgs = new ArrayList<>();
+            for (Map<String, Object> m : c.messages()) {
+                Object content = m.get("content");
+                if (content instanceof List<?> parts) {
+                    StringBuilder sb = new StringBuilder();
+                    for (Object o : parts) {
+                        Map<String, Object> part = (Map<String, Object>) o;
+                        sb.append("image".equals(part.get("type")) ? "<image>" : String.valueOf(part.get("text")));
+                    }
+                    content = sb.toString();
+                }
+                msgs.add(new LinkedHashMap<>(Map.of("role", m.get("role"), "content", content)));
+            }
+            msgs.add(new LinkedHashMap<>(Map.of("role", "assistant", "content", c.answer())));
+            List<Object> images = new ArrayList<>();
+            for (Path p : c.images()) images.add(p.toString());
+            SftDataset.Sample sample = new SftDataset.Sample(msgs, images, List.of(), name, null);
+            SftDataset d = SftDataset.load(List.of(writeRow(msgs, images).toString()), true, 42, s -> {});
+            SftDataset.Example e = d.encode(vlm, sample);
+            try (dev.vlm4j.tensor.safetensors.SafeTensorsFile f = dev.vlm4j.tensor.safetensors.SafeTensorsFile.open(
+                    Fixtures.cases().resolve(name).resolve("tensors.safetensors"))) {
+                long[] ids = toLongs(f.get("train_input_ids")), labels = toLongs(f.get("train_labels"));
+                assertArrayEquals(ids, Arrays.stream(e.ids()).asLongStream().toArray(), name + ": train_input_ids");
+                assertArrayEquals(labels, e.labels(), name + ": train_labels (" + Arrays.stream(labels).filter(l -> l != -100).count()
+                        + " labelled in the fixture, " + Arrays.stream(e.labels()).filter(l -> l != -100).count() + " here)");
+            }
+        }
+    }
+
+    private Path writeRow(List<Map<String, Object>> msgs, List<Object> images) throws Exception {
+        Path f = tmp.resolve("row" + System.nanoTime() + ".jsonl");
+        Files.writeString(f, new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(Map.of("messages", msgs, "images", images)) + "\n");
+        return f;
+    }
+
+    private static long[] toLongs(dev.vlm4j.tensor.Tensor t) {
+        long[] out = new long[(int) t.numel()];
+        for (int i = 0; i < out.length; i++) out[i] = t.dtype() == dev.vlm4j.tensor.DType.I64
+                ? t.data().getAtIndex(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, i) : (long) t.toFloatArray()[i];
+        return out;
+    }
+
     @Test
     void queryResponseHistoryRowsEqualTheirMessagesForm() throws Exception {
         SftDataset.Example a = encodeOne(MULTI), b = encodeOne(ALIASES);

@@ -12,7 +12,7 @@ import java.util.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * Exact resume: a run interrupted after step 3 and resumed from checkpoint-3 logs the same loss curve (and ends with
+ * Exact resume: a run interrupted after step 4 and resumed from checkpoint-3 (step 4's log row is dropped) logs the same loss curve (and ends with
  * the same adapter) as the uninterrupted 6-step run, with dropout on, warmup, an epoch boundary inside the run and a
  * short last batch per epoch; save_total_limit keeps the best and the last checkpoint.
  * <p>
@@ -64,11 +64,12 @@ class SftResumeTest {
 
         SftArgs cut = args(ds, tmp.resolve("cut"));
         cut.saveSteps = 3;
-        SftTrainer.Result c = run(cut, 3);
+        SftTrainer.Result c = run(cut, 4); // interrupted after step 4; the last checkpoint is step 3's
+        assertEquals(4, TrainerState.readLog(c.runDir().resolve("logging.jsonl")).size(), "rows logged before the interruption");
         Path ck3 = c.runDir().resolve("checkpoint-3");
         for (String f : List.of("adapter_model.safetensors", "adapter_config.json", "args.json", "trainer_state.json", "optimizer.safetensors"))
             assertTrue(Files.isRegularFile(ck3.resolve(f)), "checkpoint-3 lacks " + f);
-        assertFalse(Files.exists(c.runDir().resolve("checkpoint-6")), "the interrupted run must stop at step 3");
+        assertFalse(Files.exists(c.runDir().resolve("checkpoint-6")), "the interrupted run must stop at step 4");
         SftArgs resumed = args(ds, tmp.resolve("cut"));
         resumed.saveSteps = 3;
         resumed.resumeFromCheckpoint = ck3.toString();
