@@ -31,6 +31,10 @@ final class HeldOutInfer {
         if (argsFile == null) throw new IllegalArgumentException("--load_data_args: neither " + ckpt.resolve("args.json") + " nor "
                 + ckpt.getParent().resolve("args.json") + " exists");
         SftArgs a = SftArgs.read(argsFile);
+        if (model.model == null) {
+            if (a.model == null) throw new IllegalArgumentException(argsFile + " names no model: pass --model DIR");
+            model.model = Path.of(a.model);
+        }
         List<SftDataset> sets = SftCommand.loadData(a, System.err::println);
         SftDataset held = sets.get(1);
         if (held == null) throw new IllegalArgumentException(argsFile + " has no held-out split (neither val_dataset nor split_dataset_ratio > 0)");

@@ -31,7 +31,7 @@ class InferLoadDataArgsTest {
         Path run;
         try (var s = Files.list(out)) { run = s.findFirst().orElseThrow(); }
         Path ckpt = run.resolve("checkpoint-1");
-        assertEquals(0, Main.run("infer", "--model", Fixtures.tinyModel().toString(), "--adapters", ckpt.toString(), "--load_data_args", "true",
+        assertEquals(0, Main.run("infer", "--adapters", ckpt.toString(), "--load_data_args", "true", // --model from args.json
                 "--greedy", "--max-new-tokens", "3", "--thinking", "false"), "infer exit code");
         Path resultDir = ckpt.resolve("infer_result");
         Path result;
