@@ -85,6 +85,9 @@ class SftOptionsTest {
         List<Map<String, Object>> log = TrainerState.readLog(run.resolve("logging.jsonl"));
         long evals = log.stream().filter(r -> r.containsKey("eval_loss")).count();
         assertEquals(2, evals, "eval_loss rows (eval_steps 1, 2 steps): " + log);
+        JsonNode st = new ObjectMapper().readTree(run.resolve("checkpoint-2/trainer_state.json").toFile());
+        double lastEval = ((Number) log.stream().filter(r -> r.containsKey("eval_loss")).reduce((x, y) -> y).orElseThrow().get("eval_loss")).doubleValue();
+        assertEquals(lastEval, st.get("best_metric").asDouble(), 1e-6, "with evaluation, the best metric is the eval loss");
         assertTrue(Files.isRegularFile(run.resolve("images/eval_loss.png")) && Files.isRegularFile(run.resolve("images/train_loss.png")), "loss plots");
         JsonNode ac = new ObjectMapper().readTree(run.resolve("checkpoint-2/adapter_config.json").toFile());
         assertEquals("LORA", ac.get("peft_type").asText());
