@@ -61,9 +61,15 @@ public final class VisionLanguageModel implements AutoCloseable {
 
     /** Loads a model folder with PEFT LoRA adapters (folders) merged into its weights. */
     public static VisionLanguageModel load(Path dir, Backend backend, List<Path> adapters) {
+        return load(dir, backend, adapters, c -> {});
+    }
+
+    /** Same, with {@code prepare} run on the checkpoint before its weights are read (see {@link Qwen25VLModel#load}). */
+    public static VisionLanguageModel load(Path dir, Backend backend, List<Path> adapters,
+                                           java.util.function.Consumer<dev.vlm4j.tensor.safetensors.Checkpoint> prepare) {
         List<dev.vlm4j.model.adapter.LoraAdapter> loras = new ArrayList<>();
         for (Path a : adapters) loras.add(dev.vlm4j.model.adapter.LoraAdapter.load(a));
-        Qwen25VLModel model = Qwen25VLModel.load(dir, backend, loras);
+        Qwen25VLModel model = Qwen25VLModel.load(dir, backend, loras, prepare);
         try {
             Tokenizer tok = Tokenizer.load(dir);
             ChatTemplate tpl = ChatTemplate.load(dir).withVariables(ChatTemplate.specialTokens(dir));

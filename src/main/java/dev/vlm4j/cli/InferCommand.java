@@ -13,14 +13,20 @@ import java.nio.charset.StandardCharsets;
 import java.util.*;
 import java.util.concurrent.Callable;
 
-/** {@code vlm4j infer}: one prompt (with optional images and videos), streamed to stdout. */
+/**
+ * {@code vlm4j infer}: one prompt (with optional images and videos), streamed to stdout; or, with
+ * {@code --adapters CKPT --load_data_args true}, the held-out split of the training run re-answered into a result
+ * JSONL (ms-swift's {@code swift infer --load_data_args true}).
+ */
 @Command(name = "infer", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Answer one prompt, streaming the text to stdout as it is generated.",
-                "Thinking is on by default (MiMo-VL answers as <think>...</think> then the answer)."})
+                "Thinking is on by default (MiMo-VL answers as <think>...</think> then the answer).",
+                "With --adapters CKPT --load_data_args true: answer the training run's held-out split (its --val_dataset or",
+                "--split_dataset_ratio part, from CKPT/args.json or CKPT/../args.json) and write CKPT/infer_result/*.jsonl."})
 public final class InferCommand implements Callable<Integer> {
     @Mixin ModelOptions model;
 
-    @Option(names = "--prompt", required = true, paramLabel = "TEXT", description = "The user message.")
+    @Option(names = "--prompt", paramLabel = "TEXT", description = "The user message (required unless --load_data_args true).")
     String prompt;
 
     @Option(names = "--system", paramLabel = "TEXT", description = "A system message.")
@@ -35,10 +41,20 @@ public final class InferCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON result object (reasoning, answer, tokens, timings) instead of streaming.")
     boolean json;
 
+    @Option(names = "--load_data_args", arity = "1", paramLabel = "BOOL", defaultValue = "false",
+            description = "Read the adapter run's args.json and answer its held-out split (default: ${DEFAULT-VALUE}).")
+    boolean loadDataArgs;
+
+    @Option(names = "--result_path", paramLabel = "FILE",
+            description = "Result JSONL for --load_data_args (default: CKPT/infer_result/YYYYMMDD-HHMMSS.jsonl).")
+    java.nio.file.Path resultPath;
+
     @Mixin SamplingMixin sampling;
 
     @Override
     public Integer call() throws Exception {
+        if (loadDataArgs) return HeldOutInfer.run(model, sampling.options(), resultPath);
+        if (prompt == null) throw new IllegalArgumentException("--prompt is required (or use --adapters CKPT --load_data_args true)");
         List<Map<String, Object>> messages = new ArrayList<>();
         if (system != null) messages.add(Map.of("role", "system", "content", system));
         messages.add(Map.of("role", "user", "content", userContent(images, videos, prompt)));

@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
                 ChatCommand.class,
                 PreprocessCommand.class,
                 SftCommand.class,
+                ExportCommand.class,
                 ServeCommand.class,
                 DownloadCommand.class,
         })

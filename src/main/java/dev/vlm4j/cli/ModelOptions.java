@@ -14,9 +14,10 @@ import java.util.List;
 
 /** Options shared by every command that loads a model: where it is, where it runs, adapters. */
 public final class ModelOptions {
-    @Option(names = "--model", required = true, paramLabel = "DIR|ORG/NAME",
+    @Option(names = "--model", paramLabel = "DIR|ORG/NAME",
             description = "Model folder (config.json, *.safetensors, tokenizer.json, chat template), or a hub id "
-                    + "(found in the Hugging Face cache, else downloaded unless HF_HUB_OFFLINE=1).")
+                    + "(found in the Hugging Face cache, else downloaded unless HF_HUB_OFFLINE=1). Required, except where "
+                    + "a command can take it from an adapter run's args.json (infer --load_data_args).")
     Path model;
 
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu (default) or cuda[:N].")
@@ -38,6 +39,7 @@ public final class ModelOptions {
 
     /** The model folder: {@link #model} itself, or for a hub id (ORG/NAME) its snapshot in the Hugging Face cache. */
     Path resolveModelDir() {
+        if (model == null) throw new IllegalArgumentException("Missing required option: '--model=DIR|ORG/NAME'");
         if (Files.isDirectory(model)) return model;
         String s = model.toString();
         if (HubId.looksLikeHubId(s)) return HubId.resolve(s);

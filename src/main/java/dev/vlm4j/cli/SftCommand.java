@@ -1,88 +1,60 @@
 package dev.vlm4j.cli;
 
 import dev.vlm4j.compute.cpu.Parallel;
+import dev.vlm4j.train.SftArgs;
 import dev.vlm4j.train.SftDataset;
 import dev.vlm4j.train.SftTrainer;
 import dev.vlm4j.train.TrainableModel;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.*;
+import java.util.List;
 import java.util.concurrent.Callable;
 
-/** {@code vlm4j sft}: LoRA supervised fine-tuning with ms-swift's option spellings. */
+/** {@code vlm4j sft}: LoRA supervised fine-tuning with ms-swift's option spellings (see {@link SftArgs}). */
 @Command(name = "sft", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Supervised fine-tuning with LoRA on ms-swift JSONL datasets (messages, <image> tags with images lists).",
-                "Loss on the last assistant turn; AdamW, gradient clipping, warmup then cosine decay, gradient accumulation.",
-                "Writes output_dir/vN-YYYYMMDD-HHMMSS/ with args.json, logging.jsonl and checkpoint-N/ PEFT adapters."})
+        description = {"Supervised fine-tuning (LoRA, or --train_type full) on ms-swift JSONL datasets (messages, <image> tags with images lists).",
+                "Loss on every assistant turn (<|im_end|> included); AdamW, gradient clipping, warmup then cosine decay,",
+                "gradient accumulation, evaluation loss, exact resume. Writes output_dir/vN-YYYYMMDD-HHMMSS/ with args.json,",
+                "logging.jsonl, images/*.png and checkpoint-N/ (PEFT adapter, trainer_state.json, optimizer.safetensors)."})
 public final class SftCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, paramLabel = "DIR") Path model;
-    @Option(names = "--dataset", required = true, split = ",", paramLabel = "PATH[#N]", description = "JSONL file(s); #N keeps the first N samples.")
-    List<String> dataset;
-    @Option(names = {"--train_type", "--tuner_type"}, defaultValue = "lora", description = "lora (only).") String trainType;
-    @Option(names = "--lora_rank", defaultValue = "8") int loraRank;
-    @Option(names = "--lora_alpha", defaultValue = "32") double loraAlpha;
-    @Option(names = "--lora_dropout", defaultValue = "0.05") float loraDropout;
-    @Option(names = "--target_modules", defaultValue = "all-linear", split = ",") List<String> targetModules;
-    @Option(names = "--num_train_epochs", defaultValue = "1") int epochs;
-    @Option(names = "--max_steps", defaultValue = "-1") int maxSteps;
-    @Option(names = "--learning_rate", defaultValue = "1e-4") double learningRate;
-    @Option(names = "--per_device_train_batch_size", defaultValue = "1") int batchSize;
-    @Option(names = "--gradient_accumulation_steps", defaultValue = "1") int gradAccum;
-    @Option(names = "--save_steps", defaultValue = "500") int saveSteps;
-    @Option(names = "--logging_steps", defaultValue = "5") int loggingSteps;
-    @Option(names = "--max_length", defaultValue = "2048") int maxLength;
-    @Option(names = "--weight_decay", defaultValue = "0.1") double weightDecay;
-    @Option(names = "--warmup_ratio", defaultValue = "0.05") double warmupRatio;
-    @Option(names = "--max_grad_norm", defaultValue = "1.0") double maxGradNorm;
-    @Option(names = "--adam_beta1", defaultValue = "0.9") double beta1;
-    @Option(names = "--adam_beta2", defaultValue = "0.95") double beta2;
-    @Option(names = "--adam_epsilon", defaultValue = "1e-8") double adamEps;
-    @Option(names = "--seed", defaultValue = "42") long seed;
-    @Option(names = "--output_dir", defaultValue = "output") Path outputDir;
-    @Option(names = "--threads", paramLabel = "N") Integer threads;
+    @Mixin SftArgs args;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
+    Integer threads;
 
     @Override
     public Integer call() throws Exception {
-        if (!trainType.equalsIgnoreCase("lora"))
-            throw new IllegalArgumentException("--train_type " + trainType + " is not supported yet (lora only)");
+        args.validate();
+        Path model = Path.of(args.model);
         if (!Files.isDirectory(model)) throw new IllegalArgumentException("model folder " + model + " not found");
         if (threads != null) Parallel.setThreads(threads);
-        SftTrainer.Config cfg = new SftTrainer.Config(loraRank, loraAlpha, loraDropout, targetModules, epochs, maxSteps, learningRate,
-                batchSize, gradAccum, saveSteps, loggingSteps, maxLength, weightDecay, warmupRatio, maxGradNorm, beta1, beta2, adamEps, seed);
-        Map<String, Object> args = new LinkedHashMap<>();
-        args.put("model", model.toString());
-        args.put("dataset", dataset);
-        args.put("train_type", "lora");
-        args.put("lora_rank", loraRank);
-        args.put("lora_alpha", loraAlpha);
-        args.put("lora_dropout", loraDropout);
-        args.put("target_modules", targetModules);
-        args.put("num_train_epochs", epochs);
-        args.put("max_steps", maxSteps);
-        args.put("learning_rate", learningRate);
-        args.put("per_device_train_batch_size", batchSize);
-        args.put("gradient_accumulation_steps", gradAccum);
-        args.put("save_steps", saveSteps);
-        args.put("logging_steps", loggingSteps);
-        args.put("max_length", maxLength);
-        args.put("weight_decay", weightDecay);
-        args.put("warmup_ratio", warmupRatio);
-        args.put("max_grad_norm", maxGradNorm);
-        args.put("adam_beta1", beta1);
-        args.put("adam_beta2", beta2);
-        args.put("adam_epsilon", adamEps);
-        args.put("lr_scheduler_type", "cosine");
-        args.put("seed", seed);
-        args.put("output_dir", outputDir.toString());
-        SftDataset data = SftDataset.load(dataset);
-        try (TrainableModel tm = TrainableModel.load(model)) {
-            SftTrainer.Result r = SftTrainer.train(tm, data, cfg, outputDir, args, System.err::println);
-            System.err.println("vlm4j sft: last checkpoint " + r.lastCheckpoint());
+        args.model = model.toAbsolutePath().toString();
+        List<SftDataset> sets = loadData(args, System.err::println);
+        try (TrainableModel tm = SftTrainer.loadModel(args)) {
+            SftTrainer.Result r = SftTrainer.train(tm, args, sets.get(0), sets.get(1), System.err::println);
+            System.err.println("vlm4j sft: last checkpoint " + r.lastCheckpoint() + ", best " + r.bestCheckpoint());
             System.out.println(r.lastCheckpoint());
         }
         return 0;
+    }
+
+    /**
+     * The training and validation sets of a run's arguments: {@code --val_dataset} when given, else a
+     * {@code --split_dataset_ratio} part of {@code --dataset}, else no validation set (null).
+     */
+    public static List<SftDataset> loadData(SftArgs a, java.util.function.Consumer<String> log) {
+        SftDataset train = SftDataset.load(a.dataset, a.strict, a.dataSeed, log);
+        SftDataset val = null;
+        if (a.valDataset != null && !a.valDataset.isEmpty()) val = SftDataset.load(a.valDataset, a.strict, a.dataSeed, log);
+        else if (a.splitDatasetRatio > 0) {
+            List<SftDataset> parts = train.split(a.splitDatasetRatio, a.dataSeed);
+            train = parts.get(0);
+            val = parts.get(1);
+        }
+        return java.util.Arrays.asList(train, val);
     }
 }

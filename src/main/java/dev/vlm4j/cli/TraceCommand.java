@@ -39,7 +39,7 @@ public final class TraceCommand implements Callable<Integer> {
         List<Path> adapters = new ArrayList<>(model.adapters);
         if (c.adapter() != null && adapters.isEmpty()) adapters.add(c.adapter());
         if (model.threads != null) dev.vlm4j.compute.cpu.Parallel.setThreads(model.threads);
-        if (!java.nio.file.Files.isDirectory(model.model))
+        if (model.model == null || !java.nio.file.Files.isDirectory(model.model))
             throw new IllegalArgumentException("model folder " + model.model + " not found (pass --model DIR with config.json and *.safetensors)");
         // The training stack: adapters apply unmerged (LoRA decorator); gradients of the LoRA factors when there are
         // adapters, of every weight otherwise (computed only for cases with an answer).

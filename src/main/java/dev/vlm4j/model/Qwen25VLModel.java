@@ -45,10 +45,20 @@ public final class Qwen25VLModel implements AutoCloseable {
 
     /** Loads a checkpoint folder with LoRA adapters merged into its weights (applied in order). */
     public static Qwen25VLModel load(Path dir, Backend backend, List<dev.vlm4j.model.adapter.LoraAdapter> adapters) {
+        return load(dir, backend, adapters, c -> {});
+    }
+
+    /**
+     * Same, with {@code prepare} run on the opened checkpoint after the merges and before the weights are read (it may
+     * {@link Checkpoint#override override} tensors, e.g. with float32 copies that full fine-tuning updates in place).
+     */
+    public static Qwen25VLModel load(Path dir, Backend backend, List<dev.vlm4j.model.adapter.LoraAdapter> adapters,
+                                     java.util.function.Consumer<Checkpoint> prepare) {
         ModelConfig cfg = ModelConfig.load(dir);
         Checkpoint ckpt = Checkpoint.open(dir);
         try {
             for (var a : adapters) a.mergeInto(ckpt);
+            prepare.accept(ckpt);
             return new Qwen25VLModel(cfg, ckpt, backend);
         } catch (RuntimeException e) {
             ckpt.close();

@@ -35,6 +35,36 @@ public final class AdamW {
     /** Steps taken so far. */
     public int steps() { return t; }
 
+    /**
+     * The optimizer state as float32 tensors named {@code <parameter>.exp_avg} and {@code <parameter>.exp_avg_sq}
+     * (torch's names for the first and second moments); {@link #steps()} is the step count.
+     */
+    public java.util.Map<String, dev.vlm4j.tensor.Tensor> state() {
+        java.util.Map<String, dev.vlm4j.tensor.Tensor> out = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < params.size(); i++) {
+            long[] shape = params.get(i).tensor().shape();
+            out.put(params.get(i).name() + ".exp_avg", dev.vlm4j.tensor.Tensor.of(m[i].clone(), shape));
+            out.put(params.get(i).name() + ".exp_avg_sq", dev.vlm4j.tensor.Tensor.of(v[i].clone(), shape));
+        }
+        return out;
+    }
+
+    /** Restores a {@link #state()} and the step count; every parameter's moments must be present with its size. */
+    public void loadState(java.util.Map<String, dev.vlm4j.tensor.Tensor> state, int steps) {
+        for (int i = 0; i < params.size(); i++) {
+            String n = params.get(i).name();
+            for (String kind : new String[]{".exp_avg", ".exp_avg_sq"}) {
+                dev.vlm4j.tensor.Tensor s = state.get(n + kind);
+                if (s == null) throw new IllegalArgumentException("optimizer state has no " + n + kind);
+                float[] src = s.toFloatArray(), dst = kind.equals(".exp_avg") ? m[i] : v[i];
+                if (src.length != dst.length)
+                    throw new IllegalArgumentException("optimizer state " + n + kind + " has " + src.length + " values, the parameter " + dst.length);
+                System.arraycopy(src, 0, dst, 0, dst.length);
+            }
+        }
+        t = steps;
+    }
+
     /** One update with learning rate {@code lr} from the current gradients. */
     public void step(double lr) {
         t++;

@@ -1,7 +1,6 @@
 package dev.vlm4j.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.vlm4j.tensor.Tensor;
 import dev.vlm4j.tensor.safetensors.SafeTensorsWriter;
 import dev.vlm4j.train.autograd.GradBackend;
@@ -16,92 +15,114 @@ import java.util.*;
 import java.util.function.Consumer;
 
 /**
- * Supervised fine-tuning with LoRA, ms-swift style: epochs over the dataset in a seeded shuffled order, micro-batches
- * of {@code batchSize} samples, {@code gradAccum} micro-batches per optimizer step, loss averaged over all answer
- * tokens of the step (transformers' num_items_in_batch), gradient clipping, AdamW with linear warmup then cosine decay.
- * Writes {@code output_dir/vN-YYYYMMDD-HHMMSS/} with args.json, logging.jsonl and {@code checkpoint-N/} PEFT adapters.
+ * Supervised fine-tuning with LoRA, ms-swift style: epochs over the dataset (epoch {@code e} in the order of a
+ * {@code Random(seed + e)} shuffle), {@code per_device_train_batch_size * gradient_accumulation_steps} samples per
+ * optimizer step (the last step of an epoch may be short), loss averaged over all trained tokens of the step
+ * (transformers' num_items_in_batch), gradient clipping, AdamW with linear warmup then cosine decay, evaluation loss
+ * on a validation set every {@code eval_steps}.
+ * <p>
+ * Writes {@code output_dir/vN-YYYYMMDD-HHMMSS/} with args.json, logging.jsonl, images/ and {@code checkpoint-N/}
+ * (PEFT adapter, args.json, {@link TrainerState trainer_state.json and optimizer.safetensors}). A run resumed from a
+ * checkpoint continues in that checkpoint's run folder and reproduces the uninterrupted run's losses.
  */
 public final class SftTrainer {
-    /** Training settings (ms-swift names in comments). */
-    public record Config(int loraRank, double loraAlpha, float loraDropout, List<String> targetModules, int epochs,
-                         int maxSteps, double learningRate, int batchSize, int gradAccum, int saveSteps, int loggingSteps,
-                         int maxLength, double weightDecay, double warmupRatio, double maxGradNorm, double beta1,
-                         double beta2, double adamEps, long seed) {}
+    /** What training produced: its run folder, the last and best checkpoints and the losses of the steps run here. */
+    public record Result(Path runDir, Path lastCheckpoint, Path bestCheckpoint, List<Double> losses) {}
 
-    /** What training produced: its run folder, the last checkpoint and the per-step losses. */
-    public record Result(Path runDir, Path lastCheckpoint, List<Double> losses) {}
-
-    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
-    private static final List<String> ALL_LINEAR = List.of("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-            "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj");
+    private static final ObjectMapper LINE = new ObjectMapper();
 
     private SftTrainer() {}
 
-    /** The weights {@code --target_modules} selects: {@code all-linear} = every LM decoder linear (not lm_head, not the ViT). */
-    public static List<String> targetWeights(TrainableModel tm, List<String> targetModules) {
-        int layers = tm.model().config().text().numLayers();
-        List<String> out = new ArrayList<>();
-        for (int l = 0; l < layers; l++)
-            for (String m : ALL_LINEAR) {
-                String leaf = m.substring(m.indexOf('.') + 1);
-                if (targetModules.contains("all-linear") || targetModules.contains(leaf) || targetModules.contains(m))
-                    out.add("model.layers." + l + "." + m + ".weight");
-            }
-        if (out.isEmpty()) throw new IllegalArgumentException("--target_modules " + targetModules + " selects no decoder linear");
-        return out;
+    /** The seed of step {@code step}'s dropout masks (a SplitMix64 mix of the run seed and the step). */
+    public static long stepSeed(long seed, int step) {
+        long z = seed + 0x9E3779B97F4A7C15L * (step + 1L);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
     }
 
-    public static Result train(TrainableModel tm, SftDataset data, Config cfg, Path outputDir, Map<String, Object> args,
-                               Consumer<String> log) throws IOException {
-        tm.addNewLora(targetWeights(tm, cfg.targetModules()), cfg.loraRank(), cfg.loraAlpha(), cfg.loraDropout(), cfg.seed());
-        List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
-        List<SftDataset.Example> examples = new ArrayList<>();
-        for (SftDataset.Sample s : data.samples()) {
-            SftDataset.Example e = data.encode(tm.vlm(), s);
-            if (cfg.maxLength() > 0 && e.ids().length > cfg.maxLength()) {
-                log.accept("skipping a sample of " + e.ids().length + " tokens (> --max_length " + cfg.maxLength() + ")");
-                continue;
-            }
-            examples.add(e);
+    /**
+     * Loads the model a run trains: for LoRA the base as is; for full fine-tuning with float32 master copies of the
+     * weights the freeze flags leave trainable, read from {@code --resume_from_checkpoint} when resuming.
+     */
+    public static TrainableModel loadModel(SftArgs a) {
+        Path dir = Path.of(a.model);
+        if (!a.isFull()) return TrainableModel.load(dir);
+        Path from = a.resumeFromCheckpoint == null ? null : Path.of(a.resumeFromCheckpoint);
+        return TrainableModel.loadForFullTraining(dir, n -> LoraTargets.trainable(n, a), from);
+    }
+
+    /** Trains to the end. */
+    public static Result train(TrainableModel tm, SftArgs a, SftDataset trainSet, SftDataset valSet, Consumer<String> log) throws IOException {
+        return train(tm, a, trainSet, valSet, log, Integer.MAX_VALUE);
+    }
+
+    /** Trains, stopping after global step {@code stopAfter} as if interrupted there (for resume tests). */
+    static Result train(TrainableModel tm, SftArgs a, SftDataset trainSet, SftDataset valSet, Consumer<String> log, int stopAfter) throws IOException {
+        a.validate();
+        boolean full = a.isFull();
+        List<String> targets;
+        if (full) {
+            if (tm.masters().isEmpty())
+                throw new IllegalArgumentException("--train_type full needs a model loaded with float32 master weights (SftTrainer.loadModel)");
+            targets = new ArrayList<>(tm.masters().keySet());
+            log.accept("full fine-tuning of " + targets.size() + " tensors (" + tm.grad().parameters().values().stream()
+                    .mapToLong(p -> p.tensor().numel()).sum() + " parameters)");
+        } else {
+            targets = LoraTargets.select(tm.model().parameters(), a);
+            tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
         }
-        if (examples.isEmpty()) throw new IllegalArgumentException("no training sample fits --max_length " + cfg.maxLength());
-        int perStep = cfg.batchSize() * cfg.gradAccum();
-        int stepsPerEpoch = (examples.size() + perStep - 1) / perStep;
-        int total = cfg.maxSteps() > 0 ? cfg.maxSteps() : stepsPerEpoch * cfg.epochs();
-        int warmup = (int) Math.ceil(cfg.warmupRatio() * total);
+        List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
+        List<SftDataset.Example> examples = trainSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);
+        if (examples.isEmpty()) throw new IllegalArgumentException("no training sample is left (see the skipped samples above)");
+        List<SftDataset.Example> valExamples = valSet == null ? List.of() : valSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);
+        int n = examples.size(), perStep = a.perDeviceTrainBatchSize * a.gradientAccumulationSteps;
+        int stepsPerEpoch = (n + perStep - 1) / perStep;
+        int total = a.maxSteps > 0 ? a.maxSteps : stepsPerEpoch * a.numTrainEpochs;
+        int warmup = (int) Math.ceil(a.warmupRatio * total);
+        AdamW opt = new AdamW(params, a.adamBeta1, a.adamBeta2, a.adamEpsilon, a.weightDecay);
 
-        Path runDir = newRunDir(outputDir);
-        Map<String, Object> argsOut = new LinkedHashMap<>(args);
-        argsOut.put("total_steps", total);
-        writeAtomically(runDir.resolve("args.json"), JSON.writeValueAsBytes(argsOut));
+        TrainerState st;
+        Path runDir;
+        if (a.resumeFromCheckpoint != null) {
+            Path ck = Path.of(a.resumeFromCheckpoint).toAbsolutePath().normalize();
+            st = TrainerState.load(ck);
+            if (st.maxSteps != total || st.numTrainSamples != n || st.stepsPerEpoch != stepsPerEpoch)
+                throw new IllegalArgumentException("--resume_from_checkpoint " + ck + " was written by a run of " + st.maxSteps + " steps over "
+                        + st.numTrainSamples + " samples (" + st.stepsPerEpoch + " steps/epoch); this run has " + total + " steps over " + n
+                        + " samples (" + stepsPerEpoch + " steps/epoch): pass the same dataset and step settings");
+            TrainerState.restoreWeights(ck, tm, opt, full);
+            runDir = ck.getParent();
+            StringBuilder sb = new StringBuilder();
+            for (var row : st.logHistory) sb.append(LINE.writeValueAsString(row)).append('\n');
+            writeAtomically(runDir.resolve("logging.jsonl"), sb.toString().getBytes(StandardCharsets.UTF_8));
+            log.accept("resuming from " + ck + " at step " + st.globalStep + "/" + total);
+        } else {
+            st = new TrainerState();
+            st.maxSteps = total;
+            st.numTrainSamples = n;
+            st.stepsPerEpoch = stepsPerEpoch;
+            runDir = newRunDir(Path.of(a.outputDir));
+        }
+        writeAtomically(runDir.resolve("args.json"), a.toJson());
         Path logFile = runDir.resolve("logging.jsonl");
+        int evalEvery = a.evalInterval();
 
-        AdamW opt = new AdamW(params, cfg.beta1(), cfg.beta2(), cfg.adamEps(), cfg.weightDecay());
-        Random rng = new Random(cfg.seed());
-        List<Integer> order = new ArrayList<>();
         List<Double> losses = new ArrayList<>();
         Path lastCkpt = null;
-        tm.lora().training(true, cfg.seed());
-        int cursor = 0, epoch = 0;
-        double logLoss = 0, logNorm = 0;
-        int logCount = 0;
         long t0 = System.nanoTime();
+        double elapsedBefore = st.elapsedSeconds;
+        int startStep = st.globalStep;
+        TrainProgress progress = TrainProgress.open(a, total, startStep);
         try {
-            for (int step = 0; step < total; step++) {
+            for (int step = startStep; step < total && step < stopAfter; step++) {
+                int ep = step / stepsPerEpoch, b = step % stepsPerEpoch;
+                List<Integer> order = epochOrder(n, a.seed, ep);
                 List<SftDataset.Example> batch = new ArrayList<>();
-                for (int i = 0; i < perStep; i++) {
-                    if (cursor >= order.size()) {
-                        if (!order.isEmpty()) epoch++;
-                        order.clear();
-                        for (int k = 0; k < examples.size(); k++) order.add(k);
-                        Collections.shuffle(order, rng);
-                        cursor = 0;
-                        if (!batch.isEmpty() && cfg.maxSteps() <= 0) break; // the last step of an epoch may be short
-                    }
-                    batch.add(examples.get(order.get(cursor++)));
-                }
+                for (int i = b * perStep; i < Math.min(n, (b + 1) * perStep); i++) batch.add(examples.get(order.get(i)));
                 int tokens = 0;
                 for (SftDataset.Example e : batch) tokens += e.lossTokens();
+                tm.lora().training(true, stepSeed(a.seed, step));
                 tm.grad().zeroGrad();
                 double loss = 0;
                 for (SftDataset.Example e : batch) {
@@ -109,40 +130,116 @@ public final class SftTrainer {
                     double w = (double) e.lossTokens() / tokens;
                     loss += w * tm.lossAndBackward(e.ids(), e.labels(), e.images(), e.videos(), w, false).loss();
                 }
-                double norm = AdamW.clipGradNorm(params, cfg.maxGradNorm());
-                double lr = AdamW.cosineWithWarmup(cfg.learningRate(), step, warmup, total);
+                tm.lora().training(false, 0);
+                double norm = AdamW.clipGradNorm(params, a.maxGradNorm);
+                double lr = AdamW.cosineWithWarmup(a.learningRate, step, warmup, total);
                 opt.step(lr);
                 losses.add(loss);
-                logLoss += loss;
-                logNorm += norm;
-                logCount++;
+                st.logLossSum += loss;
+                st.logGradNormSum += norm;
+                st.logCount++;
                 int done = step + 1;
-                if (done % Math.max(1, cfg.loggingSteps()) == 0 || done == total) {
+                st.globalStep = done;
+                st.epoch = round((double) done / stepsPerEpoch);
+                st.elapsedSeconds = elapsedBefore + (System.nanoTime() - t0) / 1e9;
+                double speed = (done - startStep) / Math.max(1e-9, (System.nanoTime() - t0) / 1e9);
+                if (done % Math.max(1, a.loggingSteps) == 0 || done == total) {
                     Map<String, Object> row = new LinkedHashMap<>();
-                    row.put("loss", round(logLoss / logCount));
-                    row.put("grad_norm", round(logNorm / logCount));
+                    row.put("loss", round(st.logLossSum / st.logCount));
+                    row.put("grad_norm", round(st.logGradNormSum / st.logCount));
                     row.put("learning_rate", lr);
-                    row.put("epoch", round(epoch + (double) cursor / examples.size()));
-                    row.put("global_step/max_steps", done + "/" + total);
-                    row.put("elapsed_time", String.format("%.1fs", (System.nanoTime() - t0) / 1e9));
-                    String line = new ObjectMapper().writeValueAsString(row);
-                    Files.writeString(logFile, line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
-                    log.accept(line);
-                    logLoss = logNorm = 0;
-                    logCount = 0;
+                    row.put("epoch", st.epoch);
+                    putProgress(row, done, total, st.elapsedSeconds, speed);
+                    emit(row, st, logFile, log, progress);
+                    st.logLossSum = st.logGradNormSum = 0;
+                    st.logCount = 0;
                 }
-                if ((cfg.saveSteps() > 0 && done % cfg.saveSteps() == 0) || done == total) {
+                Double evalLoss = null;
+                if (!valExamples.isEmpty() && evalEvery > 0 && (done % evalEvery == 0 || done == total)) {
+                    long e0 = System.nanoTime();
+                    evalLoss = evaluate(tm, valExamples);
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("eval_loss", round(evalLoss));
+                    row.put("eval_runtime", round((System.nanoTime() - e0) / 1e9));
+                    row.put("epoch", st.epoch);
+                    putProgress(row, done, total, st.elapsedSeconds, speed);
+                    emit(row, st, logFile, log, progress);
+                }
+                progress.step(done, loss);
+                if ((a.saveSteps > 0 && done % a.saveSteps == 0) || done == total) {
+                    double metric = evalLoss != null ? evalLoss : loss;
                     lastCkpt = runDir.resolve("checkpoint-" + done);
-                    saveAdapter(tm, cfg, lastCkpt);
+                    if (st.bestMetric == null || metric < st.bestMetric) {
+                        st.bestMetric = metric;
+                        st.bestModelCheckpoint = lastCkpt.toString();
+                    }
+                    int nextEp = done / stepsPerEpoch, nextB = done % stepsPerEpoch;
+                    st.dataPosition = new LinkedHashMap<>(Map.of("epoch_index", nextEp, "batch_in_epoch", nextB,
+                            "samples_seen_in_epoch", Math.min(n, nextB * perStep), "order", "Random(seed + epoch_index) shuffle"));
+                    st.rng = new LinkedHashMap<>(Map.of("seed", a.seed, "dropout_seed_of_step", "SplitMix64(seed, global_step)"));
+                    st.lrScheduler = new LinkedHashMap<>(Map.of("type", "cosine", "warmup_steps", warmup, "total_steps", total,
+                            "last_epoch", done, "last_lr", lr));
+                    saveCheckpoint(tm, a, targets, st, opt, lastCkpt);
+                    for (Path d : TrainerState.rotate(runDir, a.saveTotalLimit, st.bestModelCheckpoint)) log.accept("deleted " + d.getFileName() + " (save_total_limit " + a.saveTotalLimit + ")");
                 }
             }
         } finally {
-            tm.lora().training(false, cfg.seed());
+            progress.close();
+            tm.lora().training(false, a.seed);
         }
-        return new Result(runDir, lastCkpt, losses);
+        TrainingPlots.write(runDir, st.logHistory, log);
+        Path best = st.bestModelCheckpoint == null ? null : Path.of(st.bestModelCheckpoint);
+        return new Result(runDir, lastCkpt, best, losses);
     }
 
-    private static double round(double x) { return Math.round(x * 1e6) / 1e6; }
+    /** The sample order of epoch {@code epoch}: a {@code Random(seed + epoch)} shuffle of {@code 0..n-1}. */
+    static List<Integer> epochOrder(int n, long seed, int epoch) {
+        List<Integer> order = new ArrayList<>(n);
+        for (int k = 0; k < n; k++) order.add(k);
+        Collections.shuffle(order, new Random(seed + epoch));
+        return order;
+    }
+
+    /** Token-weighted mean loss over the examples, forward only, dropout off. */
+    public static double evaluate(TrainableModel tm, List<SftDataset.Example> examples) {
+        double sum = 0;
+        long tokens = 0;
+        for (SftDataset.Example e : examples) {
+            int t = e.lossTokens();
+            if (t == 0) continue;
+            sum += t * tm.loss(e.ids(), e.labels(), e.images(), e.videos());
+            tokens += t;
+        }
+        return tokens == 0 ? Double.NaN : sum / tokens;
+    }
+
+    private static void putProgress(Map<String, Object> row, int done, int total, double elapsed, double speed) {
+        row.put("global_step/max_steps", done + "/" + total);
+        row.put("percentage", String.format(Locale.ROOT, "%.2f%%", 100.0 * done / total));
+        row.put("elapsed_time", formatTime(elapsed));
+        row.put("remaining_time", formatTime((total - done) / Math.max(1e-9, speed)));
+        Runtime rt = Runtime.getRuntime();
+        row.put("memory(GiB)", Math.round((rt.totalMemory() - rt.freeMemory()) / (double) (1L << 30) * 100) / 100.0);
+        row.put("train_speed(iter/s)", round(speed));
+    }
+
+    private static void emit(Map<String, Object> row, TrainerState st, Path logFile, Consumer<String> log, TrainProgress progress) throws IOException {
+        String line = LINE.writeValueAsString(row);
+        Files.writeString(logFile, line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        st.logHistory.add(row);
+        if (progress.active()) progress.message(line);
+        else log.accept(line);
+    }
+
+    /** ms-swift's time format: {@code 45s}, {@code 3m 5s}, {@code 1h 2m 3s}. */
+    static String formatTime(double seconds) {
+        long s = Math.round(seconds);
+        if (s < 60) return s + "s";
+        if (s < 3600) return (s / 60) + "m " + (s % 60) + "s";
+        return (s / 3600) + "h " + (s % 3600 / 60) + "m " + (s % 60) + "s";
+    }
+
+    private static double round(double x) { return Math.round(x * 1e8) / 1e8; }
 
     /** {@code output_dir/vN-YYYYMMDD-HHMMSS}, N one more than the highest existing vN. */
     static Path newRunDir(Path outputDir) throws IOException {
@@ -150,46 +247,81 @@ public final class SftTrainer {
         int next = 0;
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(outputDir, "v*-*")) {
             for (Path p : ds) {
-                String n = p.getFileName().toString();
-                String num = n.substring(1, n.indexOf('-'));
+                String nm = p.getFileName().toString();
+                String num = nm.substring(1, nm.indexOf('-'));
                 if (num.matches("\\d+")) next = Math.max(next, Integer.parseInt(num) + 1);
             }
         }
-        Path dir = outputDir.resolve("v" + next + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        Path dir = outputDir.toAbsolutePath().resolve("v" + next + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         Files.createDirectories(dir);
         return dir;
     }
 
     /**
-     * Writes a PEFT adapter folder: adapter_model.safetensors with keys
-     * {@code base_model.model.model.language_model.layers.N.<module>.lora_A.weight} (transformers 5 / peft layout) and
-     * adapter_config.json; both through a temporary file and a rename.
+     * Writes {@code checkpoint-N/} as a whole: its files go into a hidden temporary folder (each written through a
+     * temporary file and a rename), which is then renamed into place, replacing an older folder of that name.
      */
-    public static void saveAdapter(TrainableModel tm, Config cfg, Path dir) throws IOException {
+    static void saveCheckpoint(TrainableModel tm, SftArgs a, List<String> targets, TrainerState st, AdamW opt, Path dir) throws IOException {
+        Path tmp = dir.resolveSibling("." + dir.getFileName() + ".tmp");
+        TrainerState.deleteTree(tmp);
+        Files.createDirectories(tmp);
+        if (a.isFull()) saveFull(tm, tmp);
+        else saveAdapter(tm, a, targets, tmp);
+        writeAtomically(tmp.resolve("args.json"), a.toJson());
+        st.save(tmp, opt);
+        TrainerState.deleteTree(dir);
+        Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /**
+     * Full fine-tuning's checkpoint: a model folder in the published layout (the base's config, tokenizer and template
+     * files, safetensors shards with {@code model.safetensors.index.json}); trained tensors are written as their
+     * float32 master weights (exact resume; loaders cast to the config's dtype), frozen ones as the base's bf16 bytes.
+     */
+    static void saveFull(TrainableModel tm, Path dir) throws IOException {
+        dev.vlm4j.tensor.safetensors.Checkpoint ck = tm.model().checkpoint();
+        dev.vlm4j.model.adapter.MergeExporter.copyNonWeightFiles(tm.vlm().directory(), dir);
+        Map<String, Tensor> all = new LinkedHashMap<>();
+        for (String n : ck.names()) all.put(n, tm.masters().containsKey(n) ? tm.masters().get(n) : ck.get(n));
+        dev.vlm4j.model.adapter.MergeExporter.writeShards(dir, all, dev.vlm4j.model.adapter.MergeExporter.DEFAULT_SHARD_BYTES);
+    }
+
+    /**
+     * Writes a PEFT adapter folder: adapter_model.safetensors with keys {@code base_model.model.<module>.lora_A.weight}
+     * in the transformers 5 naming ({@code model.language_model.layers.N...}, {@code model.visual...}) and
+     * adapter_config.json in PEFT's format; both through a temporary file and a rename.
+     */
+    public static void saveAdapter(TrainableModel tm, SftArgs a, List<String> targets, Path dir) throws IOException {
         Files.createDirectories(dir);
         Map<String, Tensor> tensors = new LinkedHashMap<>();
         for (LoraBackend.Target t : tm.lora().targets()) {
-            String module = t.module().startsWith("model.layers.") ? "model.language_model." + t.module().substring("model.".length()) : t.module();
+            String module = LoraTargets.newStyleName(t.module());
             tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_A.weight", Tensor.of(t.a().toFloatArray(), t.a().shape()));
             tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_B.weight", Tensor.of(t.b().toFloatArray(), t.b().shape()));
         }
         SafeTensorsWriter.write(dir.resolve("adapter_model.safetensors"), tensors, Map.of("format", "pt"));
+        writeAtomically(dir.resolve("adapter_config.json"), SftArgs.JSON.writeValueAsBytes(adapterConfig(tm, a, targets)));
+    }
+
+    /** adapter_config.json's content (PEFT's keys). */
+    public static Map<String, Object> adapterConfig(TrainableModel tm, SftArgs a, List<String> targets) {
         Map<String, Object> ac = new LinkedHashMap<>();
         ac.put("peft_type", "LORA");
         ac.put("task_type", "CAUSAL_LM");
-        ac.put("base_model_name_or_path", tm.vlm().directory().toString());
-        ac.put("r", cfg.loraRank());
-        ac.put("lora_alpha", cfg.loraAlpha());
-        ac.put("lora_dropout", cfg.loraDropout());
-        ac.put("target_modules", ".*language_model.*\\.(" + String.join("|", cfg.targetModules().contains("all-linear")
-                ? List.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj") : cfg.targetModules()) + ")$");
+        ac.put("base_model_name_or_path", tm.vlm().directory().toAbsolutePath().toString());
+        ac.put("r", a.loraRank);
+        ac.put("lora_alpha", a.loraAlpha);
+        ac.put("lora_dropout", Double.parseDouble(Float.toString(a.loraDropout)));
+        ac.put("target_modules", LoraTargets.adapterConfigValue(targets, a));
+        ac.put("exclude_modules", null);
+        ac.put("use_rslora", a.useRslora);
         ac.put("bias", "none");
-        ac.put("use_rslora", false);
         ac.put("use_dora", false);
         ac.put("fan_in_fan_out", false);
+        ac.put("init_lora_weights", true);
         ac.put("inference_mode", true);
         ac.put("modules_to_save", null);
-        writeAtomically(dir.resolve("adapter_config.json"), JSON.writeValueAsBytes(ac));
+        return ac;
     }
 
     static void writeAtomically(Path file, byte[] bytes) throws IOException {

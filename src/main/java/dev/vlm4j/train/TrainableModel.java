@@ -25,11 +25,52 @@ public final class TrainableModel implements AutoCloseable {
     private final GradBackend grad;
     private final LoraBackend lora;
 
-    private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora) {
+    private final Map<String, Tensor> masters;
+
+    private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora, Map<String, Tensor> masters) {
         this.vlm = vlm;
         this.grad = grad;
         this.lora = lora;
+        this.masters = masters;
     }
+
+    /**
+     * Loads a model for full fine-tuning: the weights {@code trainable} selects become float32 heap copies (the master
+     * weights; the base files are memory-mapped bf16 and read-only), taken from {@code weightsFrom} when given (a
+     * checkpoint folder to resume from) else from {@code dir}, and registered as parameters; the rest stay mapped.
+     */
+    public static TrainableModel loadForFullTraining(Path dir, java.util.function.Predicate<String> trainable, Path weightsFrom) {
+        GradBackend g = new GradBackend(new CpuBackend());
+        LoraBackend l = new LoraBackend(g);
+        Map<String, Tensor> masters = new LinkedHashMap<>();
+        VisionLanguageModel vlm = VisionLanguageModel.load(dir, l, List.of(), ck -> {
+            dev.vlm4j.tensor.safetensors.Checkpoint src = weightsFrom == null ? ck : dev.vlm4j.tensor.safetensors.Checkpoint.open(weightsFrom);
+            try {
+                for (String n : ck.names()) {
+                    if (!trainable.test(n)) continue;
+                    Tensor t = src.get(n);
+                    Tensor copy = Tensor.of(t.toFloatArray(), ck.get(n).shape());
+                    ck.override(n, copy);
+                    masters.put(n, copy);
+                }
+            } finally {
+                if (src != ck) src.close();
+            }
+        });
+        TrainableModel tm = new TrainableModel(vlm, g, l, masters);
+        Map<String, Tensor> params = tm.model().parameters();
+        for (String n : masters.keySet()) {
+            Tensor p = params.get(n);
+            if (p == null || p.heapFloats() != masters.get(n).heapFloats())
+                throw new IllegalStateException("the model does not compute with the float32 copy of " + n);
+            g.addParameter(n, p);
+        }
+        if (masters.isEmpty()) throw new IllegalArgumentException("nothing is trainable");
+        return tm;
+    }
+
+    /** Full fine-tuning's float32 master weights by published name, in checkpoint shape (empty for LoRA). */
+    public Map<String, Tensor> masters() { return Collections.unmodifiableMap(masters); }
 
     /** Loads a model folder onto a recording CPU stack (nothing trainable yet). */
     public static TrainableModel load(Path dir) { return load(dir, new CpuBackend()); }
@@ -37,7 +78,7 @@ public final class TrainableModel implements AutoCloseable {
     public static TrainableModel load(Path dir, Backend base) {
         GradBackend g = new GradBackend(base);
         LoraBackend l = new LoraBackend(g);
-        return new TrainableModel(VisionLanguageModel.load(dir, l, List.of()), g, l);
+        return new TrainableModel(VisionLanguageModel.load(dir, l, List.of()), g, l, Map.of());
     }
 
     public VisionLanguageModel vlm() { return vlm; }
@@ -71,9 +112,10 @@ public final class TrainableModel implements AutoCloseable {
 
     /**
      * Adds fresh trainable LoRA factors to the given weights (PEFT's initialisation: A uniform in
-     * {@code +-1/sqrt(in)} (kaiming-uniform with a = sqrt(5)), B zero), scale {@code alpha / r}.
+     * {@code +-1/sqrt(in)} (kaiming-uniform with a = sqrt(5)), B zero), with the given scale ({@code alpha / r}, or
+     * {@code alpha / sqrt(r)} with rslora).
      */
-    public void addNewLora(List<String> weightNames, int r, double alpha, float dropout, long seed) {
+    public void addNewLora(List<String> weightNames, int r, double scale, float dropout, long seed) {
         Map<String, Tensor> params = model().parameters();
         Random rng = new Random(seed);
         for (String w : weightNames) {
@@ -85,7 +127,7 @@ public final class TrainableModel implements AutoCloseable {
             for (int i = 0; i < a.length; i++) a[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);
             String module = w.substring(0, w.length() - ".weight".length());
             Tensor ta = Tensor.of(a, r, in), tb = Tensor.of(new float[out * r], out, r);
-            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) (alpha / r), dropout));
+            lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) scale, dropout));
             grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
             grad.addParameter(PEFT_PREFIX + module + ".lora_B.weight", tb);
         }
@@ -110,6 +152,33 @@ public final class TrainableModel implements AutoCloseable {
         } finally {
             grad.record(false);
             grad.clearTape();
+        }
+    }
+
+    /** The mean loss of one sequence, forward only (nothing recorded, no gradient): evaluation. */
+    public double loss(int[] ids, long[] labels, Qwen25VLModel.VisionInput images, Qwen25VLModel.VisionInput videos) {
+        grad.record(false);
+        Tensor logits = model().trainingLogits(ids, images, videos);
+        return grad.crossEntropy(logits, labels, 1.0);
+    }
+
+    /**
+     * Overwrites the trainable LoRA factors with an adapter's (same modules and shapes), e.g. to resume training
+     * from a checkpoint; fails naming the first module that differs.
+     */
+    public void loadLoraWeights(LoraAdapter a) {
+        List<LoraBackend.Target> ts = lora.targets();
+        if (ts.size() != a.pairs().size())
+            throw new IllegalArgumentException("the checkpoint " + a.dir() + " adapts " + a.pairs().size() + " modules, this run " + ts.size());
+        for (LoraBackend.Target t : ts) {
+            LoraAdapter.Pair p = a.pairs().get(t.module() + ".weight");
+            if (p == null) throw new IllegalArgumentException("the checkpoint " + a.dir() + " has no LoRA factors for " + t.module());
+            float[] da = t.a().heapFloats(), db = t.b().heapFloats();
+            if (p.a().length != da.length || p.b().length != db.length)
+                throw new IllegalArgumentException("the LoRA factors of " + t.module() + " in " + a.dir() + " have rank " + p.r()
+                        + ", this run " + t.a().dim(0));
+            System.arraycopy(p.a(), 0, da, 0, da.length);
+            System.arraycopy(p.b(), 0, db, 0, db.length);
         }
     }
 

@@ -31,12 +31,21 @@ class SftEndToEndTest {
                 "{\"messages\":[{\"role\":\"user\",\"content\":\"Say hi.\"},{\"role\":\"assistant\",\"content\":\"Hi there.\"}]}",
                 "{\"messages\":[{\"role\":\"user\",\"content\":\"<image>What is this?\"},{\"role\":\"assistant\",\"content\":\"A gradient.\"}],"
                         + "\"images\":[\"" + image.toString().replace("\\", "\\\\") + "\"]}"));
-        SftTrainer.Config cfg = new SftTrainer.Config(16, 32, 0f, List.of("all-linear"), 1, 60, 2e-2, 3, 1, 30, 10, 2048,
-                0.0, 0.05, 1.0, 0.9, 0.95, 1e-8, 42);
+        SftArgs a = new SftArgs();
+        a.loraRank = 16;
+        a.loraAlpha = 32;
+        a.loraDropout = 0f;
+        a.maxSteps = 60;
+        a.learningRate = 2e-2;
+        a.perDeviceTrainBatchSize = 3;
+        a.saveSteps = 30;
+        a.loggingSteps = 10;
+        a.weightDecay = 0;
+        a.outputDir = tmp.resolve("out").toString();
         SftDataset data = SftDataset.load(ds + "#3");
         SftTrainer.Result r;
         try (TrainableModel tm = TrainableModel.load(Fixtures.tinyModel())) {
-            r = SftTrainer.train(tm, data, cfg, tmp.resolve("out"), Map.of("note", "test"), s -> {});
+            r = SftTrainer.train(tm, a, data, null, s -> {});
         }
         double first = r.losses().getFirst(), last = r.losses().getLast();
         System.out.printf("sft losses: first %.4f, last %.4f%n", first, last);
@@ -53,8 +62,7 @@ class SftEndToEndTest {
             List<String> wrong = new ArrayList<>();
             for (SftDataset.Sample s : data.samples()) {
                 SftDataset.Example e = data.encode(vlm, s);
-                int promptLen = 0;
-                while (e.labels()[promptLen] == -100) promptLen++;
+                int promptLen = e.promptLength();
                 var p = new VisionLanguageModel.Prompt(e.promptText(), Arrays.copyOf(e.ids(), promptLen), e.images(), e.videos());
                 ChatResult out = vlm.generate(p, SamplingOptions.greedy().toBuilder().maxNewTokens(12).build(), null);
                 if (!out.answer().strip().equals(e.answer())) wrong.add("expected \"" + e.answer() + "\", decoded \"" + out.text() + "\"");
