@@ -141,16 +141,40 @@ public final class OpenAiServer implements AutoCloseable {
         ctx.contentType("application/json").result(write(o));
     }
 
+    /** Upper bound on the bytes of an oversized body read and discarded before answering 413. */
+    private static final long DRAIN_LIMIT = 64L << 20;
+
+    /**
+     * Reads and discards (a bounded amount of) an oversized body so the client, still sending, receives the 413
+     * instead of a connection reset; beyond {@link #DRAIN_LIMIT} the connection is simply closed.
+     */
+    private static void drain(InputStream in) {
+        byte[] buf = new byte[64 << 10];
+        long left = DRAIN_LIMIT;
+        try {
+            int n;
+            while (left > 0 && (n = in.read(buf, 0, (int) Math.min(buf.length, left))) > 0) left -= n;
+        } catch (IOException ignored) {
+            // the client went away; nothing to answer
+        }
+    }
+
     private JsonNode readJson(Context ctx) {
         long declared = ctx.req().getContentLengthLong();
-        if (declared > cfg.maxBodyBytes()) throw fromStatus(413);
         byte[] body;
         try (InputStream in = ctx.req().getInputStream()) {
+            if (declared > cfg.maxBodyBytes()) {
+                drain(in);
+                throw fromStatus(413);
+            }
             body = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, cfg.maxBodyBytes() + 1));
+            if (body.length > cfg.maxBodyBytes()) {
+                drain(in);
+                throw fromStatus(413);
+            }
         } catch (IOException e) {
             throw ApiException.badRequest(null, "the request body could not be read");
         }
-        if (body.length > cfg.maxBodyBytes()) throw fromStatus(413);
         try {
             return json.readTree(body);
         } catch (StreamConstraintsException e) {
