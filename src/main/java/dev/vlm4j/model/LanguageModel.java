@@ -28,13 +28,13 @@ public final class LanguageModel {
         this.cfg = cfg;
         this.be = be;
         int h = cfg.hiddenSize(), qd = cfg.numHeads() * cfg.headDim(), kvd = cfg.numKvHeads() * cfg.headDim(), m = cfg.intermediateSize();
-        embedTokens = be.upload(ckpt.get("model.embed_tokens.weight", cfg.vocabSize(), h));
+        embedTokens = be.uploadVocabTable(ckpt.get("model.embed_tokens.weight", cfg.vocabSize(), h));
         norm = be.upload(ckpt.get("model.norm.weight", h));
         Tensor head = ckpt.getOrNull("lm_head.weight", cfg.vocabSize(), h);
         if (head == null && !cfg.tieWordEmbeddings())
             throw new dev.vlm4j.tensor.safetensors.CheckpointException(ckpt.dir()
                     + ": checkpoint has no lm_head.weight and config.json does not set tie_word_embeddings");
-        lmHead = head == null ? embedTokens : be.upload(head);
+        lmHead = head == null ? embedTokens : be.uploadVocabTable(head);
         layers = new Layer[cfg.numLayers()];
         for (int i = 0; i < layers.length; i++) {
             String p = "model.layers." + i + ".";
