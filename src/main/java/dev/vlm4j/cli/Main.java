@@ -9,6 +9,8 @@ import picocli.CommandLine.Command;
         subcommands = {
                 CommandLine.HelpCommand.class,
                 TokenizeCommand.class,
+                InitCommand.class,
+                BenchCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

@@ -99,6 +99,20 @@ public final class LanguageModel {
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
 
+    /** Bytes of weights one decode step streams: every layer's linear weights and the LM head, as held by the backend. */
+    public long decodeWeightBytes() {
+        long b = dev.vlm4j.tensor.Quant.bytesOf(lmHead);
+        for (Layer L : layers)
+            for (Tensor w : new Tensor[]{L.qW, L.kW, L.vW, L.oW, L.gateW, L.upW, L.downW}) b += dev.vlm4j.tensor.Quant.bytesOf(w);
+        return b;
+    }
+
+    /** Multiply-adds per token of the layers' linear weights (parameters of the q/k/v/o and MLP projections). */
+    public long layerLinearParams() {
+        long h = cfg.hiddenSize(), qd = (long) cfg.numHeads() * cfg.headDim(), kvd = (long) cfg.numKvHeads() * cfg.headDim();
+        return cfg.numLayers() * (h * qd * 2 + 2 * h * kvd + 3 * h * cfg.intermediateSize());
+    }
+
     /** Names of the parameters this module reads (for checks and training). */
     public static List<String> parameterSuffixes() {
         return List.of("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight",
