@@ -11,7 +11,7 @@ import java.util.stream.IntStream;
  * spirit of GGML's Q8_0 / Q4_0: each row is cut into blocks of {@value #BLOCK} values (the last block of a row whose
  * length is not a multiple of 32 is zero-padded), and each block keeps an f16 scale {@code d}.
  * <ul>
- *   <li>Q8_0: {@code d = max|x| / 127}, {@code q = round(x / d)} in [-127, 127]; value {@code q * d}.</li>
+ *   <li>Q8_0: {@code d = max|x| / 127}, {@code q = round(x / d)} (half away from zero) in [-127, 127]; value {@code q * d}.</li>
  *   <li>Q4_0: {@code d = m / -8} where m is the block value of largest magnitude (sign kept),
  *       {@code q = min(15, (int) (x / d + 8.5))}; value {@code (q - 8) * d}. Byte i of a block holds
  *       {@code q[i]} in its low nibble and {@code q[i + 16]} in its high nibble.</li>
@@ -74,6 +74,17 @@ public final class Quant {
      * the quantized copy.
      */
     public static Tensor quantize(Tensor w, DType target) {
+        return quantize(w, target, null);
+    }
+
+    /** A faster quantizer of whole rows (a backend's vector code); it must produce exactly the scalar result. */
+    public interface RowQuantizer {
+        /** Quantizes row (nb * 32 floats, zero padded) into q (nb * 32 bytes) and scales (nb f16). */
+        void q8(float[] row, int nb, byte[] q, short[] scales);
+    }
+
+    /** As {@link #quantize(Tensor, DType)}, with Q8_0 rows quantized by {@code fast} when given. */
+    public static Tensor quantize(Tensor w, DType target, RowQuantizer fast) {
         long[] sh = w.shape();
         long rowsL = rows(sh), cols = cols(sh);
         int nb = blocksPerRow(cols), qb = blockBytes(target);
@@ -82,14 +93,15 @@ public final class Quant {
         int rows = Math.toIntExact(rowsL);
         IntStream.range(0, (rows + 63) / 64).parallel().forEach(chunk -> {
             float[] row = new float[nb * BLOCK];
+            short[] raw = new short[(int) cols], scales = new short[nb];
             byte[] q = new byte[nb * qb];
             for (int r = chunk * 64; r < Math.min(rows, chunk * 64 + 64); r++) {
-                readRow(w, r, (int) cols, row);
-                for (int b = 0; b < nb; b++) {
-                    short d = target == DType.Q8_0 ? quantQ8(row, b * BLOCK, q, b * qb) : quantQ4(row, b * BLOCK, q, b * qb);
-                    out.set(F16, so + 2L * ((long) r * nb + b), d);
-                }
+                readRow(w, r, (int) cols, row, raw);
+                if (fast != null && target == DType.Q8_0) fast.q8(row, nb, q, scales);
+                else for (int b = 0; b < nb; b++)
+                    scales[b] = target == DType.Q8_0 ? quantQ8(row, b * BLOCK, q, b * qb) : quantQ4(row, b * BLOCK, q, b * qb);
                 MemorySegment.copy(q, 0, out, ValueLayout.JAVA_BYTE, (long) r * nb * qb, q.length);
+                MemorySegment.copy(scales, 0, out, F16, so + 2L * r * nb, nb);
             }
         });
         if (w.data().isMapped()) {
@@ -99,11 +111,14 @@ public final class Quant {
     }
 
     /** Row r of a float tensor as float32 into dst (zero padding after cols). */
-    private static void readRow(Tensor w, int r, int cols, float[] dst) {
+    private static void readRow(Tensor w, int r, int cols, float[] dst, short[] raw) {
         long base = (long) r * cols;
         MemorySegment m = w.data();
         switch (w.dtype()) {
-            case BF16 -> { for (int c = 0; c < cols; c++) dst[c] = Float.intBitsToFloat((m.get(Tensor.I16_LE, 2 * (base + c)) & 0xffff) << 16); }
+            case BF16 -> { // one bulk copy, then a plain loop (per-element segment reads do not always inline)
+                MemorySegment.copy(m, Tensor.I16_LE, 2 * base, raw, 0, cols);
+                for (int c = 0; c < cols; c++) dst[c] = Float.intBitsToFloat((raw[c] & 0xffff) << 16);
+            }
             case F32 -> MemorySegment.copy(m, Tensor.F32_LE, 4 * base, dst, 0, cols);
             default -> { for (int c = 0; c < cols; c++) dst[c] = w.getFloat(base + c); }
         }
@@ -117,7 +132,10 @@ public final class Quant {
         short dh = Float.floatToFloat16(amax / 127f);
         float d = Float.float16ToFloat(dh);
         float id = d == 0 ? 0 : 1f / d;
-        for (int k = 0; k < BLOCK; k++) q[qo + k] = (byte) Math.max(-127, Math.min(127, Math.round(x[o + k] * id)));
+        for (int k = 0; k < BLOCK; k++) {
+            float v = Math.max(-127f, Math.min(127f, x[o + k] * id));
+            q[qo + k] = (byte) (int) (v + (v < 0 ? -0.5f : 0.5f)); // round half away from zero, as GGML's roundf
+        }
         return dh;
     }
 

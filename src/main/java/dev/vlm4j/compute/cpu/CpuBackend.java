@@ -56,7 +56,7 @@ public final class CpuBackend implements Backend {
 
     private Tensor upload(Tensor w, QuantMode mode) {
         if (mode != QuantMode.NONE && w.rank() == 2 && w.dim(1) >= Quant.BLOCK && w.dtype().isFloat())
-            return Quant.quantize(w, mode == QuantMode.Q8_0 ? DType.Q8_0 : DType.Q4_0);
+            return Quant.quantize(w, mode == QuantMode.Q8_0 ? DType.Q8_0 : DType.Q4_0, Simd.AVAILABLE ? VectorOps::quantizeQ8 : null);
         return switch (w.dtype()) {
             case BF16, F32, Q8_0, Q4_0 -> w;
             default -> Tensor.of(w.toFloatArray(), w.shape());

@@ -74,6 +74,17 @@ class CpuKernelsTest {
             }
     }
 
+    @ParameterizedTest
+    @CsvSource({"3420,1e-2", "64,1e-6", "1176,0.02"})
+    void vectorQ8QuantizationIsBitIdentical(int in, float std) {
+        int out = 9;
+        float[] v = randn(out * in, 8, std);
+        v[5] = 0; v[in + 3] = -v[in + 3] * 40; // zeros and outliers
+        Tensor src = Tensor.of(v, out, in);
+        Tensor a = Quant.quantize(src, DType.Q8_0), b = Quant.quantize(src, DType.Q8_0, VectorOps::quantizeQ8);
+        assertArrayEquals(a.data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), b.data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+    }
+
     @Test
     void q4NibbleLayoutMatchesGgml() {
         float[] v = new float[32];
