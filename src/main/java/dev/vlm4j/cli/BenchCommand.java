@@ -38,7 +38,7 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
-    @Option(names = "--decode-tokens", defaultValue = "16", description = "Timed decode steps (default ${DEFAULT-VALUE}).")
+    @Option(names = "--decode-tokens", defaultValue = "24", description = "Timed decode steps (default ${DEFAULT-VALUE}).")
     int decodeTokens;
 
     @Option(names = "--prefill-tokens", defaultValue = "1024", description = "Prompt length for prefill; 0 skips (default ${DEFAULT-VALUE}).")
@@ -65,18 +65,20 @@ public final class BenchCommand implements Callable<Integer> {
         out.put("vector_bits", MachineLimits.vectorBits());
         say("machine: %s, %d threads, %d-bit vectors", out.get("cpu").asText(), Parallel.threads(), MachineLimits.vectorBits());
 
-        MachineLimits.peakFlops(2_000_000, 2); // JIT warm-up
-        double peak = MachineLimits.peakFlops(100_000_000, 3);
+        double peak = MachineLimits.peakFlops(50_000_000, 5);
         double bw = MachineLimits.readBandwidth((long) bandwidthMb << 20, 6);
         out.put("bandwidth_gbs", bw / 1e9);
         out.put("peak_gflops", peak / 1e9);
         say("read bandwidth %.2f GB/s, peak FMA %.1f GFLOP/s", bw / 1e9, peak / 1e9);
 
+        System.gc();
+        out.put("rss_before_load_gb", rssGb("VmRSS"));
         long t0 = System.nanoTime();
         try (Qwen25VLModel m = Qwen25VLModel.load(model, Backends.create("cpu", quant, threads))) {
             out.put("load_s", secs(t0));
             out.put("rss_after_load_gb", rssGb("VmRSS"));
-            say("loaded in %.1f s, resident %.2f GB", out.get("load_s").asDouble(), out.get("rss_after_load_gb").asDouble());
+            say("loaded in %.1f s, resident %.2f GB (%.2f GB before loading)", out.get("load_s").asDouble(),
+                    out.get("rss_after_load_gb").asDouble(), out.get("rss_before_load_gb").asDouble());
             ModelConfig.TextConfig tc = m.config().text();
             SplittableRandom rnd = new SplittableRandom(1);
 
@@ -88,20 +90,34 @@ public final class BenchCommand implements Callable<Integer> {
                 int[] prompt = randomIds(rnd, 16);
                 float[] logits = m.lastLogits(m.prefill(seq, prompt, null, null, null));
                 for (int i = 0; i < 2; i++) logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)})); // warm-up
+                double[] per = new double[decodeTokens];
                 long d0 = System.nanoTime();
-                for (int i = 0; i < decodeTokens; i++) logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)}));
+                for (int i = 0; i < decodeTokens; i++) {
+                    long s0 = System.nanoTime();
+                    logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)}));
+                    per[i] = secs(s0);
+                }
                 double s = secs(d0), tps = decodeTokens / s;
-                out.put("decode_tokens_per_s", tps);
-                out.put("decode_ms_per_token", 1000 * s / decodeTokens);
-                out.put("decode_bandwidth_efficiency", wbytes * tps / bw);
-                say("decode: %.3f tokens/s (%.1f ms/token), %.2f GB weights/token -> %.1f GB/s = %.3f of bandwidth",
-                        tps, 1000 * s / decodeTokens, wbytes / 1e9, wbytes * tps / 1e9, wbytes * tps / bw);
+                double[] sorted = per.clone();
+                java.util.Arrays.sort(sorted);
+                double median = sorted[decodeTokens / 2], tpsMedian = 1 / median;
+                out.put("decode_tokens_per_s_mean", tps);
+                out.put("decode_tokens_per_s", tpsMedian);
+                out.put("decode_ms_per_token_median", 1000 * median);
+                out.put("decode_ms_per_token_min", 1000 * sorted[0]);
+                say("decode: %.3f tokens/s over all %d steps (%.1f ms/token), median step %.1f ms (%.3f tokens/s), fastest %.1f ms",
+                        tps, decodeTokens, 1000 * s / decodeTokens, 1000 * median, tpsMedian, 1000 * sorted[0]);
+                say("  %.2f GB weights/token -> %.1f GB/s at the median step = %.3f of bandwidth", wbytes / 1e9,
+                        wbytes * tpsMedian / 1e9, wbytes * tpsMedian / bw);
+                out.put("decode_bandwidth_efficiency", wbytes * tpsMedian / bw);
             }
 
             if (prefillTokens > 0) {
                 int n = prefillTokens;
                 Qwen25VLModel.Sequence seq = m.newSequence(n + 8);
                 int[] ids = randomIds(rnd, n);
+                Qwen25VLModel.Sequence warm = m.newSequence(64); // JIT warm-up of the GEMM / attention paths
+                m.lastLogits(m.prefill(warm, randomIds(rnd, 24), null, null, null));
                 long p0 = System.nanoTime();
                 m.lastLogits(m.prefill(seq, ids, null, null, null));
                 double s = secs(p0);
@@ -135,13 +151,31 @@ public final class BenchCommand implements Callable<Integer> {
                     say("vision encode %s (%dx%d resized, %d patches, %d tokens): %.2f s", size, w, h, patches, patches / 4, s);
                 }
             }
-            out.put("rss_gb", rssGb("VmRSS"));
+            // Limits again at the end: other load on the machine varies, so efficiencies use the better of both.
+        double peak2 = MachineLimits.peakFlops(50_000_000, 5), bw2 = MachineLimits.readBandwidth((long) bandwidthMb << 20, 6);
+        out.put("bandwidth_gbs_end", bw2 / 1e9);
+        out.put("peak_gflops_end", peak2 / 1e9);
+        say("limits again: read bandwidth %.2f GB/s, peak FMA %.1f GFLOP/s", bw2 / 1e9, peak2 / 1e9);
+        double bwMax = Math.max(bw, bw2), peakMax = Math.max(peak, peak2);
+        if (out.has("decode_tokens_per_s")) {
+            double e = wbytesOut() * out.get("decode_tokens_per_s").asDouble() / bwMax;
+            out.put("decode_bandwidth_efficiency", e);
+            say("decode_bandwidth_efficiency = %.3f (median step, against the better bandwidth, %.2f GB/s)", e, bwMax / 1e9);
+        }
+        if (out.has("prefill_gflops")) {
+            double e = out.get("prefill_gflops").asDouble() * 1e9 / peakMax;
+            out.put("prefill_flops_efficiency", e);
+            say("prefill_flops_efficiency = %.3f (against the better peak, %.1f GFLOP/s)", e, peakMax / 1e9);
+        }
+        out.put("rss_gb", rssGb("VmRSS"));
             out.put("peak_rss_gb", rssGb("VmHWM"));
             say("resident memory now %.2f GB, peak %.2f GB", out.get("rss_gb").asDouble(), out.get("peak_rss_gb").asDouble());
         }
         if (json) System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(out));
         return 0;
     }
+
+    private long wbytesOut() { return out.get("decode_weight_bytes_per_token").asLong(); }
 
     private void say(String fmt, Object... args) {
         if (!json) System.out.println(String.format(fmt, args));
