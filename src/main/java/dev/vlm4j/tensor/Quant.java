@@ -1,6 +1,5 @@
 package dev.vlm4j.tensor;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -88,7 +87,7 @@ public final class Quant {
         long[] sh = w.shape();
         long rowsL = rows(sh), cols = cols(sh);
         int nb = blocksPerRow(cols), qb = blockBytes(target);
-        MemorySegment out = Arena.ofAuto().allocate(storageBytes(target, sh), 64);
+        MemorySegment out = NativeMemory.allocate(storageBytes(target, sh));
         long so = scalesOffset(target, sh);
         int rows = Math.toIntExact(rowsL);
         IntStream.range(0, (rows + 63) / 64).parallel().forEach(chunk -> {
