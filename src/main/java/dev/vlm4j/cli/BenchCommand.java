@@ -151,7 +151,22 @@ public final class BenchCommand implements Callable<Integer> {
                     say("vision encode %s (%dx%d resized, %d patches, %d tokens): %.2f s", size, w, h, patches, patches / 4, s);
                 }
             }
-            // Limits again at the end: other load on the machine varies, so efficiencies use the better of both.
+            out.put("rss_model_gb", rssGb("VmRSS"));
+            out.put("peak_rss_model_gb", rssGb("VmHWM"));
+            say("resident memory with the model loaded and run: %.2f GB now, %.2f GB peak", out.get("rss_model_gb").asDouble(),
+                    out.get("peak_rss_model_gb").asDouble());
+            limitsAgain(bw, peak);
+            out.put("rss_end_gb", rssGb("VmRSS"));
+            out.put("peak_rss_end_gb", rssGb("VmHWM"));
+            say("resident memory at the end %.2f GB, peak %.2f GB (the peak includes the bandwidth buffers)",
+                    out.get("rss_end_gb").asDouble(), out.get("peak_rss_end_gb").asDouble());
+        }
+        if (json) System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(out));
+        return 0;
+    }
+
+    /** Limits again at the end: other load on the machine varies, so efficiencies use the better of both. */
+    private void limitsAgain(double bw, double peak) {
         double peak2 = MachineLimits.peakFlops(50_000_000, 5), bw2 = MachineLimits.readBandwidth((long) bandwidthMb << 20, 6);
         out.put("bandwidth_gbs_end", bw2 / 1e9);
         out.put("peak_gflops_end", peak2 / 1e9);
@@ -167,12 +182,6 @@ public final class BenchCommand implements Callable<Integer> {
             out.put("prefill_flops_efficiency", e);
             say("prefill_flops_efficiency = %.3f (against the better peak, %.1f GFLOP/s)", e, peakMax / 1e9);
         }
-        out.put("rss_gb", rssGb("VmRSS"));
-            out.put("peak_rss_gb", rssGb("VmHWM"));
-            say("resident memory now %.2f GB, peak %.2f GB", out.get("rss_gb").asDouble(), out.get("peak_rss_gb").asDouble());
-        }
-        if (json) System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(out));
-        return 0;
     }
 
     private long wbytesOut() { return out.get("decode_weight_bytes_per_token").asLong(); }
