@@ -18,6 +18,8 @@ import picocli.CommandLine.Command;
                 ExportCommand.class,
                 ServeCommand.class,
                 DownloadCommand.class,
+                InitCommand.class,
+                BenchCommand.class,
         })
 public final class Main {
     public static void main(String[] args) {

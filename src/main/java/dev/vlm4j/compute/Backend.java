@@ -17,6 +17,12 @@ public interface Backend extends AutoCloseable {
     /** Places a host weight on this backend (the CPU keeps memory-mapped weights as they are). */
     Tensor upload(Tensor hostWeight);
 
+    /**
+     * Places a vocabulary-sized table (token embeddings, LM head) on this backend. Quantizing backends may keep it
+     * at a higher precision than the other weights; by default it is {@link #upload}.
+     */
+    default Tensor uploadVocabTable(Tensor hostWeight) { return upload(hostWeight); }
+
     /** A float32 tensor on this backend holding the given values. */
     Tensor fromHost(float[] values, long... shape);
 

@@ -28,13 +28,13 @@ public final class LanguageModel {
         this.cfg = cfg;
         this.be = be;
         int h = cfg.hiddenSize(), qd = cfg.numHeads() * cfg.headDim(), kvd = cfg.numKvHeads() * cfg.headDim(), m = cfg.intermediateSize();
-        embedTokens = be.upload(ckpt.get("model.embed_tokens.weight", cfg.vocabSize(), h));
+        embedTokens = be.uploadVocabTable(ckpt.get("model.embed_tokens.weight", cfg.vocabSize(), h));
         norm = be.upload(ckpt.get("model.norm.weight", h));
         Tensor head = ckpt.getOrNull("lm_head.weight", cfg.vocabSize(), h);
         if (head == null && !cfg.tieWordEmbeddings())
             throw new dev.vlm4j.tensor.safetensors.CheckpointException(ckpt.dir()
                     + ": checkpoint has no lm_head.weight and config.json does not set tie_word_embeddings");
-        lmHead = head == null ? embedTokens : be.upload(head);
+        lmHead = head == null ? embedTokens : be.uploadVocabTable(head);
         layers = new Layer[cfg.numLayers()];
         for (int i = 0; i < layers.length; i++) {
             String p = "model.layers." + i + ".";
@@ -155,6 +155,20 @@ public final class LanguageModel {
 
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
+
+    /** Bytes of weights one decode step streams: every layer's linear weights and the LM head, as held by the backend. */
+    public long decodeWeightBytes() {
+        long b = dev.vlm4j.tensor.Quant.bytesOf(lmHead);
+        for (Layer L : layers)
+            for (Tensor w : new Tensor[]{L.qW, L.kW, L.vW, L.oW, L.gateW, L.upW, L.downW}) b += dev.vlm4j.tensor.Quant.bytesOf(w);
+        return b;
+    }
+
+    /** Multiply-adds per token of the layers' linear weights (parameters of the q/k/v/o and MLP projections). */
+    public long layerLinearParams() {
+        long h = cfg.hiddenSize(), qd = (long) cfg.numHeads() * cfg.headDim(), kvd = (long) cfg.numKvHeads() * cfg.headDim();
+        return cfg.numLayers() * (h * qd * 2 + 2 * h * kvd + 3 * h * cfg.intermediateSize());
+    }
 
     /** Names of the parameters this module reads (for checks and training). */
     public static List<String> parameterSuffixes() {

@@ -28,7 +28,7 @@ public final class Tensor {
         this.shape = shape.clone();
         this.data = data;
         this.device = device;
-        long need = numel(shape) * dtype.bytes;
+        long need = dtype.isQuantized() ? Quant.storageBytes(dtype, shape) : numel(shape) * dtype.bytes;
         if (data.byteSize() < need)
             throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " " + dtype
                     + " needs " + need + " bytes, memory has " + data.byteSize());
@@ -90,6 +90,7 @@ public final class Tensor {
             case I16 -> data.getAtIndex(I16_LE, i);
             case I8 -> data.get(ValueLayout.JAVA_BYTE, i);
             case U8, BOOL -> data.get(ValueLayout.JAVA_BYTE, i) & 0xff;
+            case Q8_0, Q4_0 -> Quant.get(this, i);
         };
     }
 

@@ -12,6 +12,8 @@ public final class Parallel {
     private static volatile int threads = Math.max(1, Integer.getInteger("vlm4j.threads", Runtime.getRuntime().availableProcessors()));
     private static final ForkJoinPool POOL = new ForkJoinPool(Math.max(1, Runtime.getRuntime().availableProcessors()));
 
+    private static final int CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.chunksPerWorker", 4);
+
     private Parallel() {}
 
     public static int threads() { return threads; }
@@ -30,7 +32,8 @@ public final class Parallel {
             body.run(0, n);
             return;
         }
-        int chunks = Math.min(t, (n + minChunk - 1) / minChunk);
+        // A few chunks per worker, so work stealing evens out cores slowed by other load on the machine.
+        int chunks = Math.min(t * CHUNKS_PER_WORKER, (n + minChunk - 1) / minChunk);
         POOL.invoke(new RecursiveAction() {
             @Override
             protected void compute() {

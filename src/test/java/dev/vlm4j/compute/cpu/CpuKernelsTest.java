@@ -1,0 +1,109 @@
+package dev.vlm4j.compute.cpu;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Quant;
+import dev.vlm4j.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.lang.foreign.MemorySegment;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The Vector API kernels against the scalar reference, for every weight dtype and awkward sizes. */
+class CpuKernelsTest {
+    static float[] randn(int n, long seed, float std) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (r.nextGaussian() * std);
+        return a;
+    }
+
+    static Tensor bf16(float[] v, long... shape) {
+        short[] s = new short[v.length];
+        for (int i = 0; i < v.length; i++) s[i] = (short) (Float.floatToRawIntBits(v[i]) >>> 16);
+        return new Tensor(DType.BF16, shape, MemorySegment.ofArray(s), dev.vlm4j.tensor.Device.CPU);
+    }
+
+    static Tensor weight(String dtype, float[] v, int out, int in) {
+        return switch (dtype) {
+            case "F32" -> Tensor.of(v, out, in);
+            case "BF16" -> bf16(v, out, in);
+            default -> Quant.quantize(Tensor.of(v, out, in), DType.valueOf(dtype));
+        };
+    }
+
+    static void assertNear(String what, float[] ref, float[] got, double rel) {
+        assertEquals(ref.length, got.length, what);
+        double scale = 0;
+        for (float f : ref) scale = Math.max(scale, Math.abs(f));
+        for (int i = 0; i < ref.length; i++)
+            assertTrue(Math.abs(ref[i] - got[i]) <= rel * scale + 1e-6, what + " at " + i + ": " + ref[i] + " vs " + got[i]);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F32,1,64,33", "BF16,1,3420,37", "BF16,5,3420,37", "BF16,13,3420,70", "Q8_0,1,3420,37", "Q8_0,3,3456,40",
+            "Q8_0,13,3420,37", "Q8_0,20,1176,65", "Q4_0,1,3420,37", "Q4_0,7,100,33", "Q4_0,19,3420,70", "F32,9,300,31"})
+    void linearMatchesScalarReference(String dtype, int n, int in, int out) {
+        Tensor w = weight(dtype, randn(out * in, 1, 0.02f), out, in);
+        float[] x = randn(n * in, 2, 1f), bias = randn(out, 3, 0.1f);
+        float[] ref = ScalarKernels.linear(x, n, in, w, bias);
+        float[] got = MatMul.linear(x, n, in, w, bias);
+        assertNear(dtype + " n=" + n + " in=" + in + " out=" + out, ref, got, 1e-4);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"Q8_0,3420", "Q4_0,3420", "Q8_0,64", "Q4_0,96"})
+    void quantizationErrorIsBoundedPerBlock(String dtype, int in) {
+        int out = 5;
+        float[] v = randn(out * in, 4, 0.02f);
+        Tensor q = Quant.quantize(Tensor.of(v, out, in), DType.valueOf(dtype));
+        float[] back = q.toFloatArray();
+        int levels = dtype.equals("Q8_0") ? 127 : 4; // Q4_0: the clipped end (q = 15) can be off by a whole step d = amax/8
+        for (int r = 0; r < out; r++)
+            for (int b0 = 0; b0 < in; b0 += 32) {
+                float amax = 0;
+                for (int k = b0; k < Math.min(in, b0 + 32); k++) amax = Math.max(amax, Math.abs(v[r * in + k]));
+                float step = amax / levels;
+                for (int k = b0; k < Math.min(in, b0 + 32); k++)
+                    assertTrue(Math.abs(back[r * in + k] - v[r * in + k]) <= step * 0.51 + 1e-7 * amax + step * 2e-3,
+                            dtype + " element " + r + "," + k + ": " + v[r * in + k] + " -> " + back[r * in + k]);
+            }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"3420,1e-2", "64,1e-6", "1176,0.02"})
+    void vectorQ8QuantizationIsBitIdentical(int in, float std) {
+        int out = 9;
+        float[] v = randn(out * in, 8, std);
+        v[5] = 0; v[in + 3] = -v[in + 3] * 40; // zeros and outliers
+        Tensor src = Tensor.of(v, out, in);
+        Tensor a = Quant.quantize(src, DType.Q8_0), b = Quant.quantize(src, DType.Q8_0, VectorOps::quantizeQ8);
+        long n = Quant.storageBytes(DType.Q8_0, src.shape());
+        assertArrayEquals(a.data().asSlice(0, n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
+                b.data().asSlice(0, n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+    }
+
+    @Test
+    void q4NibbleLayoutMatchesGgml() {
+        float[] v = new float[32];
+        for (int i = 0; i < 32; i++) v[i] = i - 8; // max |x| = 23 (positive) -> d = -23/8
+        Tensor q = Quant.quantize(Tensor.of(v, 1, 32), DType.Q4_0);
+        float d = Float.float16ToFloat(Float.floatToFloat16(23f / -8f));
+        assertEquals(-8 * d, q.getFloat(31), 1e-6);
+        assertEquals(Math.round(0 / d) * d, q.getFloat(8), 1e-6);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1,40,16,4,2,true", "7,7,16,4,2,true", "33,33,128,16,2,true", "70,70,80,4,4,false", "3,300,128,8,2,true"})
+    void attentionMatchesScalarReference(int n, int kvLen, int d, int hq, int hkv, boolean causal) {
+        float[] q = randn(n * hq * d, 5, 1f), k = randn(kvLen * hkv * d, 6, 1f), v = randn(kvLen * hkv * d, 7, 1f);
+        AttentionMask mask = causal ? AttentionMask.causal(kvLen - n) : AttentionMask.segments(new int[]{0, 17, 50, n});
+        float[] ref = ScalarAttention.compute(q, n, k, v, kvLen, hq, hkv, d, mask).toFloatArray();
+        float[] got = Attention.compute(q, n, k, v, kvLen, hq, hkv, d, mask).toFloatArray();
+        assertNear("attention", ref, got, 1e-5);
+    }
+}
