@@ -89,6 +89,7 @@ public final class CudaBackend implements Backend {
         }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
         this.staging = drv.allocHost(STAGING);
+        for (int i = 0; i < 32; i++) argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(8L * i, 8));
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     flashShared(FLASH_MAX_D));
@@ -288,6 +289,7 @@ public final class CudaBackend implements Backend {
 
     private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
         // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
+        // argPointers[i] always points at slot i of argValues (set once in the constructor)
         for (int i = 0; i < args.length; i++) {
             long off = 8L * i;
             switch (args[i]) {
@@ -296,7 +298,6 @@ public final class CudaBackend implements Backend {
                 case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
                 default -> throw new IllegalArgumentException("kernel argument " + args[i]);
             }
-            argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(off, 8));
         }
         drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
     }

@@ -270,20 +270,28 @@ __device__ __forceinline__ float round_bf16(float f) { return bf16_to_f32(f32_to
 // Matrix-vector product for one activation row (decoding): y[r] = sum_k bf16(x[k]) * w[r, k] (+ b[r]), one warp per
 // output row, 16-byte weight loads. x is rounded to bf16 as the GEMM path does, accumulation in float32.
 // Needs in % 8 == 0 and 16-byte aligned rows. Grid: ceil(out / (blockDim.x / 32)).
+__device__ __forceinline__ float dot8_bf16(U32x4 v, F32x4 a, F32x4 c) {
+    return round_bf16(a.x) * __int_as_float(v.x << 16) + round_bf16(a.y) * __int_as_float(v.x & 0xffff0000u)
+         + round_bf16(a.z) * __int_as_float(v.y << 16) + round_bf16(a.w) * __int_as_float(v.y & 0xffff0000u)
+         + round_bf16(c.x) * __int_as_float(v.z << 16) + round_bf16(c.y) * __int_as_float(v.z & 0xffff0000u)
+         + round_bf16(c.z) * __int_as_float(v.w << 16) + round_bf16(c.w) * __int_as_float(v.w & 0xffff0000u);
+}
+
+// Four 16-byte weight loads per lane are issued before any is used, so each warp keeps 2 KiB in flight (one load
+// at a time left the HBM mostly idle for the narrow k/v projections).
 extern "C" __global__ void gemv_bf16(const float* x, const unsigned short* w, const float* b, float* y, int in, int out) {
     int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     if (row >= out) return;
     const U32x4* w4 = (const U32x4*) (w + (long long) row * in);
     const F32x4* x4 = (const F32x4*) x;
     float acc = 0.f;
-    for (int i = lane; i < (in >> 3); i += 32) {
-        U32x4 v = w4[i];
-        F32x4 a = x4[2 * i], c = x4[2 * i + 1];
-        acc += round_bf16(a.x) * __int_as_float(v.x << 16) + round_bf16(a.y) * __int_as_float(v.x & 0xffff0000u)
-             + round_bf16(a.z) * __int_as_float(v.y << 16) + round_bf16(a.w) * __int_as_float(v.y & 0xffff0000u)
-             + round_bf16(c.x) * __int_as_float(v.z << 16) + round_bf16(c.y) * __int_as_float(v.z & 0xffff0000u)
-             + round_bf16(c.z) * __int_as_float(v.w << 16) + round_bf16(c.w) * __int_as_float(v.w & 0xffff0000u);
+    int n8 = in >> 3, i = lane;
+    for (; i + 96 < n8; i += 128) {
+        U32x4 v0 = w4[i], v1 = w4[i + 32], v2 = w4[i + 64], v3 = w4[i + 96];
+        acc += dot8_bf16(v0, x4[2 * i], x4[2 * i + 1]) + dot8_bf16(v1, x4[2 * i + 64], x4[2 * i + 65])
+             + dot8_bf16(v2, x4[2 * i + 128], x4[2 * i + 129]) + dot8_bf16(v3, x4[2 * i + 192], x4[2 * i + 193]);
     }
+    for (; i < n8; i += 32) acc += dot8_bf16(w4[i], x4[2 * i], x4[2 * i + 1]);
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
 }

@@ -35,11 +35,12 @@ public final class CudaCompareBench {
     public static void main(String[] args) throws Exception {
         Path dir = Path.of(args[0]), out = Path.of(args[1]);
         int[] batches = {1, 16, 64};
-        boolean before = false;
+        boolean before = false, decodeOnly = false;
         for (int i = 2; i < args.length; i++) {
             switch (args[i]) {
                 case "--batches" -> batches = java.util.Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--before" -> before = true;
+                case "--decode-only" -> decodeOnly = true;
                 default -> throw new IllegalArgumentException(args[i]);
             }
         }
@@ -53,6 +54,15 @@ public final class CudaCompareBench {
             res.put("load_s", (System.nanoTime() - t0) / 1e9);
             System.out.printf(Locale.ROOT, "vlm4j: loaded %s in %.1f s on %s%n", dir, (System.nanoTime() - t0) / 1e9, be.deviceName());
 
+            if (!decodeOnly) visionAndPrefill(model, be, res, before);
+            decode(model, be, res, batches, before);
+        }
+        Files.writeString(out, json(res));
+        System.out.println("wrote " + out);
+    }
+
+    static void visionAndPrefill(Qwen25VLModel model, CudaBackend be, Map<String, Object> res, boolean before) {
+        {
             // vision encode
             int patches = GRID[0] * GRID[1] * GRID[2], patchDim = model.config().vision().patchDim();
             float[] pv = new float[patches * patchDim];
@@ -85,6 +95,11 @@ public final class CudaCompareBench {
                 res.put("extra:prefill ms, one-query-per-block attention (before)", p0);
                 System.out.printf(Locale.ROOT, "vlm4j prefill, old attention kernel: %.1f ms%n", p0);
             }
+        }
+    }
+
+    static void decode(Qwen25VLModel model, CudaBackend be, Map<String, Object> res, int[] batches, boolean before) {
+        {
 
             // batched greedy decode
             for (int b : batches) {
@@ -113,6 +128,24 @@ public final class CudaCompareBench {
                 res.put("decode_b" + b, m);
                 System.out.printf(Locale.ROOT, "vlm4j decode batch %d: %.1f tok/s (%.2f ms/step); %d prefills %.1f s; device memory %.2f GiB (peak %.2f)%n",
                         b, tps, 1000 * dt / (NEW - 1), b, prefillS, be.deviceBytes()[0] / 1073741824.0, be.deviceBytes()[1] / 1073741824.0);
+                // host time to queue one step (decoder + LM head) before the argmax waits for it
+                long issue = 0;
+                int probe = 16;
+                for (int s = 0; s < probe; s++) {
+                    long[][] pos = new long[3][b];
+                    dev.vlm4j.model.KvCache[] caches = new dev.vlm4j.model.KvCache[b];
+                    for (int i = 0; i < b; i++) {
+                        caches[i] = seqs.get(i).cache;
+                        pos[0][i] = pos[1][i] = pos[2][i] = caches[i].length() + seqs.get(i).ropeDelta;
+                    }
+                    var lm = model.languageModel();
+                    long i0 = System.nanoTime();
+                    Tensor lg = lm.logits(lm.forwardBatch(lm.embed(next), pos, caches));
+                    issue += System.nanoTime() - i0;
+                    next = be.argmaxRows(lg);
+                }
+                m.put("host_queue_ms_step", issue / 1e6 / probe);
+                System.out.printf(Locale.ROOT, "  batch %d: host time to queue one step %.2f ms%n", b, issue / 1e6 / probe);
                 if (before && b > 1) {
                     be.useBatchedKernels(false);
                     int steps = 8;
@@ -130,8 +163,6 @@ public final class CudaCompareBench {
                 System.gc();
             }
         }
-        Files.writeString(out, json(res));
-        System.out.println("wrote " + out);
     }
 
     static double timeVision(Qwen25VLModel model, CudaBackend be, Tensor px, List<int[]> grids, int warm, int reps) {
