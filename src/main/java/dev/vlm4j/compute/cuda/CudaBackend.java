@@ -328,7 +328,11 @@ public final class CudaBackend implements Backend {
                 case F32 -> "gemv_f32";
                 default -> throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
             };
-            launch(k, (out + GEMV_ROWS - 1) / GEMV_ROWS, 1, 32 * GEMV_ROWS, 0, addr(xd), addr(wd), b, addr(y), in, out);
+            boolean sx = wd.dtype() == DType.BF16 && in * 4 <= 48 * 1024;   // x staged (rounded) in shared memory
+            if (sx) k = "gemv_bf16_sx";
+            int rowsPerBlock = sx && out >= 4096 ? 2 * GEMV_ROWS : GEMV_ROWS;   // more rows share one staged x
+            launch(k, (out + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * rowsPerBlock, sx ? in * 4 : 0, addr(xd), addr(wd), b,
+                    addr(y), in, out);
         } else if (n > 0) {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;

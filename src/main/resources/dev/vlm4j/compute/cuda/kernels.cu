@@ -296,6 +296,41 @@ extern "C" __global__ void gemv_bf16(const float* x, const unsigned short* w, co
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
 }
 
+// gemv_bf16 with x rounded to bf16 once per block into shared memory (in floats, in * 4 <= 48 KiB): the inner loop
+// is then only the weight unpacking and the multiply-adds, instead of rounding every x value again for every row.
+extern "C" __global__ void gemv_bf16_sx(const float* x, const unsigned short* w, const float* b, float* y, int in, int out) {
+    extern __shared__ float xs[];
+    for (int k = threadIdx.x; k < in; k += blockDim.x) xs[k] = round_bf16(x[k]);
+    __syncthreads();
+    int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (row >= out) return;
+    const U32x4* w4 = (const U32x4*) (w + (long long) row * in);
+    const F32x4* x4 = (const F32x4*) xs;
+    float acc = 0.f;
+    int n8 = in >> 3, i = lane;
+    for (; i + 96 < n8; i += 128) {
+        U32x4 v[4] = {w4[i], w4[i + 32], w4[i + 64], w4[i + 96]};
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            F32x4 a = x4[2 * (i + 32 * u)], c = x4[2 * (i + 32 * u) + 1];
+            acc += a.x * __int_as_float(v[u].x << 16) + a.y * __int_as_float(v[u].x & 0xffff0000u)
+                 + a.z * __int_as_float(v[u].y << 16) + a.w * __int_as_float(v[u].y & 0xffff0000u)
+                 + c.x * __int_as_float(v[u].z << 16) + c.y * __int_as_float(v[u].z & 0xffff0000u)
+                 + c.z * __int_as_float(v[u].w << 16) + c.w * __int_as_float(v[u].w & 0xffff0000u);
+        }
+    }
+    for (; i < n8; i += 32) {
+        U32x4 v = w4[i];
+        F32x4 a = x4[2 * i], c = x4[2 * i + 1];
+        acc += a.x * __int_as_float(v.x << 16) + a.y * __int_as_float(v.x & 0xffff0000u)
+             + a.z * __int_as_float(v.y << 16) + a.w * __int_as_float(v.y & 0xffff0000u)
+             + c.x * __int_as_float(v.z << 16) + c.y * __int_as_float(v.z & 0xffff0000u)
+             + c.z * __int_as_float(v.w << 16) + c.w * __int_as_float(v.w & 0xffff0000u);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
+}
+
 // The float32-weight version (parity mode): needs in % 4 == 0.
 extern "C" __global__ void gemv_f32(const float* x, const float* w, const float* b, float* y, int in, int out) {
     int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
