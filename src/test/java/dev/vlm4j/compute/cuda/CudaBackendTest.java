@@ -93,7 +93,7 @@ class CudaBackendTest {
 
     @Test
     void linearBf16() {
-        for (int[] s : new int[][]{{5, 72, 40}, {1, 64, 128}, {33, 256, 96}, {1, 4096, 1000}, {1, 72, 40}}) {
+        for (int[] s : new int[][]{{5, 72, 40}, {1, 64, 128}, {33, 256, 96}, {1, 4096, 1000}, {1, 72, 40}, {1, 11008, 4100}, {1, 16384, 24}}) {
             int n = s[0], in = s[1], out = s[2];
             float[] x = rand(n * in, 1), w = rand(out * in, 0.1f), b = rand(out, 0.5f);
             // reference: activations rounded to bf16 as the GPU does, bf16 weights, f32 accumulation
