@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs what the CUDA tests need into one folder for a GPU host that has the NVIDIA driver but no JDK or Maven
 # (about 52 MB, under the 64 MiB a device call may carry): a jlink'd JRE (xz), compiled classes and test classes,
-# the few jars they use, prebuilt PTX (when nvcc is here), the tiny fixture model and cases (xz), and run.sh.
-#   usage: scripts/gpu-pack.sh OUTDIR        then on the GPU host: bash OUTDIR/run.sh
+# the few jars they use, prebuilt PTX (when nvcc is here), the tiny fixture model and cases (xz), run.sh and compare.sh.
+#   usage: scripts/gpu-pack.sh OUTDIR        then on the GPU host: bash OUTDIR/run.sh (tests), bash OUTDIR/compare.sh
+#   (vlm4j against transformers, see scripts/gpu-compare.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: gpu-pack.sh OUTDIR}
@@ -31,11 +32,13 @@ tmp=$(mktemp -d)
   --strip-debug --no-header-files --no-man-pages --output "$tmp/jre" 2>&1 | grep -v incubator || true
 tar cf - -C "$tmp" jre | xz -T2 -6 > "$out/jre.txz"
 mkdir -p "$tmp/fixtures/tiny-qwen2_5-vl" "$tmp/fixtures/cases"
-cp "$fx"/tiny-qwen2_5-vl/{config.json,model.safetensors.index.json} "$fx"/tiny-qwen2_5-vl/*.safetensors "$tmp/fixtures/tiny-qwen2_5-vl/"
+cp "$fx"/tiny-qwen2_5-vl/*.json "$fx"/tiny-qwen2_5-vl/*.safetensors "$tmp/fixtures/tiny-qwen2_5-vl/"
 for c in text_only image_describe two_images video; do
   mkdir -p "$tmp/fixtures/cases/$c" && cp "$fx/cases/$c/tensors.safetensors" "$tmp/fixtures/cases/$c/"
 done
 tar cf - -C "$tmp" fixtures | xz -T2 -6 > "$out/fixtures.txz"
 rm -rf "$tmp"
 cp scripts/gpu-run.sh "$out/run.sh"
+cp scripts/gpu-compare.sh "$out/compare.sh"
+cp scripts/gpu_compare_hf.py "$out/"
 du -sh "$out"

@@ -75,6 +75,47 @@ public interface Backend extends AutoCloseable {
      */
     Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask);
 
+    /**
+     * In place, for several tensors at once (the KV caches of a batched decode step): row {@code i} of {@code src}
+     * becomes row {@code rows[i]} of {@code dsts[i]}. The default copies row by row; a backend may do it in one go.
+     */
+    default void appendRows(Tensor[] dsts, int[] rows, Tensor src) {
+        if (dsts.length != rows.length || src.dim(0) != dsts.length)
+            throw new IllegalArgumentException("appendRows: " + dsts.length + " destinations, " + rows.length + " rows, source " + src);
+        for (int i = 0; i < dsts.length; i++) copyRows(dsts[i], rows[i], gatherRows(src, new int[]{i}));
+    }
+
+    /**
+     * Decode attention for several sequences at once: query row {@code i} of q {@code [B, hq * d]} attends to the
+     * first {@code lens[i]} rows of its own cache {@code keys[i]}, {@code values[i]} ({@code [>= lens[i], hkv * d]},
+     * grouped KV heads and scale as {@link #attention}); the query is the newest position, so it sees all of them.
+     * Returns {@code [B, hq * d]}. The default runs {@link #attention} per sequence; a backend may use one launch.
+     */
+    default Tensor attentionBatch(Tensor q, Tensor[] keys, Tensor[] values, int[] lens, int hq, int hkv) {
+        int b = (int) q.dim(0);
+        if (keys.length != b || values.length != b || lens.length != b)
+            throw new IllegalArgumentException("attentionBatch: " + b + " queries but " + keys.length + " caches");
+        Tensor a = zeros(b, q.dim(-1));
+        for (int i = 0; i < b; i++) {
+            int[] row = {i};
+            scatterRows(a, row, attention(gatherRows(q, row), keys[i], values[i], lens[i], hq, hkv, AttentionMask.causal(lens[i] - 1)));
+        }
+        return a;
+    }
+
+    /** The column index of the largest value of each row of a matrix (the first one on ties), on the host. */
+    default int[] argmaxRows(Tensor x) {
+        int cols = (int) x.dim(-1), rows = (int) (x.numel() / cols);
+        float[] v = toHost(x);
+        int[] out = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            int best = 0, o = r * cols;
+            for (int c = 1; c < cols; c++) if (v[o + c] > v[o + best]) best = c;
+            out[r] = best;
+        }
+        return out;
+    }
+
     /** {@code x * s}, elementwise (a new tensor). */
     default Tensor scale(Tensor x, float s) {
         float[] a = toHost(x);

@@ -99,7 +99,8 @@ public final class LanguageModel {
     /**
      * One decode step for several sequences at once (continuous batching): row i of {@code x} is the next token of
      * the sequence owning {@code caches[i]}, at positions {@code pos[3][i]}. The projections and MLP run as one
-     * matrix product over all rows (weights are read once per step); attention runs per sequence over its own cache.
+     * matrix product over all rows (weights are read once per step); attention reads each sequence's own cache
+     * ({@link Backend#appendRows} and {@link Backend#attentionBatch}: one launch each on CUDA).
      * Returns the final-normed hidden states {@code [B, hidden]}.
      */
     public Tensor forwardBatch(Tensor x, long[][] pos, KvCache[] caches) {
@@ -107,10 +108,11 @@ public final class LanguageModel {
         if (caches.length != b) throw new IllegalArgumentException(b + " rows but " + caches.length + " caches");
         float[][] cs = rope.tables(pos, 0, b);
         Tensor cos = be.fromHost(cs[0], b, hd), sin = be.fromHost(cs[1], b, hd);
-        int[] past = new int[b];
+        int[] past = new int[b], lens = new int[b];
         for (int i = 0; i < b; i++) {
             caches[i].reserve(1);
             past[i] = caches[i].length();
+            lens[i] = past[i] + 1;
         }
         for (int li = 0; li < layers.length; li++) {
             Layer L = layers[li];
@@ -118,14 +120,14 @@ public final class LanguageModel {
             Tensor q = be.linear(xn, L.qW, L.qB), k = be.linear(xn, L.kW, L.kB), v = be.linear(xn, L.vW, L.vB);
             be.rotary(q, hq, cos, sin);
             be.rotary(k, hkv, cos, sin);
-            Tensor a = be.zeros(b, (long) hq * hd);
+            Tensor[] ks = new Tensor[b], vs = new Tensor[b];
             for (int i = 0; i < b; i++) {
-                int[] row = {i};
-                caches[i].put(li, be.gatherRows(k, row), be.gatherRows(v, row));
-                Tensor ai = be.attention(be.gatherRows(q, row), caches[i].keys(li), caches[i].values(li), past[i] + 1, hq, hkv,
-                        AttentionMask.causal(past[i]));
-                be.scatterRows(a, row, ai);
+                ks[i] = caches[i].keys(li);
+                vs[i] = caches[i].values(li);
             }
+            be.appendRows(ks, past, k);
+            be.appendRows(vs, past, v);
+            Tensor a = be.attentionBatch(q, ks, vs, lens, hq, hkv);
             Tensor h = be.add(x, be.linear(a, L.oW, null));
             Tensor hn = be.rmsNorm(h, L.postNorm, eps);
             x = be.add(h, be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null));

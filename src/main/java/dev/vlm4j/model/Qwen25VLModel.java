@@ -167,6 +167,25 @@ public final class Qwen25VLModel implements AutoCloseable {
      */
     public float[][] decodeBatch(List<Sequence> seqs, int[] tokens) {
         int b = seqs.size();
+        Tensor hidden = forwardStep(seqs, tokens);
+        float[] all = backend.toHost(lm.logits(hidden));
+        int v = config.text().vocabSize();
+        float[][] out = new float[b][];
+        for (int i = 0; i < b; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
+        return out;
+    }
+
+    /**
+     * One greedy decode step for several sequences together: appends {@code tokens[i]} to {@code seqs.get(i)} and
+     * returns each sequence's most likely next token (the argmax is taken on the backend; only B ints come back).
+     */
+    public int[] decodeBatchGreedy(List<Sequence> seqs, int[] tokens) {
+        return backend.argmaxRows(lm.logits(forwardStep(seqs, tokens)));
+    }
+
+    private Tensor forwardStep(List<Sequence> seqs, int[] tokens) {
+        int b = seqs.size();
+        if (tokens.length != b) throw new IllegalArgumentException(b + " sequences but " + tokens.length + " tokens");
         long[][] pos = new long[3][b];
         KvCache[] caches = new KvCache[b];
         for (int i = 0; i < b; i++) {
@@ -174,12 +193,7 @@ public final class Qwen25VLModel implements AutoCloseable {
             caches[i] = s.cache;
             pos[0][i] = pos[1][i] = pos[2][i] = s.cache.length() + s.ropeDelta;
         }
-        Tensor hidden = lm.forwardBatch(lm.embed(tokens), pos, caches);
-        float[] all = backend.toHost(lm.logits(hidden));
-        int v = config.text().vocabSize();
-        float[][] out = new float[b][];
-        for (int i = 0; i < b; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
-        return out;
+        return lm.forwardBatch(lm.embed(tokens), pos, caches);
     }
 
     /** Logits of the last row of {@code hidden}. */

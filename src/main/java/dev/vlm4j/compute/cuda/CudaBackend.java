@@ -47,6 +47,18 @@ public final class CudaBackend implements Backend {
     /** Reused kernel-argument block: argument values (8 bytes each) and the pointer array cuLaunchKernel reads. */
     private final Arena launchArena = Arena.ofShared();
     private final MemorySegment argValues = launchArena.allocate(8L * 32, 16), argPointers = launchArena.allocate(ValueLayout.ADDRESS, 32);
+    /**
+     * Page-locked staging ring for small host-to-device copies (token ids, rope tables, cache pointer tables): they
+     * are queued on the stream with cuMemcpyHtoDAsync, so the host never waits for the GPU to send them. When the
+     * ring wraps, the stream is synchronised first (every earlier copy out of it has then completed).
+     */
+    private static final long STAGING = 16L << 20, STAGED_MAX = 2L << 20;
+    private final MemorySegment staging;
+    private long stagingOff;
+    /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
+    private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
+            flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
+    private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -63,7 +75,9 @@ public final class CudaBackend implements Backend {
         current.set(true);
         this.stream = drv.createStream();
         long[] mem = drv.memInfo();
-        this.pool = new DevicePool(drv, Math.min(1L << 30, Math.max(256L << 20, mem[0] / 16)));
+        // garbage activations go back to the pool when the GC runs: ask for one after free/16 (at most 4 GiB) of new
+        // blocks (a batch-64 decode step leaves about 0.6 GiB of activations behind)
+        this.pool = new DevicePool(drv, Math.min(4L << 30, Math.max(256L << 20, mem[0] / 16)));
         int major = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
         int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
         byte[] ptx = Kernels.ptx(major * 10 + minor);
@@ -74,7 +88,23 @@ public final class CudaBackend implements Backend {
             for (String f : Kernels.NAMES) fns.put(f, drv.function(module, f));
         }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
+        this.staging = drv.allocHost(STAGING);
+        for (int i = 0; i < 32; i++) argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(8L * i, 8));
+        try {
+            drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    flashShared(FLASH_MAX_D));
+        } catch (CudaException e) {
+            flashAttention = false;   // a device with less shared memory per block keeps the one-query-per-block kernel
+        }
     }
+
+    private static int flashShared(int d) { return (3 * 64 * d + 64 * 68) * 4; }
+
+    /** Switches the batched decode kernels (on by default; VLM4J_CUDA_BATCHED=0) for benchmarks and tests. */
+    public void useBatchedKernels(boolean on) { batchedKernels = on; }
+
+    /** Switches the tiled (flash) attention for many queries (on by default; VLM4J_CUDA_FLASH=0). */
+    public void useFlashAttention(boolean on) { flashAttention = on; }
 
     /** A backend on CUDA device {@code ordinal} (as in "cuda:N"). */
     public static CudaBackend create(int ordinal, Precision precision) { return new CudaBackend(ordinal, precision); }
@@ -132,6 +162,17 @@ public final class CudaBackend implements Backend {
     /** Copies host bytes (any segment, heap or native) to device memory. */
     private void copyIn(long dst, MemorySegment src, long bytes) {
         if (bytes == 0) return;
+        if (bytes <= STAGED_MAX) {
+            long at = (stagingOff + 255) & ~255L;
+            if (at + bytes > STAGING) {
+                drv.streamSynchronize(stream);
+                at = 0;
+            }
+            MemorySegment.copy(src, 0, staging, at, bytes);
+            drv.copyHtoDAsync(dst, staging.asSlice(at, bytes), bytes, stream);
+            stagingOff = at + bytes;
+            return;
+        }
         if (src.isNative()) {
             drv.copyHtoD(dst, src, bytes);
             return;
@@ -236,8 +277,7 @@ public final class CudaBackend implements Backend {
     public Tensor zeros(long... shape) {
         bind();
         Tensor out = newF32(shape);
-        drv.streamSynchronize(stream);
-        drv.memset(addr(out), (byte) 0, out.numel() * 4);
+        drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
         return out;
     }
 
@@ -249,6 +289,7 @@ public final class CudaBackend implements Backend {
 
     private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
         // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
+        // argPointers[i] always points at slot i of argValues (set once in the constructor)
         for (int i = 0; i < args.length; i++) {
             long off = 8L * i;
             switch (args[i]) {
@@ -257,7 +298,6 @@ public final class CudaBackend implements Backend {
                 case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
                 default -> throw new IllegalArgumentException("kernel argument " + args[i]);
             }
-            argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(off, 8));
         }
         drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
     }
@@ -288,7 +328,11 @@ public final class CudaBackend implements Backend {
                 case F32 -> "gemv_f32";
                 default -> throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
             };
-            launch(k, (out + GEMV_ROWS - 1) / GEMV_ROWS, 1, 32 * GEMV_ROWS, 0, addr(xd), addr(wd), b, addr(y), in, out);
+            boolean sx = wd.dtype() == DType.BF16 && in * 4 <= 48 * 1024;   // x staged (rounded) in shared memory
+            if (sx) k = "gemv_bf16_sx";
+            int rowsPerBlock = sx && out >= 4096 ? 2 * GEMV_ROWS : GEMV_ROWS;   // more rows share one staged x
+            launch(k, (out + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * rowsPerBlock, sx ? in * 4 : 0, addr(xd), addr(wd), b,
+                    addr(y), in, out);
         } else if (n > 0) {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;
@@ -465,6 +509,14 @@ public final class CudaBackend implements Backend {
             return y;
         }
         MemorySegment segs = seg == null ? null : ints(seg);
+        if (flashAttention && n >= FLASH_MIN_QUERIES && d % 16 == 0 && d <= FLASH_MAX_D) {
+            // many queries (prefill, vision tower): 64-query tiles against 64-key tiles in shared memory
+            launch("attention_flash", (n + 63) / 64, hq, 256, flashShared(d), addr(qd), addr(kd), addr(vd), addr(y), n,
+                    kvLen, hq, hkv, d, scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
+                    mask.causal() ? 1 : 0, mask.queryOffset());
+            java.lang.ref.Reference.reachabilityFence(segs);
+            return y;
+        }
         launch("attention_f32", n, hq, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
                 scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());
@@ -472,11 +524,105 @@ public final class CudaBackend implements Backend {
         return y;
     }
 
+    /** A device int64 table of the given values (queued on the stream). */
+    private MemorySegment longs(long[] v) {
+        MemorySegment s = pool.alloc(v.length * 8L);
+        copyIn(s.address(), MemorySegment.ofArray(v), v.length * 8L);
+        return s;
+    }
+
+    private Tensor cacheTensor(Tensor t, int width, int minRows, String op) {
+        deviceDst(t, op);
+        if (t.dim(-1) != width || rows(t) < minRows)
+            throw new IllegalArgumentException(op + ": " + t + " does not hold " + minRows + " rows of " + width);
+        return t;
+    }
+
+    @Override
+    public void appendRows(Tensor[] dsts, int[] rows, Tensor src) {
+        if (!batchedKernels) {
+            Backend.super.appendRows(dsts, rows, src);
+            return;
+        }
+        bind();
+        wrote();
+        int n = dsts.length, d = (int) src.dim(-1);
+        if (rows.length != n || rows(src) != n)
+            throw new IllegalArgumentException("appendRows: " + n + " destinations, " + rows.length + " rows, source " + src);
+        if (n == 0) return;
+        long[] table = new long[2 * n];
+        for (int i = 0; i < n; i++) {
+            table[i] = addr(cacheTensor(dsts[i], d, rows[i] + 1, "appendRows"));
+            table[n + i] = rows[i];
+        }
+        Tensor s = dev(src);
+        MemorySegment t = longs(table);
+        launch("append_rows", n, colBlocks(d), BLOCK, 0, addr(s), t.address(), n, d);
+        java.lang.ref.Reference.reachabilityFence(t);
+    }
+
+    @Override
+    public Tensor attentionBatch(Tensor q, Tensor[] keys, Tensor[] values, int[] lens, int hq, int hkv) {
+        if (!batchedKernels) return Backend.super.attentionBatch(q, keys, values, lens, hq, hkv);
+        bind();
+        int n = rows(q), d = (int) (q.dim(-1) / hq), w = hkv * d;
+        if (keys.length != n || values.length != n || lens.length != n)
+            throw new IllegalArgumentException("attentionBatch: " + n + " queries but " + keys.length + " caches");
+        if (d > 32 * ATT_MAXC || hq % hkv != 0) throw new IllegalArgumentException("attentionBatch: heads " + hq + "/" + hkv + " of " + d);
+        Tensor qd = dev(q), y = newF32(n, (long) hq * d);
+        if (n == 0) return y;
+        long[] table = new long[3 * n];
+        int maxLen = 0;
+        for (int i = 0; i < n; i++) {
+            table[i] = addr(cacheTensor(keys[i], w, lens[i], "attentionBatch"));
+            table[n + i] = addr(cacheTensor(values[i], w, lens[i], "attentionBatch"));
+            table[2 * n + i] = lens[i];
+            maxLen = Math.max(maxLen, lens[i]);
+        }
+        MemorySegment t = longs(table);
+        int shared = ATT_WARPS * (d + 2) * 4;
+        float scale = (float) (1.0 / Math.sqrt(d));
+        // few sequences over long caches: split the keys so that there are enough blocks, then merge
+        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, maxLen / SPLIT_CHUNK));
+        if (splits == 1) {
+            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, maxLen);
+        } else {
+            int chunk = (maxLen + splits - 1) / splits;
+            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            launch3("attention_batch", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), t.address(), part.address(), n, hq, hkv, d,
+                    scale, chunk);
+            launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
+            java.lang.ref.Reference.reachabilityFence(part);
+        }
+        java.lang.ref.Reference.reachabilityFence(t);
+        return y;
+    }
+
+    @Override
+    public int[] argmaxRows(Tensor x) {
+        if (!batchedKernels || !onDevice(x)) return Backend.super.argmaxRows(x);
+        bind();
+        int cols = (int) x.dim(-1), n = rows(x);
+        int[] out = new int[n];
+        if (n == 0) return out;
+        MemorySegment idx = pool.alloc(4L * n);
+        launch("argmax_rows", n, 1, 1024, 0, addr(x), idx.address(), cols);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment tmp = a.allocate(4L * n, 64);
+            drv.streamSynchronize(stream);
+            drv.copyDtoH(tmp, idx.address(), 4L * n);
+            MemorySegment.copy(tmp, ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, out, 0, n);
+        }
+        java.lang.ref.Reference.reachabilityFence(idx);
+        return out;
+    }
+
     @Override
     public void close() {
         if (closed) return;
         bind();
         drv.synchronize();
+        drv.freeHost(staging);
         blas.close();
         wrote();
         pool.close();

@@ -25,7 +25,8 @@ final class CudaDriver {
             cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize, cuMemAlloc,
             cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
             cuMemcpyDtoDAsync, cuMemsetD8, cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel, cuStreamCreate,
-            cuStreamSynchronize, cuStreamDestroy, cuGetErrorString, cuMemGetInfo;
+            cuStreamSynchronize, cuStreamDestroy, cuGetErrorString, cuMemGetInfo, cuMemHostAlloc, cuMemFreeHost,
+            cuMemsetD8Async, cuFuncSetAttribute;
 
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 
@@ -57,6 +58,33 @@ final class CudaDriver {
         cuStreamDestroy = NativeLibs.fn(lib, "cuStreamDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         cuGetErrorString = NativeLibs.fn(lib, "cuGetErrorString", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuMemGetInfo = NativeLibs.fn(lib, "cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuMemHostAlloc = NativeLibs.fn(lib, "cuMemHostAlloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+        cuMemFreeHost = NativeLibs.fn(lib, "cuMemFreeHost", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuMemsetD8Async = NativeLibs.fn(lib, "cuMemsetD8Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG, ADDRESS));
+        cuFuncSetAttribute = NativeLibs.fn(lib, "cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    }
+
+    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
+    /** Page-locked host memory of {@code bytes} (for asynchronous copies); free with {@link #freeHost}. */
+    MemorySegment allocHost(long bytes) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check((int) cuMemHostAlloc.invokeExact(p, bytes, 0), "cuMemHostAlloc(" + bytes + ")");
+            return p.get(ADDRESS, 0).reinterpret(bytes);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void freeHost(MemorySegment p) {
+        try { check((int) cuMemFreeHost.invokeExact(p), "cuMemFreeHost"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void memsetAsync(long dst, byte value, long bytes, MemorySegment stream) {
+        try { check((int) cuMemsetD8Async.invokeExact(dst, value, bytes, stream), "cuMemsetD8Async"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void setFunctionAttribute(MemorySegment f, int attr, int value) {
+        try { check((int) cuFuncSetAttribute.invokeExact(f, attr, value), "cuFuncSetAttribute"); } catch (Throwable t) { throw rethrow(t); }
     }
 
     /** The driver, loaded and initialised once; throws {@link IllegalStateException} saying why when it cannot be. */

@@ -270,19 +270,62 @@ __device__ __forceinline__ float round_bf16(float f) { return bf16_to_f32(f32_to
 // Matrix-vector product for one activation row (decoding): y[r] = sum_k bf16(x[k]) * w[r, k] (+ b[r]), one warp per
 // output row, 16-byte weight loads. x is rounded to bf16 as the GEMM path does, accumulation in float32.
 // Needs in % 8 == 0 and 16-byte aligned rows. Grid: ceil(out / (blockDim.x / 32)).
+__device__ __forceinline__ float dot8_bf16(U32x4 v, F32x4 a, F32x4 c) {
+    return round_bf16(a.x) * __int_as_float(v.x << 16) + round_bf16(a.y) * __int_as_float(v.x & 0xffff0000u)
+         + round_bf16(a.z) * __int_as_float(v.y << 16) + round_bf16(a.w) * __int_as_float(v.y & 0xffff0000u)
+         + round_bf16(c.x) * __int_as_float(v.z << 16) + round_bf16(c.y) * __int_as_float(v.z & 0xffff0000u)
+         + round_bf16(c.z) * __int_as_float(v.w << 16) + round_bf16(c.w) * __int_as_float(v.w & 0xffff0000u);
+}
+
+// Four 16-byte weight loads per lane are issued before any is used, so each warp keeps 2 KiB in flight (one load
+// at a time left the HBM mostly idle for the narrow k/v projections).
 extern "C" __global__ void gemv_bf16(const float* x, const unsigned short* w, const float* b, float* y, int in, int out) {
     int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     if (row >= out) return;
     const U32x4* w4 = (const U32x4*) (w + (long long) row * in);
     const F32x4* x4 = (const F32x4*) x;
     float acc = 0.f;
-    for (int i = lane; i < (in >> 3); i += 32) {
+    int n8 = in >> 3, i = lane;
+    for (; i + 96 < n8; i += 128) {
+        U32x4 v0 = w4[i], v1 = w4[i + 32], v2 = w4[i + 64], v3 = w4[i + 96];
+        acc += dot8_bf16(v0, x4[2 * i], x4[2 * i + 1]) + dot8_bf16(v1, x4[2 * i + 64], x4[2 * i + 65])
+             + dot8_bf16(v2, x4[2 * i + 128], x4[2 * i + 129]) + dot8_bf16(v3, x4[2 * i + 192], x4[2 * i + 193]);
+    }
+    for (; i < n8; i += 32) acc += dot8_bf16(w4[i], x4[2 * i], x4[2 * i + 1]);
+    acc = warp_sum(acc);
+    if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
+}
+
+// gemv_bf16 with x rounded to bf16 once per block into shared memory (in floats, in * 4 <= 48 KiB): the inner loop
+// is then only the weight unpacking and the multiply-adds, instead of rounding every x value again for every row.
+extern "C" __global__ void gemv_bf16_sx(const float* x, const unsigned short* w, const float* b, float* y, int in, int out) {
+    extern __shared__ float xs[];
+    for (int k = threadIdx.x; k < in; k += blockDim.x) xs[k] = round_bf16(x[k]);
+    __syncthreads();
+    int row = (int) (((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (row >= out) return;
+    const U32x4* w4 = (const U32x4*) (w + (long long) row * in);
+    const F32x4* x4 = (const F32x4*) xs;
+    float acc = 0.f;
+    int n8 = in >> 3, i = lane;
+    for (; i + 96 < n8; i += 128) {
+        U32x4 v[4] = {w4[i], w4[i + 32], w4[i + 64], w4[i + 96]};
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            F32x4 a = x4[2 * (i + 32 * u)], c = x4[2 * (i + 32 * u) + 1];
+            acc += a.x * __int_as_float(v[u].x << 16) + a.y * __int_as_float(v[u].x & 0xffff0000u)
+                 + a.z * __int_as_float(v[u].y << 16) + a.w * __int_as_float(v[u].y & 0xffff0000u)
+                 + c.x * __int_as_float(v[u].z << 16) + c.y * __int_as_float(v[u].z & 0xffff0000u)
+                 + c.z * __int_as_float(v[u].w << 16) + c.w * __int_as_float(v[u].w & 0xffff0000u);
+        }
+    }
+    for (; i < n8; i += 32) {
         U32x4 v = w4[i];
         F32x4 a = x4[2 * i], c = x4[2 * i + 1];
-        acc += round_bf16(a.x) * __int_as_float(v.x << 16) + round_bf16(a.y) * __int_as_float(v.x & 0xffff0000u)
-             + round_bf16(a.z) * __int_as_float(v.y << 16) + round_bf16(a.w) * __int_as_float(v.y & 0xffff0000u)
-             + round_bf16(c.x) * __int_as_float(v.z << 16) + round_bf16(c.y) * __int_as_float(v.z & 0xffff0000u)
-             + round_bf16(c.z) * __int_as_float(v.w << 16) + round_bf16(c.w) * __int_as_float(v.w & 0xffff0000u);
+        acc += a.x * __int_as_float(v.x << 16) + a.y * __int_as_float(v.x & 0xffff0000u)
+             + a.z * __int_as_float(v.y << 16) + a.w * __int_as_float(v.y & 0xffff0000u)
+             + c.x * __int_as_float(v.z << 16) + c.y * __int_as_float(v.z & 0xffff0000u)
+             + c.z * __int_as_float(v.w << 16) + c.w * __int_as_float(v.w & 0xffff0000u);
     }
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
@@ -301,4 +344,198 @@ extern "C" __global__ void gemv_f32(const float* x, const float* w, const float*
     }
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
+}
+
+// ---- batched decoding: one launch for all sequences, each with its own KV cache ----
+
+// dst_i[row_i, :] = src[i, :] where table = {dst pointers [n], rows [n]} (int64); grid (n, ceil(d / block)).
+extern "C" __global__ void append_rows(const float* src, const long long* table, int n, int d) {
+    int i = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= d) return;
+    float* dst = (float*) table[i];
+    dst[table[n + i] * d + c] = src[(long long) i * d + c];
+}
+
+// Query row i (q [n, hq*d]) over keys [0, len_i) of its own cache; table = {key pointers [n], value pointers [n],
+// lengths [n]} (int64). Grid (n, hq, splits), block of warps, shared warps * (d + 2) floats. With one split the
+// normalised output goes to out [n, hq*d]; with several, block (i, h, s) covers keys [s*chunk, (s+1)*chunk) and
+// writes its partial result to part as attention_split does (merged by attention_combine).
+extern "C" __global__ void attention_batch(const float* q, const long long* table, float* out, int n, int hq, int hkv,
+                                           int d, float scale, int chunk) {
+    extern __shared__ float sh[];
+    int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z, splits = gridDim.z, nw = blockDim.x >> 5;
+    const float* k = (const float*) table[i];
+    const float* v = (const float*) table[n + i];
+    int len = (int) table[2 * n + i];
+    int a = splits == 1 ? 0 : min(len, s * chunk), b = splits == 1 ? len : min(len, a + chunk);
+    float mx = attend_range(q, k, v, i, h, hq, hkv, d, scale, a, b, sh);
+    if ((threadIdx.x >> 5) != 0) return;
+    float tot = 0.f;
+    for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) tot += sh[nw + u] * expf(sh[u] - mx);
+    if (splits == 1) {
+        float inv = tot > 0.f ? 1.f / tot : 0.f;
+        float* orow = out + ((long long) i * hq + h) * d;
+        for (int c = threadIdx.x; c < d; c += 32) {
+            float o = 0.f;
+            for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) o += sh[2 * nw + u * d + c] * expf(sh[u] - mx);
+            orow[c] = o * inv;
+        }
+        return;
+    }
+    float* pr = out + (((long long) i * hq + h) * splits + s) * (d + 2);
+    if (threadIdx.x == 0) { pr[0] = mx; pr[1] = tot; }
+    for (int c = threadIdx.x; c < d; c += 32) {
+        float o = 0.f;
+        for (int u = 0; u < nw; u++) if (sh[u] != NEG_INF) o += sh[2 * nw + u * d + c] * expf(sh[u] - mx);
+        pr[2 + c] = o;
+    }
+}
+
+// out[r] = index of the largest x[r, :] (the first on ties); one block per row, blockDim a power of two <= 1024.
+extern "C" __global__ void argmax_rows(const float* x, int* out, int cols) {
+    __shared__ float bv[1024];
+    __shared__ int bi[1024];
+    const float* xr = x + (long long) blockIdx.x * cols;
+    float best = NEG_INF;
+    int idx = 0x7fffffff;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = xr[c];
+        if (v > best || (v == best && c < idx) || idx == 0x7fffffff) { best = v; idx = c; }
+    }
+    bv[threadIdx.x] = best;
+    bi[threadIdx.x] = idx;
+    __syncthreads();
+    for (int o = blockDim.x >> 1; o > 0; o >>= 1) {
+        if (threadIdx.x < o) {
+            float v = bv[threadIdx.x + o];
+            int j = bi[threadIdx.x + o];
+            if (v > bv[threadIdx.x] || (v == bv[threadIdx.x] && j < bi[threadIdx.x])) { bv[threadIdx.x] = v; bi[threadIdx.x] = j; }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = bi[0] == 0x7fffffff ? 0 : bi[0];
+}
+
+// ---- tiled attention for many queries (prefill, vision tower) ----
+// Flash-attention style: block (query tile of 64 rows, head), 256 threads; key tiles of 64 staged in shared memory,
+// online softmax in base 2. Thread (ty = t / 16, tx = t % 16) owns query rows 4ty..4ty+3: scores for keys 4tx..4tx+3
+// of the tile and output channels tx + 16j. Needs d % 16 == 0, d <= 128. Dynamic shared memory:
+// (3 * 64 * d + 64 * 68) floats: Q^T [d][64] (pre-scaled), K^T [d][64], V [64][d], P [64][68].
+// Rows' key ranges are nondecreasing in the row (segments in order, causal), so a tile's keys are
+// [lo(first row), hi(last row)); each row masks what it may not see.
+extern "C" __global__ void attention_flash(const float* q, const float* k, const float* v, float* out, int n,
+                                           int kvLen, int hq, int hkv, int d, float scale, const int* seg, int nseg,
+                                           int causal, int qoff) {
+    extern __shared__ float sm[];
+    float* Qt = sm;
+    float* Kt = Qt + d * 64;
+    float* Vs = Kt + d * 64;
+    float* Ps = Vs + 64 * d;
+    const int PS = 68;
+    int h = blockIdx.y, kh = h / (hq / hkv), q0 = blockIdx.x * 64, t = threadIdx.x, ty = t >> 4, tx = t & 15;
+    long long qs = (long long) hq * d, ks = (long long) hkv * d;
+    float sl2 = scale * 1.4426950408889634f;
+    int d4 = d >> 2, nj = d >> 4;
+    for (int e = t; e < 64 * d4; e += 256) {
+        int r = e & 63, c4 = e >> 6, i = q0 + r;
+        F32x4 x = {0.f, 0.f, 0.f, 0.f};
+        if (i < n) x = *(const F32x4*) (q + i * qs + (long long) h * d + 4 * c4);
+        Qt[(4 * c4) * 64 + r] = x.x * sl2; Qt[(4 * c4 + 1) * 64 + r] = x.y * sl2;
+        Qt[(4 * c4 + 2) * 64 + r] = x.z * sl2; Qt[(4 * c4 + 3) * 64 + r] = x.w * sl2;
+    }
+    int lo[4], hi[4];
+    float m[4], l[4], acc[4][8];
+#pragma unroll
+    for (int a = 0; a < 4; a++) {
+        int i = q0 + 4 * ty + a;
+        if (i < n) key_range(i, kvLen, seg, nseg, causal, qoff, &lo[a], &hi[a]); else { lo[a] = 0; hi[a] = 0; }
+        m[a] = NEG_INF; l[a] = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[a][j] = 0.f;
+    }
+    int tlo, thi, dummy;
+    key_range(q0, kvLen, seg, nseg, causal, qoff, &tlo, &dummy);
+    key_range(min(q0 + 63, n - 1), kvLen, seg, nseg, causal, qoff, &dummy, &thi);
+    for (int j0 = tlo; j0 < thi; j0 += 64) {
+        __syncthreads();
+        for (int e = t; e < 64 * d4; e += 256) {
+            int r = e & 63, c4 = e >> 6, j = j0 + r;
+            F32x4 x = {0.f, 0.f, 0.f, 0.f};
+            if (j < thi) x = *(const F32x4*) (k + j * ks + (long long) kh * d + 4 * c4);
+            Kt[(4 * c4) * 64 + r] = x.x; Kt[(4 * c4 + 1) * 64 + r] = x.y;
+            Kt[(4 * c4 + 2) * 64 + r] = x.z; Kt[(4 * c4 + 3) * 64 + r] = x.w;
+        }
+        for (int e = t; e < 64 * d4; e += 256) {
+            int r = e / d4, c4 = e - r * d4, j = j0 + r;
+            F32x4 x = {0.f, 0.f, 0.f, 0.f};
+            if (j < thi) x = *(const F32x4*) (v + j * ks + (long long) kh * d + 4 * c4);
+            *(F32x4*) (Vs + r * d + 4 * c4) = x;
+        }
+        __syncthreads();
+        float s[4][4];
+#pragma unroll
+        for (int a = 0; a < 4; a++)
+#pragma unroll
+            for (int b = 0; b < 4; b++) s[a][b] = 0.f;
+        for (int c = 0; c < d; c++) {
+            F32x4 qa = *(const F32x4*) (Qt + c * 64 + 4 * ty), kb = *(const F32x4*) (Kt + c * 64 + 4 * tx);
+            float qv[4] = {qa.x, qa.y, qa.z, qa.w}, kv[4] = {kb.x, kb.y, kb.z, kb.w};
+#pragma unroll
+            for (int a = 0; a < 4; a++)
+#pragma unroll
+                for (int b = 0; b < 4; b++) s[a][b] += qv[a] * kv[b];
+        }
+#pragma unroll
+        for (int a = 0; a < 4; a++) {
+            float mx = NEG_INF;
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                int j = j0 + 4 * tx + b;
+                if (j < lo[a] || j >= hi[a]) s[a][b] = NEG_INF;
+                mx = fmaxf(mx, s[a][b]);
+            }
+            for (int o = 1; o < 16; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float mn = fmaxf(m[a], mx);
+            float alpha = mn == NEG_INF ? 1.f : exp2f(m[a] - mn);
+            float p[4], ps = 0.f;
+#pragma unroll
+            for (int b = 0; b < 4; b++) { p[b] = s[a][b] == NEG_INF ? 0.f : exp2f(s[a][b] - mn); ps += p[b]; }
+            for (int o = 1; o < 16; o <<= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+            F32x4 pv = {p[0], p[1], p[2], p[3]};
+            *(F32x4*) (Ps + (4 * ty + a) * PS + 4 * tx) = pv;
+            l[a] = l[a] * alpha + ps;
+            m[a] = mn;
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[a][j] *= alpha;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < 64; kk += 4) {
+            F32x4 pr[4];
+#pragma unroll
+            for (int a = 0; a < 4; a++) pr[a] = *(const F32x4*) (Ps + (4 * ty + a) * PS + kk);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const float* vr = Vs + (kk + u) * d + tx;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (j < nj) {
+                        float vv = vr[16 * j];
+                        acc[0][j] += (u == 0 ? pr[0].x : u == 1 ? pr[0].y : u == 2 ? pr[0].z : pr[0].w) * vv;
+                        acc[1][j] += (u == 0 ? pr[1].x : u == 1 ? pr[1].y : u == 2 ? pr[1].z : pr[1].w) * vv;
+                        acc[2][j] += (u == 0 ? pr[2].x : u == 1 ? pr[2].y : u == 2 ? pr[2].z : pr[2].w) * vv;
+                        acc[3][j] += (u == 0 ? pr[3].x : u == 1 ? pr[3].y : u == 2 ? pr[3].z : pr[3].w) * vv;
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 4; a++) {
+        int i = q0 + 4 * ty + a;
+        if (i >= n) continue;
+        float inv = l[a] > 0.f ? 1.f / l[a] : 0.f;
+        float* orow = out + i * qs + (long long) h * d;
+#pragma unroll
+        for (int j = 0; j < 8; j++) if (j < nj) orow[tx + 16 * j] = acc[a][j] * inv;
+    }
 }
