@@ -2,9 +2,7 @@ package dev.vlm4j.cli;
 
 import dev.vlm4j.api.VisionLanguageModel;
 import dev.vlm4j.compute.Backend;
-import dev.vlm4j.compute.cpu.CpuBackend;
 import dev.vlm4j.compute.cpu.Parallel;
-import dev.vlm4j.tensor.Device;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
@@ -20,12 +18,17 @@ public final class ModelOptions {
                     + "a command can take it from an adapter run's args.json (infer --load_data_args).")
     Path model;
 
-    @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu (default) or cuda[:N].")
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV",
+            description = "cpu (default) or cuda[:N] (NVIDIA GPU through the CUDA driver, cuBLASLt and NVRTC).")
     String device;
 
     @Option(names = {"--adapters", "--adapter"}, paramLabel = "DIR", split = ",",
             description = "PEFT LoRA adapter folder(s) to apply (ms-swift's --adapters).")
     List<Path> adapters = new ArrayList<>();
+
+    @Option(names = "--quant", paramLabel = "MODE",
+            description = "Weights: CPU bf16 (as stored, default), f32, q8_0, q4_0 (quantized at load); CUDA bf16 (default) or f32.")
+    String quant;
 
     @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
     Integer threads;
@@ -47,8 +50,6 @@ public final class ModelOptions {
     }
 
     Backend backend() {
-        Device d = Device.parse(device);
-        if (d.isCpu()) return new CpuBackend();
-        throw new IllegalArgumentException("device " + d + " is not available in this build (the CUDA backend is not built yet); use --device cpu");
+        return dev.vlm4j.compute.Backends.create(device, quant, threads == null ? 0 : threads);
     }
 }
