@@ -30,8 +30,8 @@ final class MatMul {
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     static final int NR = 2 * L, MR = 6, KC = 256;
-    /** From this many activation rows on, the packed GEMM is used. */
-    static final int GEMM_MIN_ROWS = 8;
+    /** From this many activation rows on, the packed GEMM is used (below it, row-blocked GEMV reads each weight row once). */
+    static final int GEMM_MIN_ROWS = Integer.getInteger("vlm4j.gemmMinRows", 16);
     private static final int BLK = Quant.BLOCK;
 
     private MatMul() {}
@@ -55,7 +55,10 @@ final class MatMul {
             for (int j = j0; j < j1; j++) {
                 long wOff = (long) j * in * wt.bytes;
                 int r = 0;
-                if (wt == DType.BF16) for (; r + 4 <= n; r += 4) dot4Bf16(x, r, in, w, wOff, y, out, j);
+                if (wt == DType.BF16) {
+                    for (; r + 8 <= n; r += 8) dot8Bf16(x, r, in, w, wOff, y, out, j);
+                    for (; r + 4 <= n; r += 4) dot4Bf16(x, r, in, w, wOff, y, out, j);
+                }
                 for (; r < n; r++)
                     y[r * out + j] = wt == DType.BF16 ? dotBf16(x, r * in, w, wOff, in) : dotF32(x, r * in, w, wOff, in);
             }
@@ -126,6 +129,33 @@ final class MatMul {
         y[(i0 + 1) * out + j] = s1;
         y[(i0 + 2) * out + j] = s2;
         y[(i0 + 3) * out + j] = s3;
+    }
+
+    /** Eight activation rows against one bf16 weight row: each weight vector is loaded and widened once. */
+    private static void dot8Bf16(float[] x, int i0, int in, MemorySegment w, long wOff, float[] y, int out, int j) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        int k = 0;
+        int x0 = i0 * in;
+        for (; k <= in - L; k += L) {
+            FloatVector wv = bf16(w, wOff + 2L * k);
+            int o = x0 + k;
+            a0 = FloatVector.fromArray(F, x, o).fma(wv, a0);
+            a1 = FloatVector.fromArray(F, x, o + in).fma(wv, a1);
+            a2 = FloatVector.fromArray(F, x, o + 2 * in).fma(wv, a2);
+            a3 = FloatVector.fromArray(F, x, o + 3 * in).fma(wv, a3);
+            a4 = FloatVector.fromArray(F, x, o + 4 * in).fma(wv, a4);
+            a5 = FloatVector.fromArray(F, x, o + 5 * in).fma(wv, a5);
+            a6 = FloatVector.fromArray(F, x, o + 6 * in).fma(wv, a6);
+            a7 = FloatVector.fromArray(F, x, o + 7 * in).fma(wv, a7);
+        }
+        float[] s = {a0.reduceLanes(VectorOperators.ADD), a1.reduceLanes(VectorOperators.ADD), a2.reduceLanes(VectorOperators.ADD),
+                a3.reduceLanes(VectorOperators.ADD), a4.reduceLanes(VectorOperators.ADD), a5.reduceLanes(VectorOperators.ADD),
+                a6.reduceLanes(VectorOperators.ADD), a7.reduceLanes(VectorOperators.ADD)};
+        for (; k < in; k++) {
+            float wk = bf16At(w, wOff + 2L * k);
+            for (int r = 0; r < 8; r++) s[r] += x[x0 + r * in + k] * wk;
+        }
+        for (int r = 0; r < 8; r++) y[(i0 + r) * out + j] = s[r];
     }
 
     static float dotF32(float[] x, int xOff, MemorySegment w, long wOff, int in) {
