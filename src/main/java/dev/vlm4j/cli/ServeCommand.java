@@ -30,6 +30,10 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--device", defaultValue = "cpu", paramLabel = "DEV", description = "cpu (default) or cuda[:N].")
     String device;
 
+    @Option(names = "--quant", paramLabel = "MODE",
+            description = "Weights: CPU bf16 (as stored, default), f32, q8_0, q4_0; CUDA bf16 (default) or f32.")
+    String quant;
+
     @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
     Integer threads;
 
@@ -81,6 +85,8 @@ public final class ServeCommand implements Callable<Integer> {
         ModelOptions mo = new ModelOptions();
         mo.model = Path.of(model);
         mo.device = device;
+        mo.quant = quant;
+        mo.threads = threads;
         Path dir = mo.resolveModelDir();
         String key = apiKey != null ? apiKey : System.getenv("VLM4J_API_KEY");
         ServeConfig cfg = new ServeConfig(host, port, key == null || key.isBlank() ? null : key, maxQueue, maxBatch, 2, maxBody,
