@@ -85,9 +85,7 @@ public final class LanguageModel {
             cache.put(li, k, v);
             Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
             Tensor h = be.add(x, be.linear(a, L.oW, null));
-            Tensor hn = be.rmsNorm(h, L.postNorm, eps);
-            Tensor mlp = be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null);
-            x = be.add(h, mlp);
+            x = mlpResidual(h, L);
             if (tap != null && li < layers.length - 1) tap.accept("hidden_state" + (li + 1), x);
         }
         cache.advance(n);
@@ -129,11 +127,16 @@ public final class LanguageModel {
             be.appendRows(vs, past, v);
             Tensor a = be.attentionBatch(q, ks, vs, lens, hq, hkv);
             Tensor h = be.add(x, be.linear(a, L.oW, null));
-            Tensor hn = be.rmsNorm(h, L.postNorm, eps);
-            x = be.add(h, be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null));
+            x = mlpResidual(h, L);
         }
         for (KvCache c : caches) c.advance(1);
         return be.rmsNorm(x, norm, eps);
+    }
+
+    /** The second half of a layer: {@code h + down(silu(gate(n)) * up(n))}, {@code n = RMSNorm_post(h)}. */
+    private Tensor mlpResidual(Tensor h, Layer L) {
+        Tensor hn = be.rmsNorm(h, L.postNorm, eps);
+        return be.add(h, be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null));
     }
 
     /**
