@@ -12,17 +12,35 @@ final class GradKernels {
 
     /** {@code dx[n, in] += dy[n, out] W[out, in]}. */
     static void linearDx(float[] dy, int n, int out, float[] w, int in, float[] dx) {
-        Parallel.forRange(n, 1, (r0, r1) -> {
-            for (int r = r0; r < r1; r++) {
-                int xo = r * in;
+        // Blocks of ROWS gradient rows share each pass over W, so W (the LM head: vocab x hidden) is streamed
+        // n / ROWS times instead of n times; the block of dx stays in cache. Per element the sum runs over o in
+        // ascending order, as before.
+        int blocks = (n + DX_ROWS - 1) / DX_ROWS;
+        Parallel.forRange(blocks, 1, (b0, b1) -> {
+            for (int b = b0; b < b1; b++) {
+                int r0 = b * DX_ROWS, r1 = Math.min(n, r0 + DX_ROWS);
                 for (int o = 0; o < out; o++) {
-                    float g = dy[r * out + o];
-                    if (g == 0f) continue;
                     int wo = o * in;
-                    for (int i = 0; i < in; i++) dx[xo + i] += g * w[wo + i];
+                    for (int r = r0; r < r1; r++) {
+                        float g = dy[r * out + o];
+                        if (g != 0f) axpy(g, w, wo, dx, r * in, in);
+                    }
                 }
             }
         });
+    }
+
+    private static final int DX_ROWS = 32;
+    private static final jdk.incubator.vector.VectorSpecies<Float> F = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+
+    /** {@code y[yo..yo+len) += a * x[xo..xo+len)}. */
+    private static void axpy(float a, float[] x, int xo, float[] y, int yo, int len) {
+        int i = 0, L = F.length();
+        for (; i <= len - L; i += L) {
+            var xv = jdk.incubator.vector.FloatVector.fromArray(F, x, xo + i);
+            jdk.incubator.vector.FloatVector.fromArray(F, y, yo + i).add(xv.mul(a)).intoArray(y, yo + i);
+        }
+        for (; i < len; i++) y[yo + i] += a * x[xo + i];
     }
 
     /** {@code dW[out, in] += dy[n, out]^T x[n, in]}; {@code db[out] += sum over rows of dy}. */
