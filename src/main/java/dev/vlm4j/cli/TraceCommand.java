@@ -43,8 +43,9 @@ public final class TraceCommand implements Callable<Integer> {
             throw new IllegalArgumentException("model folder " + model.model + " not found (pass --model DIR with config.json and *.safetensors)");
         // The training stack: adapters apply unmerged (LoRA decorator); gradients of the LoRA factors when there are
         // adapters, of every weight otherwise (computed only for cases with an answer).
-        try (TrainableModel tm = TrainableModel.load(model.model, model.backend())) {
-            for (Path a : adapters) tm.addAdapter(LoraAdapter.load(a), 0f, true);
+        List<LoraAdapter> loras = new ArrayList<>();
+        for (Path a : adapters) loras.add(LoraAdapter.load(a));
+        try (TrainableModel tm = TrainableModel.loadWithAdapters(model.model, model.backend(), loras, true)) {
             if (adapters.isEmpty()) tm.trainAll();
             Map<String, Tensor> t = new Tracer(tm).trace(c);
             SafeTensorsWriter.write(out, t, Map.of("format", "pt", "producer", "vlm4j trace"));

@@ -88,6 +88,30 @@ public final class LoraTargets {
         return out;
     }
 
+    /**
+     * Whether a canonical tensor name ({@code <module>.weight}/{@code .bias}) belongs to a module that
+     * {@code --modules_to_save} names: PEFT's rule, the module name (in either naming scheme) equals an entry or ends
+     * with {@code .entry}.
+     */
+    public static boolean isModuleToSave(String tensorName, List<String> entries) {
+        int dot = tensorName.lastIndexOf('.');
+        if (dot < 0 || entries == null) return false;
+        String module = tensorName.substring(0, dot), alt = newStyleName(module);
+        for (String e : entries)
+            if (module.equals(e) || module.endsWith("." + e) || alt.equals(e) || alt.endsWith("." + e)) return true;
+        return false;
+    }
+
+    /** The canonical tensor names {@code --modules_to_save} selects, in checkpoint order; fails on an entry matching nothing. */
+    public static List<String> modulesToSave(Collection<String> tensorNames, List<String> entries) {
+        List<String> out = new ArrayList<>();
+        for (String n : tensorNames) if (isModuleToSave(n, entries)) out.add(n);
+        for (String e : entries)
+            if (out.stream().noneMatch(n -> isModuleToSave(n, List.of(e))))
+                throw new IllegalArgumentException("--modules_to_save " + e + " matches no module of the model");
+        return out;
+    }
+
     /** The weights full fine-tuning trains: every weight of the parts the freeze flags leave trainable. */
     public static List<String> fullTrainable(Map<String, Tensor> params, SftArgs a) {
         List<String> out = new ArrayList<>();

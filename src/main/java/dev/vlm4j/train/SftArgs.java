@@ -60,6 +60,10 @@ public final class SftArgs {
     @Option(names = "--use_rslora", arity = "1", paramLabel = "BOOL",
             description = "Rank-stabilised LoRA: scale alpha / sqrt(r) (default: ${DEFAULT-VALUE}).")
     public boolean useRslora = false;
+    @Option(names = "--modules_to_save", split = ",", paramLabel = "M",
+            description = "LoRA: modules trained fully (float32) next to the adapter and saved in it, PEFT's modules_to_save "
+                    + "(names matched as name suffixes, e.g. lm_head, model.norm, embed_tokens).")
+    public List<String> modulesToSave = new ArrayList<>();
     @Option(names = "--freeze_vit", arity = "1", paramLabel = "BOOL",
             description = "Keep the vision blocks frozen (all-linear skips them) (default: ${DEFAULT-VALUE}).")
     public boolean freezeVit = true;
@@ -187,6 +191,8 @@ public final class SftArgs {
         if (loraDropout < 0 || loraDropout >= 1) throw new IllegalArgumentException("--lora_dropout " + loraDropout + ": expected [0, 1)");
         if (perDeviceTrainBatchSize <= 0 || gradientAccumulationSteps <= 0)
             throw new IllegalArgumentException("batch size and gradient accumulation steps must be positive");
+        if (modulesToSave == null) modulesToSave = new ArrayList<>();
+        if (isFull() && !modulesToSave.isEmpty()) throw new IllegalArgumentException("--modules_to_save applies to LoRA (full fine-tuning trains every module)");
         if (learningRate == null) learningRate = isFull() ? 1e-5 : 1e-4;
         if (!lrSchedulerType.equals("cosine")) throw new IllegalArgumentException("--lr_scheduler_type " + lrSchedulerType + ": only cosine is supported");
     }

@@ -47,7 +47,7 @@ public final class SftTrainer {
      */
     public static TrainableModel loadModel(SftArgs a) {
         Path dir = Path.of(a.model);
-        if (!a.isFull()) return TrainableModel.load(dir);
+        if (!a.isFull()) return TrainableModel.loadWithModulesToSave(dir, a.modulesToSave);
         Path from = a.resumeFromCheckpoint == null ? null : Path.of(a.resumeFromCheckpoint);
         return TrainableModel.loadForFullTraining(dir, n -> LoraTargets.trainable(n, a), from);
     }
@@ -70,6 +70,13 @@ public final class SftTrainer {
                     .mapToLong(p -> p.tensor().numel()).sum() + " parameters)");
         } else {
             targets = LoraTargets.select(tm.model().parameters(), a);
+            List<String> want = a.modulesToSave == null || a.modulesToSave.isEmpty() ? List.of()
+                    : LoraTargets.modulesToSave(tm.model().parameters().keySet(), a.modulesToSave);
+            if (!new HashSet<>(want).equals(tm.savedModules().keySet()))
+                throw new IllegalArgumentException("--modules_to_save " + a.modulesToSave + " needs a model loaded with float32 copies of "
+                        + want + " (SftTrainer.loadModel); this one has " + tm.savedModules().keySet());
+            for (String w : want)
+                if (targets.contains(w)) throw new IllegalArgumentException(w + " is both a LoRA target and in --modules_to_save");
             tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
         }
         List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
@@ -288,7 +295,8 @@ public final class SftTrainer {
 
     /**
      * Writes a PEFT adapter folder: adapter_model.safetensors with keys {@code base_model.model.<module>.lora_A.weight}
-     * in the transformers 5 naming ({@code model.language_model.layers.N...}, {@code model.visual...}) and
+     * in the transformers 5 naming ({@code model.language_model.layers.N...}, {@code model.visual...}), the
+     * modules_to_save tensors as {@code base_model.model.<module>.weight} (float32) and
      * adapter_config.json in PEFT's format; both through a temporary file and a rename.
      */
     public static void saveAdapter(TrainableModel tm, SftArgs a, List<String> targets, Path dir) throws IOException {
@@ -299,6 +307,9 @@ public final class SftTrainer {
             tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_A.weight", Tensor.of(t.a().toFloatArray(), t.a().shape()));
             tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_B.weight", Tensor.of(t.b().toFloatArray(), t.b().shape()));
         }
+        // modules_to_save: PEFT's get_peft_model_state_dict key, base_model.model.<module>.<param> (no adapter name).
+        for (var e : tm.savedModules().entrySet())
+            tensors.put(TrainableModel.savedParameterName(e.getKey()), Tensor.of(e.getValue().toFloatArray(), e.getValue().shape()));
         SafeTensorsWriter.write(dir.resolve("adapter_model.safetensors"), tensors, Map.of("format", "pt"));
         writeAtomically(dir.resolve("adapter_config.json"), SftArgs.JSON.writeValueAsBytes(adapterConfig(tm, a, targets)));
     }
@@ -320,7 +331,7 @@ public final class SftTrainer {
         ac.put("fan_in_fan_out", false);
         ac.put("init_lora_weights", true);
         ac.put("inference_mode", true);
-        ac.put("modules_to_save", null);
+        ac.put("modules_to_save", a.modulesToSave == null || a.modulesToSave.isEmpty() ? null : new ArrayList<>(a.modulesToSave));
         return ac;
     }
 

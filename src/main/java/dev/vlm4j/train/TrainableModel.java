@@ -26,6 +26,8 @@ public final class TrainableModel implements AutoCloseable {
     private final LoraBackend lora;
 
     private final Map<String, Tensor> masters;
+    /** LoRA's modules_to_save: float32 tensors (canonical names) that replace the base's and that the model computes with. */
+    private final Map<String, Tensor> saved = new LinkedHashMap<>();
 
     private TrainableModel(VisionLanguageModel vlm, GradBackend grad, LoraBackend lora, Map<String, Tensor> masters) {
         this.vlm = vlm;
@@ -33,6 +35,76 @@ public final class TrainableModel implements AutoCloseable {
         this.lora = lora;
         this.masters = masters;
     }
+
+    /** The PEFT parameter name of a modules_to_save tensor: {@code base_model.model.<transformers 5 name>}. */
+    public static String savedParameterName(String canonical) {
+        return PEFT_PREFIX + LoraTargets.newStyleName(canonical);
+    }
+
+    /**
+     * Loads a model for LoRA training with PEFT's {@code modules_to_save}: the tensors of the modules the entries
+     * name ({@link LoraTargets#isModuleToSave}) become float32 heap copies, registered as parameters named
+     * {@link #savedParameterName}; every other weight stays mapped and frozen. No entries: {@link #load(Path)}.
+     */
+    public static TrainableModel loadWithModulesToSave(Path dir, List<String> modulesToSave) {
+        if (modulesToSave == null || modulesToSave.isEmpty()) return load(dir);
+        GradBackend g = new GradBackend(new CpuBackend());
+        LoraBackend l = new LoraBackend(g);
+        Map<String, Tensor> copies = new LinkedHashMap<>();
+        VisionLanguageModel vlm = VisionLanguageModel.load(dir, l, List.of(), ck -> {
+            for (String n : LoraTargets.modulesToSave(ck.names(), modulesToSave)) {
+                Tensor t = ck.get(n);
+                Tensor copy = Tensor.of(t.toFloatArray(), t.shape());
+                ck.override(n, copy);
+                copies.put(n, copy);
+            }
+        });
+        TrainableModel tm = new TrainableModel(vlm, g, l, Map.of());
+        try {
+            tm.registerSaved(copies, true);
+        } catch (RuntimeException e) {
+            tm.close();
+            throw e;
+        }
+        return tm;
+    }
+
+    /**
+     * Loads a model with PEFT adapters applied unmerged: their modules_to_save tensors replace the base's (float32
+     * copies) and their LoRA factors are attached ({@link #addAdapter}); both are parameters when {@code trainable}.
+     */
+    public static TrainableModel loadWithAdapters(Path dir, Backend base, List<LoraAdapter> adapters, boolean trainable) {
+        GradBackend g = new GradBackend(base);
+        LoraBackend l = new LoraBackend(g);
+        Map<String, Tensor> copies = new LinkedHashMap<>();
+        VisionLanguageModel vlm = VisionLanguageModel.load(dir, l, List.of(), ck -> {
+            for (LoraAdapter a : adapters) copies.putAll(a.overrideSavedModules(ck));
+        });
+        TrainableModel tm = new TrainableModel(vlm, g, l, Map.of());
+        try {
+            tm.registerSaved(copies, trainable);
+            for (LoraAdapter a : adapters) tm.addAdapter(a, 0f, trainable);
+        } catch (RuntimeException e) {
+            tm.close();
+            throw e;
+        }
+        return tm;
+    }
+
+    private void registerSaved(Map<String, Tensor> copies, boolean trainable) {
+        Map<String, Tensor> params = model().parameters();
+        for (var e : copies.entrySet()) {
+            Tensor p = params.get(e.getKey());
+            if (p == null || p.heapFloats() != e.getValue().heapFloats())
+                throw new IllegalStateException("the model does not compute with the float32 copy of " + e.getKey()
+                        + " (modules_to_save of a tied or unused tensor?)");
+            saved.put(e.getKey(), p);
+            if (trainable) grad.addParameter(savedParameterName(e.getKey()), p);
+        }
+    }
+
+    /** LoRA's modules_to_save tensors by canonical name, as the model computes with them (empty when there are none). */
+    public Map<String, Tensor> savedModules() { return Collections.unmodifiableMap(saved); }
 
     /**
      * Loads a model for full fine-tuning: the weights {@code trainable} selects become float32 heap copies (the master
@@ -97,6 +169,10 @@ public final class TrainableModel implements AutoCloseable {
      */
     public void addAdapter(LoraAdapter a, float dropout, boolean trainable) {
         Map<String, Tensor> params = model().parameters();
+        for (String n : a.savedModules().keySet())
+            if (!saved.containsKey(n))
+                throw new IllegalArgumentException("adapter " + a.dir() + " saves the module tensor " + n
+                        + " (modules_to_save): load the model with TrainableModel.loadWithAdapters to apply it");
         for (LoraAdapter.Pair p : a.pairs().values()) {
             Tensor base = params.get(p.weightName());
             if (base == null) throw new IllegalArgumentException("adapter " + a.dir() + " targets " + p.weightName() + " which the model does not have");
@@ -163,7 +239,7 @@ public final class TrainableModel implements AutoCloseable {
     }
 
     /**
-     * Overwrites the trainable LoRA factors with an adapter's (same modules and shapes), e.g. to resume training
+     * Overwrites the trainable LoRA factors and modules_to_save tensors with an adapter's (same modules and shapes), e.g. to resume training
      * from a checkpoint; fails naming the first module that differs.
      */
     public void loadLoraWeights(LoraAdapter a) {
@@ -179,6 +255,14 @@ public final class TrainableModel implements AutoCloseable {
                         + ", this run " + t.a().dim(0));
             System.arraycopy(p.a(), 0, da, 0, da.length);
             System.arraycopy(p.b(), 0, db, 0, db.length);
+        }
+        if (!saved.keySet().equals(a.savedModules().keySet()))
+            throw new IllegalArgumentException("the checkpoint " + a.dir() + " saves the modules " + a.savedModules().keySet()
+                    + ", this run " + saved.keySet() + " (--modules_to_save)");
+        for (var e : saved.entrySet()) {
+            float[] src = a.savedModules().get(e.getKey()).toFloatArray(), dst = e.getValue().heapFloats();
+            if (src.length != dst.length) throw new IllegalArgumentException("the checkpoint's " + e.getKey() + " has another shape");
+            System.arraycopy(src, 0, dst, 0, dst.length);
         }
     }
 

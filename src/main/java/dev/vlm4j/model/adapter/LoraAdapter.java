@@ -18,6 +18,10 @@ import java.util.Map;
  * {@code base_model.model.<module>.lora_A.weight [r, in]} / {@code .lora_B.weight [out, r]} are accepted with the
  * module in either naming scheme ({@code model.layers.N...} or {@code model.language_model.layers.N...}).
  * {@code y = W x + (B (A x)) * scale}, {@code scale = alpha / r} ({@code alpha / sqrt(r)} with rslora).
+ * <p>
+ * Other {@code base_model.model.<module>.<param>} keys are PEFT's {@code modules_to_save} (saved without the
+ * {@code modules_to_save.<adapter>} part, as {@code get_peft_model_state_dict} writes them; that part is also accepted):
+ * whole tensors that replace the base model's ({@link #savedModules}).
  */
 public final class LoraAdapter {
     /** One adapted module: its canonical weight name and the two factors as float32 row-major arrays. */
@@ -26,16 +30,20 @@ public final class LoraAdapter {
     private final Path dir;
     private final double scale;
     private final Map<String, Pair> pairs;
+    private final Map<String, Tensor> saved;
 
-    private LoraAdapter(Path dir, double scale, Map<String, Pair> pairs) {
+    private LoraAdapter(Path dir, double scale, Map<String, Pair> pairs, Map<String, Tensor> saved) {
         this.dir = dir;
         this.scale = scale;
         this.pairs = pairs;
+        this.saved = saved;
     }
 
     public Path dir() { return dir; }
     public double scale() { return scale; }
     public Map<String, Pair> pairs() { return pairs; }
+    /** The modules_to_save tensors by canonical name ({@code lm_head.weight}, {@code model.norm.weight}), float32. */
+    public Map<String, Tensor> savedModules() { return saved; }
 
     public static LoraAdapter load(Path dir) {
         Path cfgFile = dir.resolve("adapter_config.json");
@@ -57,8 +65,16 @@ public final class LoraAdapter {
         boolean rs = cfg.path("use_rslora").asBoolean(false);
         double scale = rs ? alpha / Math.sqrt(r) : alpha / r;
         Map<String, Pair> pairs = new LinkedHashMap<>();
+        Map<String, Tensor> saved = new LinkedHashMap<>();
         try (SafeTensorsFile f = SafeTensorsFile.open(weights)) {
             for (String key : f.names()) {
+                if (!key.contains("lora_")) {
+                    String m = key.startsWith("base_model.model.") ? key.substring("base_model.model.".length()) : key;
+                    m = m.replaceFirst("\\.modules_to_save(\\.default)?\\.([^.]+)$", ".$2");
+                    Tensor t = f.get(key);
+                    saved.put(Checkpoint.canonicalName(m), Tensor.of(t.toFloatArray(), t.shape()));
+                    continue;
+                }
                 if (!key.endsWith(".lora_A.weight")) continue;
                 String module = key.substring(0, key.length() - ".lora_A.weight".length());
                 String bKey = module + ".lora_B.weight";
@@ -71,15 +87,17 @@ public final class LoraAdapter {
                 pairs.put(canon, new Pair(canon, a.toFloatArray(), (int) a.dim(0), (int) a.dim(1), b.toFloatArray(), (int) b.dim(0)));
             }
         }
-        if (pairs.isEmpty()) throw CheckpointException.at(weights, "holds no lora_A/lora_B weights");
-        return new LoraAdapter(dir, scale, pairs);
+        if (pairs.isEmpty() && saved.isEmpty()) throw CheckpointException.at(weights, "holds no lora_A/lora_B weights");
+        return new LoraAdapter(dir, scale, pairs, saved);
     }
 
     /**
-     * Merges every pair into the checkpoint's view of its base weight ({@code W' = W + scale * B A}, float32),
-     * so the model built afterwards computes with the adapter applied.
+     * Replaces the checkpoint's tensors with the adapter's modules_to_save, then merges every pair into the
+     * checkpoint's view of its base weight ({@code W' = W + scale * B A}, float32), so the model built afterwards
+     * computes with the adapter applied.
      */
     public void mergeInto(Checkpoint ckpt) {
+        overrideSavedModules(ckpt);
         for (Pair p : pairs.values()) {
             if (!ckpt.contains(p.weightName()))
                 throw CheckpointException.at(dir, "adapter targets " + p.weightName() + " which the base model does not have");
@@ -89,6 +107,26 @@ public final class LoraAdapter {
                         + "] but the base weight is " + java.util.Arrays.toString(w.shape()));
             ckpt.override(p.weightName(), Tensor.of(merged(w.toFloatArray(), p, scale), p.out(), p.in()));
         }
+    }
+
+    /**
+     * Replaces the checkpoint's tensors with the adapter's modules_to_save tensors (float32 copies, which a model
+     * built afterwards computes with); returns the copies by canonical name.
+     */
+    public Map<String, Tensor> overrideSavedModules(Checkpoint ckpt) {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (var e : saved.entrySet()) {
+            if (!ckpt.contains(e.getKey()))
+                throw CheckpointException.at(dir, "adapter saves the module tensor " + e.getKey() + " which the base model does not have");
+            Tensor base = ckpt.get(e.getKey());
+            if (!java.util.Arrays.equals(base.shape(), e.getValue().shape()))
+                throw CheckpointException.at(dir, "adapter's " + e.getKey() + " is " + java.util.Arrays.toString(e.getValue().shape())
+                        + " but the base model's is " + java.util.Arrays.toString(base.shape()));
+            Tensor copy = Tensor.of(e.getValue().toFloatArray().clone(), e.getValue().shape());
+            ckpt.override(e.getKey(), copy);
+            out.put(e.getKey(), copy);
+        }
+        return out;
     }
 
     /** {@code W + scale * B A} in float32 (accumulating the rank-r product in double). */
