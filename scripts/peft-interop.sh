@@ -9,7 +9,8 @@
 #                                             sft -> trace (adapter, unmerged) -> export (merged) -> trace (merged),
 #                                             then peft_interop.py compares with transformers/peft; PASS/FAIL lines
 #   bash scripts/peft-interop.sh              (from a built tree) the same with the tree's java and fixtures
-# Env: WORK (scratch folder, default /tmp/peft-interop), STEPS (sft steps, default 12), LR (default 5e-3).
+# Env: WORK (scratch folder, default /tmp/peft-interop), STEPS (sft steps, default 12), LR (default 5e-3),
+#      SFT_EXTRA (more sft options, e.g. "--modules_to_save lm_head,model.norm").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -76,7 +77,7 @@ cat > "$WORK/train.jsonl" <<EOF
 EOF
 vlm4j sft --model "$MODEL" --dataset "$WORK/train.jsonl" --train_type lora --max_steps "$STEPS" --learning_rate "$LR" \
   --lora_dropout 0 --split_dataset_ratio 0 --save_steps "$STEPS" --logging_steps 4 --disable_tqdm true \
-  --seed 42 --output_dir "$WORK/output" | tail -5
+  --seed 42 --output_dir "$WORK/output" ${SFT_EXTRA:-} | tail -5
 CKPT=$(ls -d "$WORK"/output/v*/checkpoint-* | sort -V | tail -1)
 echo "checkpoint: $CKPT"; cat "$CKPT/adapter_config.json"; echo
 

@@ -127,6 +127,8 @@ def main():
     missing, maxd = [], 0.0
     for k, v in file.items():
         mk = k.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
+        if mk not in sd and k.endswith(".weight"):  # modules_to_save: saved under the module's own name
+            mk = k[: -len(".weight")] + ".modules_to_save.default.weight"
         if mk not in sd: missing.append(k); continue
         maxd = max(maxd, (sd[mk].float() - v.float()).abs().max().item())
     lora_mods = [n for n, _ in pm.named_modules() if n.endswith(".lora_A.default")]
