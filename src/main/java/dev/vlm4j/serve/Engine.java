@@ -68,6 +68,7 @@ public final class Engine implements AutoCloseable {
     private final Thread thread;
     private volatile boolean closed;
     private volatile long steps, maxBatchSeen;
+    private volatile int runningCount;
 
     public Engine(String name, VisionLanguageModel vlm, ServeConfig config, ServeMetrics metrics) {
         this.name = name;
@@ -87,6 +88,8 @@ public final class Engine implements AutoCloseable {
     public long steps() { return steps; }
     /** The largest running batch seen so far. */
     public long maxBatchSeen() { return maxBatchSeen; }
+    /** Sequences in the running batch (holding a KV cache) after the last step. */
+    public int running() { return runningCount; }
 
     /** Queues a job's n sequences, or throws 429 when the queue cannot take them all, 503 when shutting down. */
     public Handle submit(Job job) {
@@ -114,6 +117,7 @@ public final class Engine implements AutoCloseable {
                 // A failure inside a batched step: every running sequence is lost, the engine carries on.
                 for (Seq s : running) s.fail(new ApiException(500, "server_error", "internal_error", null, "generation failed"));
                 running.clear();
+                runningCount = 0;
             }
         }
     }
@@ -131,6 +135,7 @@ public final class Engine implements AutoCloseable {
         }
         metrics.queueDepth.labelValues(name).set(waiting.size());
         metrics.batchSize.labelValues(name).set(running.size());
+        runningCount = running.size();
         if (running.isEmpty()) return;
         List<Qwen25VLModel.Sequence> batch = new ArrayList<>(running.size());
         List<Seq> alive = new ArrayList<>(running.size());
@@ -147,6 +152,7 @@ public final class Engine implements AutoCloseable {
         }
         running.clear();
         running.addAll(alive);
+        runningCount = alive.size();
         if (alive.isEmpty()) return;
         maxBatchSeen = Math.max(maxBatchSeen, alive.size());
         float[][] logits = vlm.model().decodeBatch(batch, Arrays.copyOf(tokens, alive.size()));
@@ -168,6 +174,7 @@ public final class Engine implements AutoCloseable {
         for (Seq s; (s = waiting.poll()) != null; ) s.fail(e);
         for (Seq s : running) s.fail(e);
         running.clear();
+        runningCount = 0;
     }
 
     /** One sequence (one choice of one request). Touched by the engine thread only, except {@link #cancelled}. */

@@ -31,7 +31,10 @@ import java.util.concurrent.TimeUnit;
  * An OpenAI-compatible HTTP server (Javalin on Jetty): {@code POST /v1/chat/completions} (streamed as server-sent
  * events or whole), {@code GET /v1/models}, {@code GET /health}, {@code GET /metrics}. Each served model name (the
  * base model, and one per LoRA adapter, merged into its own copy of the weights) has its own continuous-batching
- * {@link Engine}. Errors are OpenAI error JSON with a 4xx/5xx status, never a stack trace.
+ * {@link Engine}. Errors are OpenAI error JSON with a 4xx/5xx status, never a stack trace. A request whose client
+ * disconnects is cancelled and its sequences leave the batch (freeing their KV caches) at the next engine step: a streamed
+ * one when a write fails, a whole one when its connection reads end of stream ({@link ClientWatch}); both count in
+ * {@code vlm4j_cancelled_requests_total} and as status 499 in {@code vlm4j_requests_total}.
  */
 public final class OpenAiServer implements AutoCloseable {
     /** A model served under {@code name}; {@code parent} is the base model's name for adapters, else null. */
@@ -264,6 +267,9 @@ public final class OpenAiServer implements AutoCloseable {
         return q.poll(1, TimeUnit.SECONDS);
     }
 
+    /** How often a non-streaming request's thread looks whether its client went (the watch cancels the job at once). */
+    private static final long WATCH_MILLIS = 100;
+
     private void whole(Context ctx, ChatRequest req, ChatResponses out, BlockingQueue<Event> events, Engine.Handle handle,
                        String model) throws InterruptedException {
         int n = req.n();
@@ -277,9 +283,17 @@ public final class OpenAiServer implements AutoCloseable {
         }
         int left = n, prompt = 0, completion = 0;
         ApiException failure = null;
+        ClientWatch watch = ClientWatch.start(ctx.req(), handle::cancel);
         try {
             while (left > 0) {
-                Event e = next(events);
+                Event e = events.poll(WATCH_MILLIS, TimeUnit.MILLISECONDS);
+                if (watch.gone()) {
+                    // The client went away: the watch cancelled the job (the finally below does too), which frees the
+                    // sequences' KV caches at the next engine step.
+                    metrics.cancelled.labelValues(model).inc();
+                    metrics.requests.labelValues(model, "499").inc();
+                    return;
+                }
                 switch (e) {
                     case null -> { }
                     case Delta d -> {
@@ -300,8 +314,10 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             }
         } finally {
+            watch.close();
             if (left > 0) handle.cancel();
         }
+        if (watch.pipelined()) ctx.header("Connection", "close");
         if (failure != null) {
             handle.cancel();
             metrics.requests.labelValues(model, String.valueOf(failure.status())).inc();
@@ -358,6 +374,7 @@ public final class OpenAiServer implements AutoCloseable {
         } catch (IOException e) {
             // The client went away: cancel, which frees the sequences' KV caches at the next engine step.
             handle.cancel();
+            metrics.cancelled.labelValues(model).inc();
             metrics.requests.labelValues(model, "499").inc();
         } finally {
             if (left > 0) handle.cancel();

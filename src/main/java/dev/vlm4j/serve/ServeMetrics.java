@@ -11,13 +11,16 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 
 /**
- * The server's Prometheus metrics (a private registry): requests by status, prompt and generated tokens, time to
+ * The server's Prometheus metrics (a private registry): requests by status, requests cancelled by a client disconnect, prompt and generated tokens, time to
  * first token, inter-token latency, queue depth and running batch size.
  */
 public final class ServeMetrics {
     private final PrometheusRegistry registry = new PrometheusRegistry();
     final Counter requests = Counter.builder().name("vlm4j_requests_total").help("HTTP chat requests by model and status")
             .labelNames("model", "status").register(registry);
+    final Counter cancelled = Counter.builder().name("vlm4j_cancelled_requests_total")
+            .help("Chat requests cancelled because the client disconnected before the answer was complete")
+            .labelNames("model").register(registry);
     final Counter promptTokens = Counter.builder().name("vlm4j_prompt_tokens_total").help("Prompt tokens prefilled")
             .labelNames("model").register(registry);
     final Counter generatedTokens = Counter.builder().name("vlm4j_generation_tokens_total").help("Tokens generated")
