@@ -93,14 +93,7 @@ final class Attention {
         float[] out = new float[n * hq * d];
         int group = hq / hkv, w = hkv * d;
         float scale = (float) (1.0 / Math.sqrt(d));
-        int[] seg = mask.segments();
-        int[] segOf = null;
-        if (seg != null) {
-            if (seg[seg.length - 1] != n || kvLen != n)
-                throw new IllegalArgumentException("attention segments end at " + seg[seg.length - 1] + " but there are " + n + " queries");
-            segOf = new int[n];
-            for (int s = 0; s + 1 < seg.length; s++) for (int i = seg[s]; i < seg[s + 1]; i++) segOf[i] = s;
-        }
+        int[] segOf = mask.querySegments(n, kvLen);
         // Transposed keys, each row padded so a tile may read past kvLen (those lanes are masked).
         int ld = (kvLen + L - 1) / L * L + L;
         float[] kt = new float[hkv * d * ld];
@@ -119,14 +112,7 @@ final class Attention {
         int items = 0, idx = 0;
         for (int kh = 0; kh < hkv; kh++)
             for (int i = 0; i < n; i++) {
-                int l0, h0;
-                if (segOf != null) {
-                    l0 = seg[segOf[i]];
-                    h0 = mask.causal() ? i + 1 : seg[segOf[i] + 1];
-                } else {
-                    l0 = 0;
-                    h0 = mask.causal() ? Math.min(kvLen, mask.queryOffset() + i + 1) : kvLen;
-                }
+                int l0 = mask.keyStart(i, segOf), h0 = mask.keyEnd(i, segOf, kvLen);
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
                     boolean extend = idx > itemStart[items] && idx - itemStart[items] < G && lo[idx - 1] == l0 && hi[idx - 1] == h0
                             && ph[idx - 1] / group == kh;

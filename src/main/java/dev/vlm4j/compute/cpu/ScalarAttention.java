@@ -14,28 +14,12 @@ final class ScalarAttention {
         float[] out = new float[n * hq * d];
         int group = hq / hkv;
         float scale = (float) (1.0 / Math.sqrt(d));
-        int[] seg = mask.segments();
-        int[] segOf = null;
-        if (seg != null) {
-            if (seg[seg.length - 1] != n || kvLen != n)
-                throw new IllegalArgumentException("attention segments end at " + seg[seg.length - 1] + " but there are " + n + " queries");
-            segOf = new int[n];
-            for (int s = 0; s + 1 < seg.length; s++) for (int i = seg[s]; i < seg[s + 1]; i++) segOf[i] = s;
-        }
-        final int[] so = segOf;
+        final int[] so = mask.querySegments(n, kvLen);
         Parallel.forRange(n * hq, 4, (t0, t1) -> {
             float[] scores = new float[kvLen];
             for (int t = t0; t < t1; t++) {
                 int i = t / hq, h = t % hq, kh = h / group;
-                int lo, hi;
-                if (so != null) {
-                    lo = seg[so[i]];
-                    hi = seg[so[i] + 1];
-                    if (mask.causal()) hi = i + 1;
-                } else {
-                    lo = 0;
-                    hi = mask.causal() ? Math.min(kvLen, mask.queryOffset() + i + 1) : kvLen;
-                }
+                int lo = mask.keyStart(i, so), hi = mask.keyEnd(i, so, kvLen);
                 int qo = i * hq * d + h * d;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int j = lo; j < hi; j++) {

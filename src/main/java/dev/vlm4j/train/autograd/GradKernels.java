@@ -92,27 +92,13 @@ final class GradKernels {
                           float[] dOut, float[] dq, float[] dk, float[] dv) {
         int group = hq / hkv;
         float scale = (float) (1.0 / Math.sqrt(d));
-        int[] seg = mask.segments();
-        int[] segOf = null;
-        if (seg != null) {
-            segOf = new int[n];
-            for (int s = 0; s + 1 < seg.length; s++) for (int i = seg[s]; i < seg[s + 1]; i++) segOf[i] = s;
-        }
-        final int[] so = segOf;
+        final int[] so = mask.querySegments(n, kvLen);
         Parallel.forRange(hkv, 1, (k0, k1) -> {
             float[] p = new float[kvLen], dp = new float[kvLen];
             for (int kh = k0; kh < k1; kh++) {
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
                     for (int i = 0; i < n; i++) {
-                        int lo, hi;
-                        if (so != null) {
-                            lo = seg[so[i]];
-                            hi = seg[so[i] + 1];
-                            if (mask.causal()) hi = i + 1;
-                        } else {
-                            lo = 0;
-                            hi = mask.causal() ? Math.min(kvLen, mask.queryOffset() + i + 1) : kvLen;
-                        }
+                        int lo = mask.keyStart(i, so), hi = mask.keyEnd(i, so, kvLen);
                         int qo = i * hq * d + h * d;
                         float max = Float.NEGATIVE_INFINITY;
                         for (int j = lo; j < hi; j++) {
