@@ -32,15 +32,7 @@ public final class ChatResponses {
     }
 
     /** The head of a chunk: id, object, created, model, and an empty choices array. */
-    public ObjectNode chunk() {
-        ObjectNode o = json.createObjectNode();
-        o.put("id", id);
-        o.put("object", "chat.completion.chunk");
-        o.put("created", created);
-        o.put("model", model);
-        o.putArray("choices");
-        return o;
-    }
+    public ObjectNode chunk() { return head("chat.completion.chunk"); }
 
     /** A chunk with one choice's delta (role / reasoning_content / content), logprobs and finish reason. */
     public ObjectNode deltaChunk(int index, String role, String reasoning, String content, List<Engine.TokenLogprob> lp,
@@ -68,10 +60,12 @@ public final class ChatResponses {
     }
 
     /** The head of a full (non-streamed) response. */
-    public ObjectNode completion() {
+    public ObjectNode completion() { return head("chat.completion"); }
+
+    private ObjectNode head(String object) {
         ObjectNode o = json.createObjectNode();
         o.put("id", id);
-        o.put("object", "chat.completion");
+        o.put("object", object);
         o.put("created", created);
         o.put("model", model);
         o.putArray("choices");
