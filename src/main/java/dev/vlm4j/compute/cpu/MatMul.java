@@ -12,8 +12,9 @@ import java.nio.ByteOrder;
 /**
  * {@code y[i, j] = sum_k x[i, k] * w[j, k] (+ b[j])} with float32 activations and f32, bf16, Q8_0 or Q4_0 weights.
  * <ul>
- *   <li>Few rows (decode): a matrix-vector product streaming each weight row once, converting it on the fly
- *       (bandwidth bound), split over output rows.</li>
+ *   <li>Few rows (decode, batched decode): a matrix-vector product streaming each weight row once, converting it
+ *       on the fly, register-blocked over activation rows so a batch reuses each converted weight vector; split
+ *       over output rows.</li>
  *   <li>Many rows (prefill, vision): a cache-blocked GEMM. For each {@link #KC}-deep slice, a panel of
  *       {@code NR = 2 * lanes} weight rows is converted to float32 and packed k-major ({@code [KC][NR]}, in L1),
  *       then a 6 x NR register-blocked micro-kernel (12 vector accumulators, broadcast activations) walks all
@@ -42,7 +43,8 @@ final class MatMul {
         DType dt = w.dtype();
         if (n >= GEMM_MIN_ROWS) gemm(x, n, in, w, out, y);
         else if (dt.isQuantized()) gemvQuant(x, n, in, w, out, y);
-        else gemvFloat(x, n, in, w.data(), dt, out, y);
+        else if (dt == DType.BF16) GemvBf16.linear(x, n, in, w.data(), out, y);
+        else gemvF32(x, n, in, w.data(), out, y);
         if (bias != null)
             for (int i = 0; i < n; i++) for (int j = 0; j < out; j++) y[i * out + j] += bias[j];
         return y;
@@ -50,18 +52,10 @@ final class MatMul {
 
     // ---------------------------------------------------------------- matrix-vector (decode)
 
-    private static void gemvFloat(float[] x, int n, int in, MemorySegment w, DType wt, int out, float[] y) {
+    private static void gemvF32(float[] x, int n, int in, MemorySegment w, int out, float[] y) {
         Parallel.forRange(out, 16, (j0, j1) -> {
-            for (int j = j0; j < j1; j++) {
-                long wOff = (long) j * in * wt.bytes;
-                int r = 0;
-                if (wt == DType.BF16) {
-                    for (; r + 8 <= n; r += 8) dot8Bf16(x, r, in, w, wOff, y, out, j);
-                    for (; r + 4 <= n; r += 4) dot4Bf16(x, r, in, w, wOff, y, out, j);
-                }
-                for (; r < n; r++)
-                    y[r * out + j] = wt == DType.BF16 ? dotBf16(x, r * in, w, wOff, in) : dotF32(x, r * in, w, wOff, in);
-            }
+            for (int j = j0; j < j1; j++)
+                for (int r = 0; r < n; r++) y[r * out + j] = dotF32(x, r * in, w, (long) j * in * 4, in);
         });
     }
 
@@ -91,71 +85,8 @@ final class MatMul {
         return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
-    private static float bf16At(MemorySegment w, long byteOff) {
+    static float bf16At(MemorySegment w, long byteOff) {
         return Float.intBitsToFloat((w.get(I16, byteOff) & 0xffff) << 16);
-    }
-
-    static float dotBf16(float[] x, int xOff, MemorySegment w, long wOff, int in) {
-        FloatVector acc = FloatVector.zero(F), acc2 = acc;
-        int k = 0;
-        for (; k <= in - 2 * L; k += 2 * L) {
-            acc = FloatVector.fromArray(F, x, xOff + k).fma(bf16(w, wOff + 2L * k), acc);
-            acc2 = FloatVector.fromArray(F, x, xOff + k + L).fma(bf16(w, wOff + 2L * (k + L)), acc2);
-        }
-        for (; k <= in - L; k += L) acc = FloatVector.fromArray(F, x, xOff + k).fma(bf16(w, wOff + 2L * k), acc);
-        float s = acc.add(acc2).reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) s += x[xOff + k] * bf16At(w, wOff + 2L * k);
-        return s;
-    }
-
-    private static void dot4Bf16(float[] x, int i0, int in, MemorySegment w, long wOff, float[] y, int out, int j) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int k = 0;
-        int x0 = i0 * in, x1 = x0 + in, x2 = x1 + in, x3 = x2 + in;
-        for (; k <= in - L; k += L) {
-            FloatVector wv = bf16(w, wOff + 2L * k);
-            a0 = FloatVector.fromArray(F, x, x0 + k).fma(wv, a0);
-            a1 = FloatVector.fromArray(F, x, x1 + k).fma(wv, a1);
-            a2 = FloatVector.fromArray(F, x, x2 + k).fma(wv, a2);
-            a3 = FloatVector.fromArray(F, x, x3 + k).fma(wv, a3);
-        }
-        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) {
-            float wk = bf16At(w, wOff + 2L * k);
-            s0 += x[x0 + k] * wk; s1 += x[x1 + k] * wk; s2 += x[x2 + k] * wk; s3 += x[x3 + k] * wk;
-        }
-        y[i0 * out + j] = s0;
-        y[(i0 + 1) * out + j] = s1;
-        y[(i0 + 2) * out + j] = s2;
-        y[(i0 + 3) * out + j] = s3;
-    }
-
-    /** Eight activation rows against one bf16 weight row: each weight vector is loaded and widened once. */
-    private static void dot8Bf16(float[] x, int i0, int in, MemorySegment w, long wOff, float[] y, int out, int j) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        int k = 0;
-        int x0 = i0 * in;
-        for (; k <= in - L; k += L) {
-            FloatVector wv = bf16(w, wOff + 2L * k);
-            int o = x0 + k;
-            a0 = FloatVector.fromArray(F, x, o).fma(wv, a0);
-            a1 = FloatVector.fromArray(F, x, o + in).fma(wv, a1);
-            a2 = FloatVector.fromArray(F, x, o + 2 * in).fma(wv, a2);
-            a3 = FloatVector.fromArray(F, x, o + 3 * in).fma(wv, a3);
-            a4 = FloatVector.fromArray(F, x, o + 4 * in).fma(wv, a4);
-            a5 = FloatVector.fromArray(F, x, o + 5 * in).fma(wv, a5);
-            a6 = FloatVector.fromArray(F, x, o + 6 * in).fma(wv, a6);
-            a7 = FloatVector.fromArray(F, x, o + 7 * in).fma(wv, a7);
-        }
-        float[] s = {a0.reduceLanes(VectorOperators.ADD), a1.reduceLanes(VectorOperators.ADD), a2.reduceLanes(VectorOperators.ADD),
-                a3.reduceLanes(VectorOperators.ADD), a4.reduceLanes(VectorOperators.ADD), a5.reduceLanes(VectorOperators.ADD),
-                a6.reduceLanes(VectorOperators.ADD), a7.reduceLanes(VectorOperators.ADD)};
-        for (; k < in; k++) {
-            float wk = bf16At(w, wOff + 2L * k);
-            for (int r = 0; r < 8; r++) s[r] += x[x0 + r * in + k] * wk;
-        }
-        for (int r = 0; r < 8; r++) y[(i0 + r) * out + j] = s[r];
     }
 
     static float dotF32(float[] x, int xOff, MemorySegment w, long wOff, int in) {
