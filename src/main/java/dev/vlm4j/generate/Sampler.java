@@ -19,7 +19,7 @@ import java.util.random.RandomGenerator;
 public final class Sampler {
     private final SamplingOptions options;
     private final RandomGenerator random;
-    private float[] work = new float[0];
+    private float[] work = new float[0], saved = new float[0];
 
     /** A sampler seeded from {@code options.seed()} (a random seed when null). */
     public Sampler(SamplingOptions options) {
@@ -41,14 +41,32 @@ public final class Sampler {
 
     /** As {@link #next(float[], int[])}, with only the first {@code previousCount} entries of previousTokens used. */
     public int next(float[] logits, int[] previousTokens, int previousCount) {
-        int v = logits.length;
-        if (v == 0) throw new IllegalArgumentException("empty logits");
+        return next(logits, 0, logits.length, previousTokens, previousCount);
+    }
+
+    /**
+     * As {@link #next(float[], int[], int)} for the logits {@code logits[offset, offset + vocab)}, e.g. one row of a
+     * batch's logits; returns a token id in [0, vocab). The array is left unchanged (greedy decoding writes the
+     * penalized entries into it and restores them, so it must not be read concurrently).
+     */
+    public int next(float[] logits, int offset, int vocab, int[] previousTokens, int previousCount) {
+        int v = vocab;
+        if (v <= 0) throw new IllegalArgumentException("empty logits");
+        boolean penalize = options.repetitionPenalty() != 1.0 && previousTokens != null && previousCount > 0;
+        float penalty = (float) options.repetitionPenalty();
+        if (options.isGreedy()) { // no copy of the vocabulary: greedy is the common serving case
+            if (!penalize) return argmax(logits, offset, v);
+            penalize(logits, offset, v, previousTokens, previousCount, penalty);
+            try {
+                return argmax(logits, offset, v);
+            } finally {
+                for (int k = 0; k < previousCount; k++) logits[offset + previousTokens[k]] = saved[k];
+            }
+        }
         if (work.length != v) work = new float[v];
         float[] w = work;
-        System.arraycopy(logits, 0, w, 0, v);
-        if (options.repetitionPenalty() != 1.0 && previousTokens != null)
-            applyRepetitionPenalty(logits, w, previousTokens, previousCount, (float) options.repetitionPenalty());
-        if (options.isGreedy()) return argmax(w);
+        System.arraycopy(logits, offset, w, 0, v);
+        if (penalize) penalize(w, 0, v, previousTokens, previousCount, penalty);
 
         float invT = (float) (1.0 / options.temperature());
         if (options.temperature() != 1.0) for (int i = 0; i < v; i++) w[i] *= invT;
@@ -80,15 +98,32 @@ public final class Sampler {
         }
     }
 
+    /**
+     * {@link #applyRepetitionPenalty} in place on {@code a[offset, offset + vocab)}: every original value is read
+     * (into {@link #saved}, in the order of {@code prev}) before any is written, so a repeated token is penalized once.
+     */
+    private void penalize(float[] a, int offset, int vocab, int[] prev, int count, float penalty) {
+        if (saved.length < count) saved = new float[Math.max(count, 2 * saved.length)];
+        for (int k = 0; k < count; k++) {
+            int t = prev[k];
+            if (t < 0 || t >= vocab)
+                throw new IllegalArgumentException("previous token id " + t + " outside the vocabulary of " + vocab);
+            saved[k] = a[offset + t];
+        }
+        for (int k = 0; k < count; k++) {
+            float x = saved[k];
+            a[offset + prev[k]] = x < 0 ? x * penalty : x / penalty;
+        }
+    }
+
     /** Index of the largest value, lowest index on ties; NaN is never chosen unless all values are NaN. */
     public static int argmax(float[] x) {
-        int best = 0;
-        float bv = Float.NEGATIVE_INFINITY;
-        boolean found = false;
-        for (int i = 0; i < x.length; i++) {
-            if (x[i] > bv || (!found && x[i] == bv)) { bv = x[i]; best = i; found = true; }
-        }
-        return best;
+        return argmax(x, 0, x.length);
+    }
+
+    /** {@link #argmax(float[])} of {@code x[offset, offset + n)}, as an index in [0, n) (vectorized where possible). */
+    public static int argmax(float[] x, int offset, int n) {
+        return dev.vlm4j.compute.cpu.Argmax.of(x, offset, n);
     }
 
     /** Descending by value, then ascending by index. */

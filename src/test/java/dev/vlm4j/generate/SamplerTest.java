@@ -164,6 +164,28 @@ class SamplerTest {
     }
 
     @Test
+    void greedyPenaltyInPlaceMatchesPenalizedCopy() {
+        // a repeated token is penalized once, from its original logit, and the logits come back unchanged
+        SamplingOptions greedy = SamplingOptions.greedy().toBuilder().repetitionPenalty(2).build();
+        float[] in = {2f, 1.9f, 1.5f};
+        assertEquals(2, new Sampler(greedy).next(in, new int[]{0, 0, 1, 0}));
+        assertArrayEquals(new float[]{2f, 1.9f, 1.5f}, in);
+        java.util.Random rnd = new java.util.Random(7);
+        for (int trial = 0; trial < 200; trial++) {
+            float[] logits = new float[50];
+            for (int i = 0; i < logits.length; i++) logits[i] = (float) rnd.nextGaussian();
+            int[] prev = new int[1 + rnd.nextInt(30)];
+            for (int i = 0; i < prev.length; i++) prev[i] = rnd.nextInt(logits.length);
+            float penalty = 0.5f + 2 * rnd.nextFloat();
+            float[] w = logits.clone(), before = logits.clone();
+            Sampler.applyRepetitionPenalty(logits, w, prev, prev.length, penalty);
+            SamplingOptions o = SamplingOptions.greedy().toBuilder().repetitionPenalty(penalty).build();
+            assertEquals(Sampler.argmax(w), new Sampler(o).next(logits, prev), "trial " + trial);
+            assertArrayEquals(before, logits);
+        }
+    }
+
+    @Test
     void logprobHelpers() {
         float[] logits = {1f, 3f, 2f, 3f};
         float[] ls = Sampler.logSoftmax(logits);
