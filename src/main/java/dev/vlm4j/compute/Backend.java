@@ -103,6 +103,12 @@ public interface Backend extends AutoCloseable {
         return a;
     }
 
+    /**
+     * The float32 values of {@code x} on the host, like {@link #toHost}, but possibly {@code x}'s own storage (the
+     * CPU backend's activations): for results the caller owns, such as a batch's logits, to skip a copy.
+     */
+    default float[] hostFloats(Tensor x) { return toHost(x); }
+
     /** The column index of the largest value of each row of a matrix (the first one on ties), on the host. */
     default int[] argmaxRows(Tensor x) {
         int cols = (int) x.dim(-1), rows = (int) (x.numel() / cols);

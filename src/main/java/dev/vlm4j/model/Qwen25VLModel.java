@@ -166,13 +166,38 @@ public final class Qwen25VLModel implements AutoCloseable {
      * each sequence's next-token logits {@code [B][vocab]}.
      */
     public float[][] decodeBatch(List<Sequence> seqs, int[] tokens) {
-        int b = seqs.size();
-        Tensor hidden = forwardStep(seqs, tokens);
-        float[] all = backend.toHost(lm.logits(hidden));
-        int v = config.text().vocabSize();
-        float[][] out = new float[b][];
-        for (int i = 0; i < b; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
+        return decodeBatch(seqs, tokens, List.of());
+    }
+
+    /** {@link #decodeBatchLogits}, one array per row. */
+    public float[][] decodeBatch(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows) {
+        float[] all = decodeBatchLogits(seqs, tokens, extraRows);
+        int v = config.text().vocabSize(), rows = seqs.size() + extraRows.size();
+        float[][] out = new float[rows][];
+        for (int i = 0; i < rows; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
         return out;
+    }
+
+    /**
+     * One decode step for several sequences together whose LM head product also takes {@code extraRows}: final-normed
+     * hidden rows computed elsewhere, typically {@link #lastHiddenRow} of prompts prefilled in the same serving step,
+     * so that the vocabulary-sized weight is read once for all of them. Appends {@code tokens[i]} to
+     * {@code seqs.get(i)} ({@code seqs} may be empty). Returns the logits row-major, {@code [rows * vocab]}: each
+     * sequence's, then each extra row's; on the CPU the LM head's own output array (no copy).
+     * On the CPU backend every row is computed alone (below {@code vlm4j.gemmMinRows} rows), so an extra row's
+     * logits equal {@link #lastLogits} of its prefill, and a sequence's equal those of decoding it alone.
+     */
+    public float[] decodeBatchLogits(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows) {
+        if (seqs.isEmpty() && extraRows.isEmpty()) return new float[0];
+        Tensor hidden = seqs.isEmpty() ? null : forwardStep(seqs, tokens);
+        if (!extraRows.isEmpty()) {
+            int h = config.text().hiddenSize(), b = seqs.size(), rows = b + extraRows.size();
+            float[] all = new float[rows * h];
+            if (hidden != null) System.arraycopy(backend.toHost(hidden), 0, all, 0, b * h);
+            for (int i = 0; i < extraRows.size(); i++) System.arraycopy(backend.toHost(extraRows.get(i)), 0, all, (b + i) * h, h);
+            hidden = backend.fromHost(all, rows, h);
+        }
+        return backend.hostFloats(lm.logits(hidden));
     }
 
     /**
@@ -198,12 +223,13 @@ public final class Qwen25VLModel implements AutoCloseable {
 
     /** Logits of the last row of {@code hidden}. */
     public float[] lastLogits(Tensor hidden) {
+        return backend.toHost(lm.logits(lastHiddenRow(hidden)));
+    }
+
+    /** The last row of {@code hidden} ({@code [1, hidden]}): what {@link #lastLogits} takes the LM head of. */
+    public Tensor lastHiddenRow(Tensor hidden) {
         int rows = (int) hidden.dim(0);
-        Tensor last = hidden.reshape(rows, hidden.dim(-1));
-        float[] all = backend.toHost(last);
-        int h = (int) hidden.dim(-1);
-        float[] lastRow = java.util.Arrays.copyOfRange(all, (rows - 1) * h, rows * h);
-        return backend.toHost(lm.logits(backend.fromHost(lastRow, 1, h)));
+        return backend.gatherRows(hidden.reshape(rows, hidden.dim(-1)), new int[]{rows - 1});
     }
 
     @Override

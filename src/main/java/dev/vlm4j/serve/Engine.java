@@ -19,10 +19,13 @@ import java.util.concurrent.TimeUnit;
  * Continuous batching over one loaded model. A single engine thread owns the model; each step it
  * <ol>
  *   <li>drops cancelled and timed-out sequences (their KV caches become garbage at once),</li>
- *   <li>admits a bounded number of waiting sequences (prefill, one prompt at a time),</li>
- *   <li>samples the next token of every running sequence with its own {@link Sampler}, streams the new text
- *       (incremental detokenization, stop strings, reasoning split) and retires finished sequences,</li>
- *   <li>runs one {@link Qwen25VLModel#decodeBatch} over all sequences still running.</li>
+ *   <li>admits a bounded number of waiting sequences: prefill of the prompt through the decoder layers, one prompt at
+ *       a time, keeping the last prompt row's hidden state,</li>
+ *   <li>runs one {@link Qwen25VLModel#decodeBatchLogits} for the whole batch: the running sequences append their last
+ *       token, and the admitted prompts' last rows join the same LM head product (the vocabulary-sized weight, the
+ *       largest read of a step, is streamed once for everyone),</li>
+ *   <li>samples the next token of every sequence with its own {@link Sampler}, streams the new text (incremental
+ *       detokenization, stop strings, reasoning split) and retires finished sequences.</li>
  * </ol>
  * So requests join and leave the batch at every decode step. The waiting queue is bounded: {@link #submit} throws a
  * 429 {@link ApiException} when it is full. Listener callbacks run on the engine thread and must not block.
@@ -137,27 +140,41 @@ public final class Engine implements AutoCloseable {
         metrics.batchSize.labelValues(name).set(running.size());
         runningCount = running.size();
         if (running.isEmpty()) return;
-        List<Qwen25VLModel.Sequence> batch = new ArrayList<>(running.size());
-        List<Seq> alive = new ArrayList<>(running.size());
+        // One model call: decoding sequences first (their last sampled token), then the prompts admitted above.
+        List<Seq> order = new ArrayList<>(running.size());
+        List<Qwen25VLModel.Sequence> decoding = new ArrayList<>(running.size());
         int[] tokens = new int[running.size()];
-        for (Seq s : running) {
-            int tok = s.sampleAndEmit();
+        List<Tensor> promptRows = new ArrayList<>();
+        for (Seq s : running)
+            if (s.promptRow == null) {
+                tokens[decoding.size()] = s.nextToken;
+                decoding.add(s.kv);
+                order.add(s);
+            }
+        for (Seq s : running)
+            if (s.promptRow != null) {
+                promptRows.add(s.promptRow);
+                s.promptRow = null;
+                order.add(s);
+            }
+        maxBatchSeen = Math.max(maxBatchSeen, order.size());
+        float[] logits = vlm.model().decodeBatchLogits(decoding, Arrays.copyOf(tokens, decoding.size()), promptRows);
+        steps++;
+        int vocab = logits.length / order.size();
+        List<Seq> next = new ArrayList<>(order.size());
+        for (int i = 0; i < order.size(); i++) {
+            Seq s = order.get(i);
+            int tok = s.sampleAndEmit(logits, i * vocab, vocab);
             if (tok >= 0) {
-                tokens[alive.size()] = tok;
-                alive.add(s);
-                batch.add(s.kv);
+                s.nextToken = tok;
+                next.add(s);
             } else {
                 s.kv = null;
             }
         }
         running.clear();
-        running.addAll(alive);
-        runningCount = alive.size();
-        if (alive.isEmpty()) return;
-        maxBatchSeen = Math.max(maxBatchSeen, alive.size());
-        float[][] logits = vlm.model().decodeBatch(batch, Arrays.copyOf(tokens, alive.size()));
-        for (int i = 0; i < alive.size(); i++) alive.get(i).logits = logits[i];
-        steps++;
+        running.addAll(next);
+        runningCount = running.size();
     }
 
     /** Stops the engine thread; waiting and running requests get a 503. Does not close the model. */
@@ -185,8 +202,11 @@ public final class Engine implements AutoCloseable {
         volatile boolean cancelled;
         boolean done;
         Qwen25VLModel.Sequence kv;
+        /** After prefill, until the next model call: the last prompt row, whose logits give the first token. */
+        Tensor promptRow;
+        /** The token sampled last, to append at the next decode step. */
+        int nextToken;
         Sampler sampler;
-        float[] logits;
         int[] history;
         int count, generated;
         long lastToken;
@@ -207,6 +227,7 @@ public final class Engine implements AutoCloseable {
             if (cancelled) {
                 done = true;
                 kv = null;
+                promptRow = null;
                 return true;
             }
             if (now - deadline > 0) {
@@ -220,6 +241,7 @@ public final class Engine implements AutoCloseable {
             if (done) return;
             done = true;
             kv = null;
+            promptRow = null;
             job.listener().onError(choice, e);
         }
 
@@ -231,7 +253,7 @@ public final class Engine implements AutoCloseable {
             try {
                 kv = vlm.model().newSequence(ids.length + Math.min(so.maxNewTokens(), 8192));
                 Tensor hidden = vlm.model().prefill(kv, ids, job.prompt().images(), job.prompt().videos(), null);
-                logits = vlm.model().lastLogits(hidden);
+                promptRow = vlm.model().lastHiddenRow(hidden);
             } catch (IllegalArgumentException e) {
                 fail(ApiException.badRequest("messages", e.getMessage()));
                 return false;
@@ -249,9 +271,12 @@ public final class Engine implements AutoCloseable {
             return true;
         }
 
-        /** Samples from {@link #logits} and streams the result; returns the token to feed next, or -1 when done. */
-        int sampleAndEmit() {
-            int tok = sampler.next(logits, history, count);
+        /**
+         * Samples from its next-token logits {@code logits[offset, offset + vocab)} and streams the result; returns the
+         * token to feed next, or -1 when done.
+         */
+        int sampleAndEmit(float[] logits, int offset, int vocab) {
+            int tok = sampler.next(logits, offset, vocab, history, count);
             long now = System.nanoTime();
             if (generated == 0) metrics.timeToFirstToken.labelValues(name).observe((now - submitted) / 1e9);
             else metrics.interTokenLatency.labelValues(name).observe((now - lastToken) / 1e9);
@@ -260,7 +285,7 @@ public final class Engine implements AutoCloseable {
                 finish("stop", null);
                 return -1;
             }
-            List<TokenLogprob> lp = job.topLogprobs() >= 0 ? List.of(logprobOf(tok)) : null;
+            List<TokenLogprob> lp = job.topLogprobs() >= 0 ? List.of(logprobOf(Arrays.copyOfRange(logits, offset, offset + vocab), tok)) : null;
             generated++;
             metrics.generatedTokens.labelValues(name).inc();
             history[count++] = tok;
@@ -279,7 +304,7 @@ public final class Engine implements AutoCloseable {
             return tok;
         }
 
-        private TokenLogprob logprobOf(int tok) {
+        private TokenLogprob logprobOf(float[] logits, int tok) {
             List<TokenLogprob> top = new ArrayList<>();
             for (Sampler.TokenLogprob t : Sampler.topLogprobs(logits, job.topLogprobs()))
                 top.add(new TokenLogprob(tokenText(t.token()), t.token(), t.logprob(), List.of()));

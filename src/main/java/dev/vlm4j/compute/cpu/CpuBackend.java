@@ -69,6 +69,9 @@ public final class CpuBackend implements Backend {
 
     @Override public Tensor zeros(long... shape) { return Tensor.zeros(shape); }
 
+    /** The activation's own array when it is a heap float32 tensor. */
+    @Override public float[] hostFloats(Tensor x) { return f32(x); }
+
     /** The float32 contents of an activation (no copy when it is a heap tensor). */
     static float[] f32(Tensor t) {
         float[] a = t.heapFloats();
@@ -198,6 +201,23 @@ public final class CpuBackend implements Backend {
                 }
             }
         }
+    }
+
+    /** Batched decode attention: the sequences are spread over the workers, each computed as {@link #attention} would. */
+    @Override
+    public Tensor attentionBatch(Tensor q, Tensor[] keys, Tensor[] values, int[] lens, int hq, int hkv) {
+        int b = rows(q), width = (int) q.dim(-1), d = width / hq;
+        if (keys.length != b || values.length != b || lens.length != b)
+            throw new IllegalArgumentException("attentionBatch: " + b + " queries but " + keys.length + " caches");
+        float[] qa = f32(q), out = new float[b * width];
+        Parallel.forEach(b, i -> {
+            float[] qi = java.util.Arrays.copyOfRange(qa, i * width, (i + 1) * width);
+            AttentionMask mask = AttentionMask.causal(lens[i] - 1);
+            Tensor a = Simd.AVAILABLE ? Attention.compute(qi, 1, f32(keys[i]), f32(values[i]), lens[i], hq, hkv, d, mask)
+                    : ScalarAttention.compute(qi, 1, f32(keys[i]), f32(values[i]), lens[i], hq, hkv, d, mask);
+            System.arraycopy(f32(a), 0, out, i * width, width);
+        });
+        return Tensor.of(out, b, width);
     }
 
     @Override

@@ -1,12 +1,14 @@
 package dev.vlm4j.compute.cpu;
 
 import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.RecursiveAction;
 import java.util.function.IntConsumer;
 
 /**
  * A persistent worker pool for the CPU kernels: {@code forEach(n, body)} runs {@code body(i)} for i in [0, n)
- * split into contiguous chunks, one task per worker, without creating threads per call.
+ * split into contiguous chunks, one task per worker, without creating threads per call. A loop started inside
+ * another one (on a worker of this pool) runs inline on that worker: the outer loop already uses every worker.
  */
 public final class Parallel {
     private static volatile int threads = Math.max(1, Integer.getInteger("vlm4j.threads", Runtime.getRuntime().availableProcessors()));
@@ -28,7 +30,7 @@ public final class Parallel {
 
     public static void forRange(int n, int minChunk, Range body) {
         int t = threads;
-        if (t == 1 || n <= minChunk) {
+        if (t == 1 || n <= minChunk || Thread.currentThread() instanceof ForkJoinWorkerThread w && w.getPool() == POOL) {
             body.run(0, n);
             return;
         }
