@@ -31,8 +31,14 @@ final class MatMul {
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     static final int NR = 2 * L, MR = 6, KC = 256;
-    /** From this many activation rows on, the packed GEMM is used (below it, row-blocked GEMV reads each weight row once). */
-    static final int GEMM_MIN_ROWS = Integer.getInteger("vlm4j.gemmMinRows", 16);
+    /**
+     * From this many activation rows on, the packed GEMM is used; below, a GEMV that reads each weight row once per
+     * call. bf16 weights have register-blocked GEMV kernels ({@link GemvBf16}) that beat the GEMM's packing up to
+     * about 64 rows (prompts shorter than that, large decode batches); f32 and quantized weights switch at 16.
+     * {@code -Dvlm4j.gemmMinRows=N} sets both.
+     */
+    static final int GEMM_MIN_ROWS = Integer.getInteger("vlm4j.gemmMinRows", 16),
+            GEMM_MIN_ROWS_BF16 = Integer.getInteger("vlm4j.gemmMinRows", 64);
     private static final int BLK = Quant.BLOCK;
 
     private MatMul() {}
@@ -41,7 +47,7 @@ final class MatMul {
         int out = (int) w.dim(0);
         float[] y = new float[n * out];
         DType dt = w.dtype();
-        if (n >= GEMM_MIN_ROWS) gemm(x, n, in, w, out, y);
+        if (n >= (dt == DType.BF16 ? GEMM_MIN_ROWS_BF16 : GEMM_MIN_ROWS)) gemm(x, n, in, w, out, y);
         else if (dt.isQuantized()) gemvQuant(x, n, in, w, out, y);
         else if (dt == DType.BF16) GemvBf16.linear(x, n, in, w.data(), out, y);
         else gemvF32(x, n, in, w.data(), out, y);
