@@ -19,8 +19,9 @@ import java.util.concurrent.TimeUnit;
  * Continuous batching over one loaded model. A single engine thread owns the model; each step it
  * <ol>
  *   <li>drops cancelled and timed-out sequences (their KV caches become garbage at once),</li>
- *   <li>admits a bounded number of waiting sequences: prefill of the prompt through the decoder layers, one prompt at
- *       a time, keeping the last prompt row's hidden state,</li>
+ *   <li>admits waiting sequences: prefill of the prompt through the decoder layers, one prompt at a time, keeping the
+ *       last prompt row's hidden state; at most {@link ServeConfig#maxPrefillsPerStep} while others are decoding (they
+ *       wait for the prefills), up to {@link ServeConfig#maxBatch} when none is,</li>
  *   <li>runs one {@link Qwen25VLModel#decodeBatchLogits} for the whole batch: the running sequences append their last
  *       token, and the admitted prompts' last rows join the same LM head product (the vocabulary-sized weight, the
  *       largest read of a step, is streamed once for everyone),</li>
@@ -128,8 +129,9 @@ public final class Engine implements AutoCloseable {
     private void step() throws InterruptedException {
         long now = System.nanoTime();
         running.removeIf(s -> s.dropIfDead(now));
-        int admitted = 0;
-        while (running.size() < config.maxBatch() && admitted < config.maxPrefillsPerStep()) {
+        // Prefills stall the sequences decoding; with none decoding, every waiting prompt that fits is admitted.
+        int admitted = 0, budget = running.isEmpty() ? config.maxBatch() : config.maxPrefillsPerStep();
+        while (running.size() < config.maxBatch() && admitted < budget) {
             Seq s = running.isEmpty() && admitted == 0 ? waiting.poll(50, TimeUnit.MILLISECONDS) : waiting.poll();
             if (s == null) break;
             if (s.dropIfDead(System.nanoTime())) continue;

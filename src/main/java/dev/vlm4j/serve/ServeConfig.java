@@ -12,7 +12,8 @@ import java.util.List;
  * @param apiKey               required bearer token for /v1 routes (null = none)
  * @param maxQueue             most waiting sequences before 429
  * @param maxBatch             most sequences decoded together
- * @param maxPrefillsPerStep   most prompts prefilled between two decode steps
+ * @param maxPrefillsPerStep   most prompts prefilled between two decode steps while sequences are decoding (an
+ *                             idle engine admits up to maxBatch at once)
  * @param maxBodyBytes         largest request body (413 beyond)
  * @param maxImagePixels       largest decoded image (width x height; 422 beyond)
  * @param maxVideoFrames       most sampled frames per video (422 beyond)
