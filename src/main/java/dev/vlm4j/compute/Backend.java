@@ -104,6 +104,15 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * Runs {@code task.accept(0 .. n - 1)}: independent pieces of model work, such as the prefills of several short
+     * prompts, each touching only its own state. The default runs them in order; the CPU backend runs them side by
+     * side, one per worker, when there are at least as many as workers (their kernels then run on that one worker).
+     */
+    default void runIndependent(int n, java.util.function.IntConsumer task) {
+        for (int i = 0; i < n; i++) task.accept(i);
+    }
+
+    /**
      * The float32 values of {@code x} on the host, like {@link #toHost}, but possibly {@code x}'s own storage (the
      * CPU backend's activations): for results the caller owns, such as a batch's logits, to skip a copy.
      */

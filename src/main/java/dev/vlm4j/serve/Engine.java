@@ -19,9 +19,10 @@ import java.util.concurrent.TimeUnit;
  * Continuous batching over one loaded model. A single engine thread owns the model; each step it
  * <ol>
  *   <li>drops cancelled and timed-out sequences (their KV caches become garbage at once),</li>
- *   <li>admits waiting sequences: prefill of the prompt through the decoder layers, one prompt at a time, keeping the
- *       last prompt row's hidden state; at most {@link ServeConfig#maxPrefillsPerStep} while others are decoding (they
- *       wait for the prefills), up to {@link ServeConfig#maxBatch} when none is,</li>
+ *   <li>admits waiting sequences: prefill of the prompt through the decoder layers (short text prompts admitted
+ *       together side by side, see {@link #prefill}), keeping the last prompt row's hidden state; at most
+ *       {@link ServeConfig#maxPrefillsPerStep} while others are decoding (they wait for the prefills), up to
+ *       {@link ServeConfig#maxBatch} when none is,</li>
  *   <li>runs one {@link Qwen25VLModel#decodeBatchLogits} for the whole batch: the running sequences append their last
  *       token, and the admitted prompts' last rows join the same LM head product (the vocabulary-sized weight, the
  *       largest read of a step, is streamed once for everyone),</li>
@@ -129,14 +130,19 @@ public final class Engine implements AutoCloseable {
     private void step() throws InterruptedException {
         long now = System.nanoTime();
         running.removeIf(s -> s.dropIfDead(now));
-        // Prefills stall the sequences decoding; with none decoding, every waiting prompt that fits is admitted.
+        // Prefills stall the sequences decoding; with none decoding, every waiting prompt that fits is admitted
+        // (including those arriving while the first ones are prefilled).
         int admitted = 0, budget = running.isEmpty() ? config.maxBatch() : config.maxPrefillsPerStep();
-        while (running.size() < config.maxBatch() && admitted < budget) {
-            Seq s = running.isEmpty() && admitted == 0 ? waiting.poll(50, TimeUnit.MILLISECONDS) : waiting.poll();
-            if (s == null) break;
-            if (s.dropIfDead(System.nanoTime())) continue;
-            admitted++;
-            if (s.prefill()) running.add(s);
+        while (true) {
+            List<Seq> group = new ArrayList<>();
+            while (running.size() + group.size() < config.maxBatch() && admitted + group.size() < budget) {
+                Seq s = running.isEmpty() && admitted == 0 && group.isEmpty() ? waiting.poll(50, TimeUnit.MILLISECONDS) : waiting.poll();
+                if (s == null) break;
+                if (!s.dropIfDead(System.nanoTime())) group.add(s);
+            }
+            if (group.isEmpty()) break;
+            admitted += group.size();
+            prefill(group);
         }
         metrics.queueDepth.labelValues(name).set(waiting.size());
         metrics.batchSize.labelValues(name).set(running.size());
@@ -179,6 +185,23 @@ public final class Engine implements AutoCloseable {
         runningCount = running.size();
     }
 
+    /** Prompts this short (text only) are prefilled side by side when several are admitted together. */
+    private static final int SHORT_PROMPT = 64;
+
+    /**
+     * Prefills the admitted sequences and adds those that succeed to the running batch. Short text prompts are
+     * handed to the backend together ({@link dev.vlm4j.compute.Backend#runIndependent}: on the CPU, one prompt per
+     * worker when there are enough of them, which saves the per-operation synchronisation that dominates small
+     * prefills); the others run one at a time. Listener calls stay on the engine thread.
+     */
+    private void prefill(List<Seq> group) {
+        List<Seq> side = new ArrayList<>(), alone = new ArrayList<>();
+        for (Seq s : group) (s.isShortText() ? side : alone).add(s);
+        vlm.model().backend().runIndependent(side.size(), i -> side.get(i).runPrefill());
+        for (Seq s : alone) s.runPrefill();
+        for (Seq s : group) if (s.finishPrefill()) running.add(s);
+    }
+
     /** Stops the engine thread; waiting and running requests get a 503. Does not close the model. */
     @Override
     public void close() {
@@ -208,6 +231,8 @@ public final class Engine implements AutoCloseable {
         Tensor promptRow;
         /** The token sampled last, to append at the next decode step. */
         int nextToken;
+        /** What {@link #runPrefill} threw, for {@link #finishPrefill} to report. */
+        Throwable prefillError;
         Sampler sampler;
         int[] history;
         int count, generated;
@@ -247,22 +272,39 @@ public final class Engine implements AutoCloseable {
             job.listener().onError(choice, e);
         }
 
-        /** Prefills the prompt; false (and the listener told) when it fails. */
-        boolean prefill() {
-            SamplingOptions so = job.sampling();
-            if (so.seed() != null && choice > 0) so = so.toBuilder().seed(so.seed() + choice).build();
+        boolean isShortText() {
+            VisionLanguageModel.Prompt p = job.prompt();
+            return p.ids().length <= SHORT_PROMPT && (p.images() == null || p.images().grids().isEmpty())
+                    && (p.videos() == null || p.videos().grids().isEmpty());
+        }
+
+        /** Runs the prompt through the decoder; touches only this sequence (it may run beside other prefills). */
+        void runPrefill() {
             int[] ids = job.prompt().ids();
             try {
-                kv = vlm.model().newSequence(ids.length + Math.min(so.maxNewTokens(), 8192));
+                kv = vlm.model().newSequence(ids.length + Math.min(job.sampling().maxNewTokens(), 8192));
                 Tensor hidden = vlm.model().prefill(kv, ids, job.prompt().images(), job.prompt().videos(), null);
                 promptRow = vlm.model().lastHiddenRow(hidden);
-            } catch (IllegalArgumentException e) {
+            } catch (RuntimeException | OutOfMemoryError e) {
+                kv = null;
+                prefillError = e;
+            }
+        }
+
+        /** After {@link #runPrefill}, on the engine thread: false (and the listener told) when it failed. */
+        boolean finishPrefill() {
+            Throwable e = prefillError;
+            prefillError = null;
+            if (e instanceof IllegalArgumentException) {
                 fail(ApiException.badRequest("messages", e.getMessage()));
                 return false;
-            } catch (RuntimeException | OutOfMemoryError e) {
+            } else if (e != null) {
                 fail(new ApiException(500, "server_error", "internal_error", null, "prefill failed"));
                 return false;
             }
+            SamplingOptions so = job.sampling();
+            if (so.seed() != null && choice > 0) so = so.toBuilder().seed(so.seed() + choice).build();
+            int[] ids = job.prompt().ids();
             metrics.promptTokens.labelValues(name).inc(ids.length);
             sampler = new Sampler(so);
             history = Arrays.copyOf(ids, ids.length + so.maxNewTokens());

@@ -69,6 +69,13 @@ public final class CpuBackend implements Backend {
 
     @Override public Tensor zeros(long... shape) { return Tensor.zeros(shape); }
 
+    /** Side by side on the workers when every worker gets one (below that, each task keeps all the workers). */
+    @Override
+    public void runIndependent(int n, java.util.function.IntConsumer task) {
+        if (n > 1 && n >= Parallel.threads()) Parallel.forEach(n, task);
+        else for (int i = 0; i < n; i++) task.accept(i);
+    }
+
     /** The activation's own array when it is a heap float32 tensor. */
     @Override public float[] hostFloats(Tensor x) { return f32(x); }
 
