@@ -113,10 +113,16 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
-     * The float32 values of {@code x} on the host, like {@link #toHost}, but possibly {@code x}'s own storage (the
-     * CPU backend's activations): for results the caller owns, such as a batch's logits, to skip a copy.
+     * {@code x W^T} (no bias) on the host, row-major: in {@code into} when it holds all the values (a buffer the
+     * caller reuses, e.g. for each decode step's logits; it may be longer), else in a new array. The CPU backend
+     * computes straight into it.
      */
-    default float[] hostFloats(Tensor x) { return toHost(x); }
+    default float[] linearToHost(Tensor x, Tensor w, float[] into) {
+        float[] y = toHost(linear(x, w, null));
+        if (into == null || into.length < y.length) return y;
+        System.arraycopy(y, 0, into, 0, y.length);
+        return into;
+    }
 
     /** The column index of the largest value of each row of a matrix (the first one on ties), on the host. */
     default int[] argmaxRows(Tensor x) {

@@ -161,6 +161,9 @@ public final class LanguageModel {
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
 
+    /** {@link #logits} on the host, row-major, in {@code into} when it is large enough (see {@link Backend#linearToHost}). */
+    public float[] logitsToHost(Tensor hidden, float[] into) { return be.linearToHost(hidden, lmHead, into); }
+
     /** Bytes of weights one decode step streams: every layer's linear weights and the LM head, as held by the backend. */
     public long decodeWeightBytes() {
         long b = dev.vlm4j.tensor.Quant.bytesOf(lmHead);

@@ -171,7 +171,7 @@ public final class Qwen25VLModel implements AutoCloseable {
 
     /** {@link #decodeBatchLogits}, one array per row. */
     public float[][] decodeBatch(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows) {
-        float[] all = decodeBatchLogits(seqs, tokens, extraRows);
+        float[] all = decodeBatchLogits(seqs, tokens, extraRows, null);
         int v = config.text().vocabSize(), rows = seqs.size() + extraRows.size();
         float[][] out = new float[rows][];
         for (int i = 0; i < rows; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
@@ -182,13 +182,14 @@ public final class Qwen25VLModel implements AutoCloseable {
      * One decode step for several sequences together whose LM head product also takes {@code extraRows}: final-normed
      * hidden rows computed elsewhere, typically {@link #lastHiddenRow} of prompts prefilled in the same serving step,
      * so that the vocabulary-sized weight is read once for all of them. Appends {@code tokens[i]} to
-     * {@code seqs.get(i)} ({@code seqs} may be empty). Returns the logits row-major, {@code [rows * vocab]}: each
-     * sequence's, then each extra row's; on the CPU the LM head's own output array (no copy).
+     * {@code seqs.get(i)} ({@code seqs} may be empty). Returns the logits row-major, each sequence's then each extra
+     * row's ({@code rows * vocab} values), in {@code into} when it is large enough (a buffer reused from step to step,
+     * which may be longer; the CPU backend computes straight into it), else in a new array.
      * On the CPU backend every row is computed alone (below {@code vlm4j.gemmMinRows} rows), so an extra row's
      * logits equal {@link #lastLogits} of its prefill, and a sequence's equal those of decoding it alone.
      */
-    public float[] decodeBatchLogits(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows) {
-        if (seqs.isEmpty() && extraRows.isEmpty()) return new float[0];
+    public float[] decodeBatchLogits(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows, float[] into) {
+        if (seqs.isEmpty() && extraRows.isEmpty()) return into != null ? into : new float[0];
         Tensor hidden = seqs.isEmpty() ? null : forwardStep(seqs, tokens);
         if (!extraRows.isEmpty()) {
             int h = config.text().hiddenSize(), b = seqs.size(), rows = b + extraRows.size();
@@ -197,7 +198,7 @@ public final class Qwen25VLModel implements AutoCloseable {
             for (int i = 0; i < extraRows.size(); i++) System.arraycopy(backend.toHost(extraRows.get(i)), 0, all, (b + i) * h, h);
             hidden = backend.fromHost(all, rows, h);
         }
-        return backend.hostFloats(lm.logits(hidden));
+        return lm.logitsToHost(hidden, into);
     }
 
     /**

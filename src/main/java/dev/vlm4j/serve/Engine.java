@@ -68,6 +68,9 @@ public final class Engine implements AutoCloseable {
     private final ServeConfig config;
     private final ServeMetrics metrics;
     private final int[] eos;
+    private final int vocab;
+    /** Each step's logits, reused from step to step (engine thread only). */
+    private float[] logitsBuffer;
     private final LinkedBlockingDeque<Seq> waiting = new LinkedBlockingDeque<>();
     private final List<Seq> running = new ArrayList<>();
     private final Thread thread;
@@ -81,6 +84,7 @@ public final class Engine implements AutoCloseable {
         this.config = config;
         this.metrics = metrics;
         this.eos = vlm.generationConfig().eosTokenIds().clone();
+        this.vocab = vlm.model().config().text().vocabSize();
         this.thread = Thread.ofPlatform().name("vlm4j-engine-" + name).daemon(true).unstarted(this::loop);
         thread.start();
     }
@@ -166,9 +170,8 @@ public final class Engine implements AutoCloseable {
                 order.add(s);
             }
         maxBatchSeen = Math.max(maxBatchSeen, order.size());
-        float[] logits = vlm.model().decodeBatchLogits(decoding, Arrays.copyOf(tokens, decoding.size()), promptRows);
+        float[] logits = logitsBuffer = vlm.model().decodeBatchLogits(decoding, Arrays.copyOf(tokens, decoding.size()), promptRows, logitsBuffer);
         steps++;
-        int vocab = logits.length / order.size();
         List<Seq> next = new ArrayList<>(order.size());
         for (int i = 0; i < order.size(); i++) {
             Seq s = order.get(i);

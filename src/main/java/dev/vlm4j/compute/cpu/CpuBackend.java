@@ -76,8 +76,13 @@ public final class CpuBackend implements Backend {
         else for (int i = 0; i < n; i++) task.accept(i);
     }
 
-    /** The activation's own array when it is a heap float32 tensor. */
-    @Override public float[] hostFloats(Tensor x) { return f32(x); }
+    @Override
+    public float[] linearToHost(Tensor x, Tensor w, float[] into) {
+        int in = (int) x.dim(-1), n = rows(x);
+        if (!Simd.AVAILABLE || w.rank() != 2 || w.dim(1) != in || !(w.dtype() == DType.BF16 || w.dtype() == DType.F32 || w.dtype().isQuantized()))
+            return Backend.super.linearToHost(x, w, into);
+        return MatMul.linear(f32(x), n, in, w, null, into);
+    }
 
     /** The float32 contents of an activation (no copy when it is a heap tensor). */
     static float[] f32(Tensor t) {

@@ -44,8 +44,13 @@ final class MatMul {
     private MatMul() {}
 
     static float[] linear(float[] x, int n, int in, Tensor w, float[] bias) {
+        return linear(x, n, in, w, bias, null);
+    }
+
+    /** As {@link #linear(float[], int, int, Tensor, float[])}, into {@code into} when it holds n * out values. */
+    static float[] linear(float[] x, int n, int in, Tensor w, float[] bias, float[] into) {
         int out = (int) w.dim(0);
-        float[] y = new float[n * out];
+        float[] y = into != null && into.length >= n * out ? into : new float[n * out]; // every kernel assigns all of y
         DType dt = w.dtype();
         if (n >= (dt == DType.BF16 ? GEMM_MIN_ROWS_BF16 : GEMM_MIN_ROWS)) gemm(x, n, in, w, out, y);
         else if (dt.isQuantized()) gemvQuant(x, n, in, w, out, y);
