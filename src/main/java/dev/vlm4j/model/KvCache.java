@@ -53,6 +53,22 @@ public final class KvCache {
 
     void advance(int n) { length += n; }
 
+    /** A new cache with room for at least {@code capacity} tokens holding a copy of this one's first {@code n}. */
+    public KvCache copyPrefix(int n, int capacity) {
+        if (n < 0 || n > length) throw new IllegalArgumentException("cannot copy " + n + " tokens of a cache of " + length);
+        KvCache c = new KvCache(backend, layers, width, Math.max(capacity, n));
+        if (n > 0) {
+            int[] rows = new int[n];
+            for (int i = 0; i < n; i++) rows[i] = i;
+            for (int l = 0; l < layers; l++) {
+                backend.copyRows(c.k[l], 0, backend.gatherRows(k[l], rows));
+                backend.copyRows(c.v[l], 0, backend.gatherRows(v[l], rows));
+            }
+        }
+        c.length = n;
+        return c;
+    }
+
     /** Forgets everything after the first {@code n} tokens (e.g. to reuse a shared prompt prefix). */
     public void truncate(int n) {
         if (n < 0 || n > length) throw new IllegalArgumentException("cannot truncate a cache of " + length + " to " + n);

@@ -75,6 +75,16 @@ public final class Qwen25VLModel implements AutoCloseable {
     public Sequence newSequence(int capacity) { return new Sequence(lm.newCache(capacity)); }
 
     /**
+     * A new sequence with room for {@code capacity} tokens that starts as a copy of the first {@code n} tokens of
+     * {@code src} (e.g. a prompt prefilled once for several choices), with its rope delta.
+     */
+    public Sequence copyPrefix(Sequence src, int n, int capacity) {
+        Sequence s = new Sequence(src.cache.copyPrefix(n, capacity));
+        s.ropeDelta = src.ropeDelta;
+        return s;
+    }
+
+    /**
      * Input embeddings of a prompt: token embeddings with the placeholder rows ({@code <|image_pad|>},
      * {@code <|video_pad|>}) replaced by the vision tower's outputs, in order. Also returns the 3-D positions.
      */

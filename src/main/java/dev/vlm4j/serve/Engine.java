@@ -31,7 +31,8 @@ import java.util.concurrent.TimeUnit;
  * </ol>
  * So requests join and leave the batch at every decode step. The waiting queue is bounded: {@link #submit} throws a
  * 429 {@link ApiException} when it is full. Listener callbacks run on the engine thread and must not block.
- * A request with {@code n > 1} becomes n independent sequences (each prefilled; no prefix sharing yet).
+ * A request with {@code n > 1} becomes n sequences sharing one prefill: the first choice admitted runs the prompt,
+ * the others start from a copy of its KV cache (and its last prompt row).
  */
 public final class Engine implements AutoCloseable {
     /** Receives one request's output; called on the engine thread, must return quickly. */
@@ -76,6 +77,7 @@ public final class Engine implements AutoCloseable {
     private final Thread thread;
     private volatile boolean closed;
     private volatile long steps, maxBatchSeen;
+    private final java.util.concurrent.atomic.AtomicLong prefills = new java.util.concurrent.atomic.AtomicLong();
     private volatile int runningCount;
 
     public Engine(String name, VisionLanguageModel vlm, ServeConfig config, ServeMetrics metrics) {
@@ -95,6 +97,8 @@ public final class Engine implements AutoCloseable {
     public int queueDepth() { return waiting.size(); }
     /** Decode steps run so far. */
     public long steps() { return steps; }
+    /** Prompts run through the model so far (the choices of one request share one). */
+    public long prefills() { return prefills.get(); }
     /** The largest running batch seen so far. */
     public long maxBatchSeen() { return maxBatchSeen; }
     /** Sequences in the running batch (holding a KV cache) after the last step. */
@@ -105,7 +109,8 @@ public final class Engine implements AutoCloseable {
         if (closed) throw new ApiException(503, "server_error", "shutting_down", null, "the server is shutting down");
         List<Seq> seqs = new ArrayList<>();
         long now = System.nanoTime();
-        for (int i = 0; i < job.n(); i++) seqs.add(new Seq(job, i, now));
+        SharedPrompt shared = job.n() > 1 ? new SharedPrompt(job.n()) : null;
+        for (int i = 0; i < job.n(); i++) seqs.add(new Seq(job, i, now, shared));
         synchronized (waiting) {
             if (waiting.size() + seqs.size() > config.maxQueue())
                 throw new ApiException(429, "rate_limit_error", "queue_full", null,
@@ -143,6 +148,7 @@ public final class Engine implements AutoCloseable {
                 Seq s = running.isEmpty() && admitted == 0 && group.isEmpty() ? waiting.poll(50, TimeUnit.MILLISECONDS) : waiting.poll();
                 if (s == null) break;
                 if (!s.dropIfDead(System.nanoTime())) group.add(s);
+                else if (s.shared != null) s.shared.admitted();
             }
             if (group.isEmpty()) break;
             admitted += group.size();
@@ -195,14 +201,45 @@ public final class Engine implements AutoCloseable {
      * Prefills the admitted sequences and adds those that succeed to the running batch. Short text prompts are
      * handed to the backend together ({@link dev.vlm4j.compute.Backend#runIndependent}: on the CPU, one prompt per
      * worker when there are enough of them, which saves the per-operation synchronisation that dominates small
-     * prefills); the others run one at a time. Listener calls stay on the engine thread.
+     * prefills); the others run one at a time. Of the choices of one request, only the first admitted runs the
+     * prompt; the others copy its cache. Listener calls stay on the engine thread.
      */
     private void prefill(List<Seq> group) {
-        List<Seq> side = new ArrayList<>(), alone = new ArrayList<>();
-        for (Seq s : group) (s.isShortText() ? side : alone).add(s);
+        List<Seq> side = new ArrayList<>(), alone = new ArrayList<>(), copies = new ArrayList<>();
+        java.util.Set<SharedPrompt> leading = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (Seq s : group) {
+            if (s.shared != null && (s.shared.source != null || !leading.add(s.shared))) copies.add(s); // another choice runs it
+            else (s.isShortText() ? side : alone).add(s);
+        }
         vlm.model().backend().runIndependent(side.size(), i -> side.get(i).runPrefill());
         for (Seq s : alone) s.runPrefill();
+        for (List<Seq> ran : List.of(side, alone))
+            for (Seq s : ran) if (s.shared != null && s.kv != null) s.shared.prefilled(s);
+        for (Seq s : copies) s.copyPrefill();
         for (Seq s : group) if (s.finishPrefill()) running.add(s);
+    }
+
+    /** The prompt of a request with n > 1, prefilled once for all its choices (engine thread only). */
+    private static final class SharedPrompt {
+        private int unadmitted;
+        /** The sequence of the choice that ran the prompt; its first prompt-length tokens are the prompt. */
+        Qwen25VLModel.Sequence source;
+        Tensor promptRow;
+
+        SharedPrompt(int n) { this.unadmitted = n; }
+
+        void prefilled(Seq s) {
+            source = s.kv;
+            promptRow = s.promptRow;
+        }
+
+        /** One more choice admitted or dropped; after the last, the prompt's cache is no longer held here. */
+        void admitted() {
+            if (--unadmitted == 0) {
+                source = null;
+                promptRow = null;
+            }
+        }
     }
 
     /** Stops the engine thread; waiting and running requests get a 503. Does not close the model. */
@@ -226,6 +263,7 @@ public final class Engine implements AutoCloseable {
     private final class Seq {
         final Job job;
         final int choice;
+        final SharedPrompt shared;
         final long submitted, deadline;
         volatile boolean cancelled;
         boolean done;
@@ -244,9 +282,10 @@ public final class Engine implements AutoCloseable {
         StopStrings stops;
         ReasoningStream reasoning;
 
-        Seq(Job job, int choice, long now) {
+        Seq(Job job, int choice, long now, SharedPrompt shared) {
             this.job = job;
             this.choice = choice;
+            this.shared = shared;
             this.submitted = now;
             this.deadline = now + job.timeoutNanos();
         }
@@ -284,6 +323,7 @@ public final class Engine implements AutoCloseable {
         /** Runs the prompt through the decoder; touches only this sequence (it may run beside other prefills). */
         void runPrefill() {
             int[] ids = job.prompt().ids();
+            prefills.incrementAndGet();
             try {
                 kv = vlm.model().newSequence(ids.length + Math.min(job.sampling().maxNewTokens(), 8192));
                 Tensor hidden = vlm.model().prefill(kv, ids, job.prompt().images(), job.prompt().videos(), null);
@@ -294,8 +334,25 @@ public final class Engine implements AutoCloseable {
             }
         }
 
-        /** After {@link #runPrefill}, on the engine thread: false (and the listener told) when it failed. */
+        /** Starts from the shared prompt another choice ran (or runs it when that failed). */
+        void copyPrefill() {
+            if (shared.source == null) {
+                runPrefill();
+                return;
+            }
+            int n = job.prompt().ids().length;
+            try {
+                kv = vlm.model().copyPrefix(shared.source, n, n + Math.min(job.sampling().maxNewTokens(), 8192));
+                promptRow = shared.promptRow;
+            } catch (RuntimeException | OutOfMemoryError e) {
+                kv = null;
+                prefillError = e;
+            }
+        }
+
+        /** After {@link #runPrefill} or {@link #copyPrefill}, on the engine thread: false (and the listener told) when it failed. */
         boolean finishPrefill() {
+            if (shared != null) shared.admitted();
             Throwable e = prefillError;
             prefillError = null;
             if (e instanceof IllegalArgumentException) {
