@@ -195,8 +195,9 @@ public final class Qwen25VLModel implements AutoCloseable {
      * {@code seqs.get(i)} ({@code seqs} may be empty). Returns the logits row-major, each sequence's then each extra
      * row's ({@code rows * vocab} values), in {@code into} when it is large enough (a buffer reused from step to step,
      * which may be longer; the CPU backend computes straight into it), else in a new array.
-     * On the CPU backend every row is computed alone (below {@code vlm4j.gemmMinRows} rows), so an extra row's
-     * logits equal {@link #lastLogits} of its prefill, and a sequence's equal those of decoding it alone.
+     * On the CPU backend every row is computed alone (below {@code vlm4j.gemmMinRows} rows: 64 for bf16 weights, 16
+     * otherwise), so an extra row's logits equal {@link #lastLogits} of its prefill, and a sequence's equal those of
+     * decoding it alone.
      */
     public float[] decodeBatchLogits(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows, float[] into) {
         if (seqs.isEmpty() && extraRows.isEmpty()) return into != null ? into : new float[0];

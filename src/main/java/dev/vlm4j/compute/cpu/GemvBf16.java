@@ -11,8 +11,8 @@ import static dev.vlm4j.compute.cpu.MatMul.bf16;
 import static dev.vlm4j.compute.cpu.MatMul.bf16At;
 
 /**
- * {@code y = x W^T} for a few activation rows (decode, batched decode; below {@code vlm4j.gemmMinRows}) and bf16
- * weights, streaming the weights once whatever the number of rows.
+ * {@code y = x W^T} for a few activation rows (decode, batched decode, short prompts: below 64 rows unless
+ * {@code vlm4j.gemmMinRows} says otherwise) and bf16 weights, streaming the weights once whatever the number of rows.
  * <p>
  * Each worker walks its output rows in tiles of about {@link #TILE_BYTES} of weights; over a tile, register-blocked
  * kernels take 8 (AVX-512) or 4 activation rows against 2 weight rows at a time, so each weight vector is loaded and
