@@ -30,6 +30,10 @@ public final class CudaBackend implements Backend {
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
     private static final int GEMV_ROWS = 8;
+    /** Output rows per block of the fused gemv kernel (GEMV_ROWS in kernels.cu). */
+    private static final int FUSED_ROWS = 2;
+    /** Batch-1 products through gemv_bf16_fused (and q/k/v, gate/up, residual adds fused); VLM4J_CUDA_GEMV=warp: off. */
+    private boolean fusedGemv = !"warp".equals(System.getenv("VLM4J_CUDA_GEMV"));
 
     private final CudaDriver drv;
     private final int ordinal, dev;
@@ -59,6 +63,11 @@ public final class CudaBackend implements Backend {
     private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
     private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
+    /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
+    private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
+    private final StepGraphs graphs;
+    /** Operation kinds in a step graph's signatures. */
+    private static final long OP_COPY = 1, OP_KERNEL = 2, OP_MEMSET = 3, OP_D2D = 4, OP_GEMM = 5;
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -89,6 +98,7 @@ public final class CudaBackend implements Backend {
         }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
         this.staging = drv.allocHost(STAGING);
+        this.graphs = new StepGraphs(drv, stream, this::wrote);
         for (int i = 0; i < 32; i++) argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(8L * i, 8));
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -105,6 +115,38 @@ public final class CudaBackend implements Backend {
 
     /** Switches the tiled (flash) attention for many queries (on by default; VLM4J_CUDA_FLASH=0). */
     public void useFlashAttention(boolean on) { flashAttention = on; }
+
+    /** Switches the fused batch-1 gemv kernel (on by default; VLM4J_CUDA_GEMV=warp), for benchmarks and tests. */
+    public void useFusedGemv(boolean on) { fusedGemv = on; }
+
+    /** Switches CUDA graphs for repeated steps (on by default; VLM4J_CUDA_GRAPHS=0), for benchmarks and tests. */
+    public void useGraphs(boolean on) { useGraphs = on; }
+
+    /** {captured, replayed} step graphs so far. */
+    public long[] graphCounts() { return graphs.counts(); }
+
+    /**
+     * Runs a repeated step (see {@link Backend#graph}) as a CUDA graph: captured the first time under {@code key},
+     * replayed after a dry run of the step that checks every operation against the capture ({@link StepGraphs}).
+     * The step's result lives in the step arena and is valid until the next step.
+     */
+    @Override
+    public <T> T graph(Object key, java.util.function.Supplier<T> step) {
+        if (!useGraphs) return step.get();
+        bind();
+        return graphs.run(key, step);
+    }
+
+    /** Device scratch memory: from the step arena inside a step, else from the pool (freed by the GC). */
+    private MemorySegment scratch(long bytes) {
+        if (graphs.active()) return MemorySegment.ofAddress(graphs.alloc(bytes)).reinterpret(bytes);
+        return pool.alloc(bytes);
+    }
+
+    private void noSyncInStep(String what) {
+        if (graphs.active())
+            throw new IllegalStateException(what + " waits for the GPU, which a captured step must not do");
+    }
 
     /** A backend on CUDA device {@code ordinal} (as in "cuda:N"). */
     public static CudaBackend create(int ordinal, Precision precision) { return new CudaBackend(ordinal, precision); }
@@ -145,6 +187,7 @@ public final class CudaBackend implements Backend {
     /** Waits for all queued work. */
     public void synchronize() {
         bind();
+        noSyncInStep("synchronize");
         drv.streamSynchronize(stream);
     }
 
@@ -156,12 +199,18 @@ public final class CudaBackend implements Backend {
 
     private Tensor newF32(long... shape) {
         long bytes = Tensor.numel(shape) * 4;
-        return new Tensor(DType.F32, shape, pool.alloc(Math.max(4, bytes)), device);
+        return new Tensor(DType.F32, shape, scratch(Math.max(4, bytes)), device);
     }
 
     /** Copies host bytes (any segment, heap or native) to device memory. */
     private void copyIn(long dst, MemorySegment src, long bytes) {
         if (bytes == 0) return;
+        if (graphs.active()) {
+            MemorySegment slot = graphs.slot(bytes);
+            MemorySegment.copy(src, 0, slot, 0, bytes);
+            if (graphs.op(new long[]{OP_COPY, dst, bytes, slot.address()})) drv.copyHtoDAsync(dst, slot, bytes, stream);
+            return;
+        }
         if (bytes <= STAGED_MAX) {
             long at = (stagingOff + 255) & ~255L;
             if (at + bytes > STAGING) {
@@ -207,7 +256,7 @@ public final class CudaBackend implements Backend {
     }
 
     private MemorySegment ints(int[] v) {
-        MemorySegment s = pool.alloc(Math.max(4, v.length * 4L));
+        MemorySegment s = scratch(Math.max(4, v.length * 4L));
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 4L);
         return s;
     }
@@ -255,6 +304,7 @@ public final class CudaBackend implements Backend {
     public float[] toHost(Tensor t) {
         if (!onDevice(t)) return t.toFloatArray();
         bind();
+        noSyncInStep("toHost");
         int n = Math.toIntExact(t.numel());
         float[] out = new float[n];
         try (Arena a = Arena.ofConfined()) {
@@ -277,7 +327,8 @@ public final class CudaBackend implements Backend {
     public Tensor zeros(long... shape) {
         bind();
         Tensor out = newF32(shape);
-        drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
+        if (!graphs.active() || graphs.op(new long[]{OP_MEMSET, addr(out), out.numel() * 4}))
+            drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
         return out;
     }
 
@@ -290,16 +341,30 @@ public final class CudaBackend implements Backend {
     private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
         // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
         // argPointers[i] always points at slot i of argValues (set once in the constructor)
+        MemorySegment f = fns.get(fn);
+        if (graphs.active()) {
+            long[] sig = new long[7 + args.length];
+            sig[0] = OP_KERNEL; sig[1] = f.address(); sig[2] = gx; sig[3] = gy; sig[4] = gz; sig[5] = bx; sig[6] = shared;
+            for (int i = 0; i < args.length; i++) {
+                sig[7 + i] = switch (args[i]) {
+                    case Long l -> l;
+                    case Integer n -> n;
+                    case Float x -> Float.floatToRawIntBits(x);
+                    default -> throw new IllegalArgumentException("kernel argument " + args[i]);
+                };
+            }
+            if (!graphs.op(sig)) return;
+        }
         for (int i = 0; i < args.length; i++) {
             long off = 8L * i;
             switch (args[i]) {
                 case Long l -> argValues.set(ValueLayout.JAVA_LONG, off, l);
                 case Integer n -> argValues.set(ValueLayout.JAVA_INT, off, n);
-                case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
+                case Float v -> argValues.set(ValueLayout.JAVA_FLOAT, off, v);
                 default -> throw new IllegalArgumentException("kernel argument " + args[i]);
             }
         }
-        drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
+        drv.launch(f, gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
     }
 
     private void elementwise(String fn, long n, Object... args) {
@@ -320,7 +385,9 @@ public final class CudaBackend implements Backend {
         int out = (int) wd.dim(0);
         Tensor xd = dev(x);
         Tensor y = newF32(n, out);
-        if (n == 1 && GEMV && in % 8 == 0) {
+        if (n == 1 && GEMV && in % 8 == 0 && fusedGemv && wd.dtype() == DType.BF16) {
+            fusedGemv(xd, in, new Tensor[]{wd}, new Tensor[]{bias}, new Tensor[]{y}, null, false);
+        } else if (n == 1 && GEMV && in % 8 == 0) {
             // decoding: a warp-per-row matrix-vector kernel streams the weights faster than a skinny GEMM
             long b = bias == null ? 0 : addr(upload(bias));
             String k = switch (wd.dtype()) {
@@ -337,15 +404,79 @@ public final class CudaBackend implements Backend {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;
             if (wd.dtype() == DType.BF16) {
-                fused = blas.linear(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
+                fused = gemm(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF);
             } else if (wd.dtype() == DType.F32) {
-                fused = blas.linear(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+                fused = gemm(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F);
             } else {
                 throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
             }
             if (b != 0 && !fused) elementwise("bias_add", (long) n * out, addr(y), b, (long) n * out, out);
         }
         return y;
+    }
+
+    /** Whether a batch-1 product of x with these weights can take the fused gemv kernel. */
+    private boolean fusable(Tensor x, Tensor... ws) {
+        if (!fusedGemv || !GEMV || rows(x) != 1 || x.dim(-1) % 8 != 0) return false;
+        for (Tensor w : ws)
+            if (!onDevice(w) || w.dtype() != DType.BF16 || w.rank() != 2 || w.dim(1) != x.dim(-1)) return false;
+        return true;
+    }
+
+    /** One launch of gemv_bf16_fused: up to three segments (weights, biases, outputs), a residual, or SwiGLU. */
+    private void fusedGemv(Tensor x, int in, Tensor[] ws, Tensor[] bs, Tensor[] ys, Tensor res, boolean swiglu) {
+        long[] w = new long[3], b = new long[3], y = new long[3];
+        int[] r = new int[3];
+        for (int i = 0; i < ws.length; i++) {
+            w[i] = addr(ws[i]);
+            b[i] = bs[i] == null ? 0 : addr(upload(bs[i]));
+            if (!swiglu || i == 0) y[i] = addr(ys[i]);
+            if (!swiglu) r[i] = (int) ws[i].dim(0);
+        }
+        if (swiglu) r[0] = (int) ws[0].dim(0);
+        int outputs = r[0] + r[1] + r[2];
+        launch("gemv_bf16_fused", (outputs + FUSED_ROWS - 1) / FUSED_ROWS, 1, 256, 0, addr(x), in, w[0], w[1], w[2],
+                b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res), swiglu ? 1 : 0);
+    }
+
+    @Override
+    public Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
+        bind();
+        if (ws.length > 3 || !fusable(x, ws)) return Backend.super.linears(x, ws, biases);
+        Tensor xd = dev(x);
+        Tensor[] ys = new Tensor[ws.length];
+        for (int i = 0; i < ws.length; i++) ys[i] = newF32(1, ws[i].dim(0));
+        fusedGemv(xd, (int) x.dim(-1), ws, biases, ys, null, false);
+        return ys;
+    }
+
+    @Override
+    public Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
+        bind();
+        if (!fusable(x, gateW, upW) || gateW.dim(0) != upW.dim(0)) return Backend.super.swiGlu(x, gateW, upW);
+        Tensor xd = dev(x), y = newF32(1, gateW.dim(0));
+        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{gateW, upW}, new Tensor[]{null, null}, new Tensor[]{y}, null, true);
+        return y;
+    }
+
+    @Override
+    public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
+        bind();
+        if (!fusable(x, w) || residual.numel() != w.dim(0)) return Backend.super.addLinear(residual, x, w);
+        Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
+        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{w}, new Tensor[]{null}, new Tensor[]{y}, rd, false);
+        return y;
+    }
+
+    /** A cuBLASLt product (recorded or checked inside a step); returns whether the bias was fused. */
+    private boolean gemm(long x, long w, long b, long y, int n, int in, int out, int type) {
+        if (!graphs.active()) return blas.linear(x, w, b, y, n, in, out, type, stream);
+        if (graphs.op(new long[]{OP_GEMM, x, w, b, y, n, in, out, type})) {
+            boolean fused = blas.linear(x, w, b, y, n, in, out, type, stream);
+            graphs.setOutcome(fused ? 1 : 0);
+            return fused;
+        }
+        return graphs.recordedOutcome() == 1;
     }
 
     /**
@@ -355,7 +486,7 @@ public final class CudaBackend implements Backend {
     private MemorySegment bf16Of(Tensor x) {
         if (x == bf16Source) return bf16Copy;
         long count = x.numel();
-        MemorySegment xb = pool.alloc(count * 2);
+        MemorySegment xb = scratch(count * 2);
         elementwise("f32_to_bf16_kernel", count, addr(x), xb.address(), count);
         bf16Source = x;
         bf16Copy = xb;
@@ -460,7 +591,8 @@ public final class CudaBackend implements Backend {
         if (off + bytes > dst.numel() * 4)
             throw new IllegalArgumentException("copyRows: " + src + " at row " + dstRow + " overflows " + dst);
         Tensor s = dev(src);
-        if (bytes > 0) drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
+        if (bytes > 0 && (!graphs.active() || graphs.op(new long[]{OP_D2D, addr(dst) + off, addr(s), bytes})))
+            drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
     }
 
     @Override
@@ -501,7 +633,7 @@ public final class CudaBackend implements Backend {
         if (splits >= 2) {
             // few queries over a long cache (decoding): spread the keys over more blocks, then merge
             int chunk = (kvLen + splits - 1) / splits;
-            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
             launch3("attention_split", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd),
                     part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
             launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
@@ -526,7 +658,7 @@ public final class CudaBackend implements Backend {
 
     /** A device int64 table of the given values (queued on the stream). */
     private MemorySegment longs(long[] v) {
-        MemorySegment s = pool.alloc(v.length * 8L);
+        MemorySegment s = scratch(v.length * 8L);
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 8L);
         return s;
     }
@@ -582,13 +714,16 @@ public final class CudaBackend implements Backend {
         MemorySegment t = longs(table);
         int shared = ATT_WARPS * (d + 2) * 4;
         float scale = (float) (1.0 / Math.sqrt(d));
-        // few sequences over long caches: split the keys so that there are enough blocks, then merge
-        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, maxLen / SPLIT_CHUNK));
+        // few sequences over long caches: split the keys so that there are enough blocks, then merge. The split is
+        // chosen from the longest length rounded up to SPLIT_CHUNK (the kernel reads the lengths from the table), so
+        // the launch stays the same for SPLIT_CHUNK steps and a captured decode step can be replayed
+        int bucket = (maxLen + SPLIT_CHUNK - 1) / SPLIT_CHUNK * SPLIT_CHUNK;
+        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, bucket / SPLIT_CHUNK));
         if (splits == 1) {
-            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, maxLen);
+            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, 0);
         } else {
-            int chunk = (maxLen + splits - 1) / splits;
-            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            int chunk = (bucket + splits - 1) / splits;
+            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
             launch3("attention_batch", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), t.address(), part.address(), n, hq, hkv, d,
                     scale, chunk);
             launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
@@ -602,6 +737,7 @@ public final class CudaBackend implements Backend {
     public int[] argmaxRows(Tensor x) {
         if (!batchedKernels || !onDevice(x)) return Backend.super.argmaxRows(x);
         bind();
+        noSyncInStep("argmaxRows");
         int cols = (int) x.dim(-1), n = rows(x);
         int[] out = new int[n];
         if (n == 0) return out;
@@ -623,6 +759,7 @@ public final class CudaBackend implements Backend {
         bind();
         drv.synchronize();
         drv.freeHost(staging);
+        graphs.close();
         blas.close();
         wrote();
         pool.close();

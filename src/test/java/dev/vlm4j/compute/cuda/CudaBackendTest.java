@@ -105,6 +105,40 @@ class CudaBackendTest {
         }
     }
 
+    /** The fused batch-1 ops (q/k/v in one launch, SwiGLU, residual projection) against the CPU's compositions. */
+    @Test
+    void fusedDecodeProducts() {
+        for (int[] s : new int[][]{{4096, 4096, 1024}, {72, 40, 8}, {11008, 24, 17}, {256, 3, 5}}) {
+            int in = s[0], big = s[1], small = s[2];
+            float[] x = rand(in, 1);
+            float[][] w = {rand(big * in, 0.05f), rand(small * in, 0.05f), rand(small * in, 0.05f)};
+            float[][] b = {rand(big, 0.5f), rand(small, 0.5f), null};
+            Tensor xr = host(roundBf16(x), 1, in);
+            Tensor[] hw = new Tensor[3], dw = new Tensor[3], hb = new Tensor[3];
+            for (int i = 0; i < 3; i++) {
+                int rows = i == 0 ? big : small;
+                hw[i] = hostBf16(w[i], rows, in);
+                dw[i] = gpuBf16.upload(host(w[i], rows, in));
+                hb[i] = b[i] == null ? null : host(b[i], rows);
+            }
+            Tensor xd = gpuBf16.fromHost(x, 1, in);
+            Tensor[] e = cpu.linears(xr, hw, hb), got = gpuBf16.linears(xd, dw, hb);
+            for (int i = 0; i < 3; i++) close("linears[" + i + "] in=" + in, e[i], gpuBf16, got[i], 2e-3);
+            Tensor up = gpuBf16.upload(host(rand(big * in, 0.05f), big, in));
+            Tensor upHost = hostBf16(gpuBf16.toHost(up), big, in);
+            close("swiGlu in=" + in, cpu.swiGlu(xr, hw[0], upHost), gpuBf16, gpuBf16.swiGlu(xd, dw[0], up), 2e-3);
+            Tensor down = gpuBf16.upload(host(rand(big * in, 0.05f), in, big));
+            float[] h = rand(big, 1);
+            close("addLinear in=" + big, cpu.addLinear(host(x, 1, in), host(roundBf16(h), 1, big), hostBf16(gpuBf16.toHost(down), in, big)),
+                    gpuBf16, gpuBf16.addLinear(xd, gpuBf16.fromHost(h, 1, big), down), 2e-3);
+            // the same products through the warp-per-row kernel and separate launches agree too
+            gpuBf16.useFusedGemv(false);
+            Tensor[] warp = gpuBf16.linears(xd, dw, hb);
+            gpuBf16.useFusedGemv(true);
+            for (int i = 0; i < 3; i++) close("warp kernel linears[" + i + "]", e[i], gpuBf16, warp[i], 2e-3);
+        }
+    }
+
     @Test
     void bf16InputReusedUntilWrittenInPlace() {
         int n = 4, in = 64, out = 32;

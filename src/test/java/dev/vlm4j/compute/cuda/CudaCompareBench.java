@@ -146,6 +146,19 @@ public final class CudaCompareBench {
                 }
                 m.put("host_queue_ms_step", issue / 1e6 / probe);
                 System.out.printf(Locale.ROOT, "  batch %d: host time to queue one step %.2f ms%n", b, issue / 1e6 / probe);
+                if (before) {
+                    be.useGraphs(false);
+                    int steps = 32;
+                    next = model.decodeBatchGreedy(seqs, next);
+                    be.synchronize();
+                    long c = System.nanoTime();
+                    for (int s = 0; s < steps; s++) next = model.decodeBatchGreedy(seqs, next);
+                    double d0 = (System.nanoTime() - c) / 1e9;
+                    be.useGraphs(true);
+                    res.put("extra:decode tok/s, batch " + b + ", eager launches without CUDA graphs (before, " + steps + " steps)", b * steps / d0);
+                    System.out.printf(Locale.ROOT, "vlm4j decode batch %d without CUDA graphs: %.1f tok/s (%.2f ms/step)%n",
+                            b, b * steps / d0, 1000 * d0 / steps);
+                }
                 if (before && b > 1) {
                     be.useBatchedKernels(false);
                     int steps = 8;
