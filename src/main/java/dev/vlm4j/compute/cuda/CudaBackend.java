@@ -30,8 +30,6 @@ public final class CudaBackend implements Backend {
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
     private static final int GEMV_ROWS = 8;
-    /** Output rows per block of the fused gemv kernel (GEMV_ROWS in kernels.cu). */
-    private static final int FUSED_ROWS = 2;
     /** Batch-1 products through gemv_bf16_fused (and q/k/v, gate/up, residual adds fused); VLM4J_CUDA_GEMV=warp: off. */
     private boolean fusedGemv = !"warp".equals(System.getenv("VLM4J_CUDA_GEMV"));
 
@@ -434,9 +432,11 @@ public final class CudaBackend implements Backend {
             if (!swiglu) r[i] = (int) ws[i].dim(0);
         }
         if (swiglu) r[0] = (int) ws[0].dim(0);
-        int outputs = r[0] + r[1] + r[2];
-        launch("gemv_bf16_fused", (outputs + FUSED_ROWS - 1) / FUSED_ROWS, 1, 256, 0, addr(x), in, w[0], w[1], w[2],
-                b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res), swiglu ? 1 : 0);
+        int outputs = r[0] + r[1] + r[2], weightRows = swiglu ? 2 * outputs : outputs;
+        // warps per row: enough warps for ~130 SMs also on 4096-row matrices
+        int split = weightRows >= 16384 ? 1 : weightRows >= 6144 ? 2 : 4, rowsPerBlock = 8 / split;
+        launch("gemv_bf16_fused", (outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 256, 0, addr(x), in, w[0], w[1], w[2],
+                b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res), swiglu ? 1 : 0, split);
     }
 
     @Override

@@ -331,15 +331,15 @@ extern "C" __global__ void gemv_bf16_sx(const float* x, const unsigned short* w,
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
 }
 
-// Fused matrix-vector products for one activation row (decoding). A block of 256 threads computes GEMV_ROWS output
-// rows, the whole block splitting each row's length (so there are many small blocks and no half-empty last wave on
-// a GPU with ~130 SMs, which the warp-per-row kernel left on the table for 11008-row matrices). The output rows are
-// the concatenation of up to three segments (e.g. q, k, v over one normed input): segment s has rows r_s of weight
-// w_s [r_s, in] (bf16), optional bias b_s and output y_s; res, when given, is added to segment 0 (a residual).
-// swiglu = 1: r0 outputs from two weights of r0 rows, y0 = silu(x w0^T) * (x w1^T). x is rounded to bf16 as the
-// GEMM path does; float32 accumulation. Needs in % 8 == 0 and 16-byte aligned rows. Grid: ceil(outputs / GEMV_ROWS).
-#define GEMV_ROWS 2
-#define GEMV_THREADS 256
+// Fused matrix-vector products for one activation row (decoding), warp-per-row like gemv_bf16 (16-byte weight
+// loads, four in flight per lane) with three additions that cut launches and fill the GPU:
+//  - the output rows are the concatenation of up to three segments (q, k and v over one normed input): segment s
+//    has r_s rows of weight w_s [r_s, in] (bf16), optional bias b_s and output y_s; res, when given, is added to
+//    segment 0 (a residual projection);
+//  - swiglu = 1: r0 outputs, each from row r of w0 (gate) and of w1 (up) in the same warp, y0 = silu(g) * u;
+//  - split = 1, 2 or 4 warps share a row (each a contiguous part of it, summed through shared memory), so that a
+//    4096-row matrix still gives every SM enough warps. Block: 8 warps, 8 / split rows; grid ceil(rows / (8 / split)).
+// x is rounded to bf16 as the GEMM path does; float32 accumulation. Needs in % 8 == 0 and 16-byte aligned rows.
 __device__ __forceinline__ float dot8_rounded(U32x4 v, const float* a) {
     return a[0] * __int_as_float(v.x << 16) + a[1] * __int_as_float(v.x & 0xffff0000u)
          + a[2] * __int_as_float(v.y << 16) + a[3] * __int_as_float(v.y & 0xffff0000u)
@@ -347,82 +347,92 @@ __device__ __forceinline__ float dot8_rounded(U32x4 v, const float* a) {
          + a[6] * __int_as_float(v.w << 16) + a[7] * __int_as_float(v.w & 0xffff0000u);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_THREADS) gemv_bf16_fused(const float* x, int in,
+__device__ __forceinline__ void round8(const F32x4* x4, int i, float* a) {
+    F32x4 p = x4[2 * i], q = x4[2 * i + 1];
+    a[0] = round_bf16(p.x); a[1] = round_bf16(p.y); a[2] = round_bf16(p.z); a[3] = round_bf16(p.w);
+    a[4] = round_bf16(q.x); a[5] = round_bf16(q.y); a[6] = round_bf16(q.z); a[7] = round_bf16(q.w);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemv_bf16_fused(const float* x, int in,
         const unsigned short* w0, const unsigned short* w1, const unsigned short* w2,
         const float* b0, const float* b1, const float* b2, float* y0, float* y1, float* y2,
-        int r0, int r1, int r2, const float* res, int swiglu) {
-    __shared__ float red[GEMV_THREADS / 32][2 * GEMV_ROWS];
-    const int per = swiglu ? 2 : 1, total = swiglu ? r0 : r0 + r1 + r2, first = blockIdx.x * GEMV_ROWS;
-    const U32x4* wr[2 * GEMV_ROWS];
-#pragma unroll
-    for (int t = 0; t < GEMV_ROWS; t++) {
-        int row = first + t;
-        wr[2 * t] = wr[2 * t + 1] = nullptr;
-        if (row >= total) continue;
+        int r0, int r1, int r2, const float* res, int swiglu, int split) {
+    __shared__ float red[2][8];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int part = warp % split, row = blockIdx.x * (8 / split) + warp / split;
+    const int total = swiglu ? r0 : r0 + r1 + r2;
+    const bool valid = row < total;
+    const U32x4 *wa = nullptr, *wb = nullptr;
+    if (valid) {
         if (swiglu) {
-            wr[2 * t] = (const U32x4*) (w0 + (long long) row * in);
-            wr[2 * t + 1] = (const U32x4*) (w1 + (long long) row * in);
+            wa = (const U32x4*) (w0 + (long long) row * in);
+            wb = (const U32x4*) (w1 + (long long) row * in);
         } else if (row < r0) {
-            wr[2 * t] = (const U32x4*) (w0 + (long long) row * in);
+            wa = (const U32x4*) (w0 + (long long) row * in);
         } else if (row < r0 + r1) {
-            wr[2 * t] = (const U32x4*) (w1 + (long long) (row - r0) * in);
+            wa = (const U32x4*) (w1 + (long long) (row - r0) * in);
         } else {
-            wr[2 * t] = (const U32x4*) (w2 + (long long) (row - r0 - r1) * in);
+            wa = (const U32x4*) (w2 + (long long) (row - r0 - r1) * in);
         }
     }
-    float acc[2 * GEMV_ROWS];
-#pragma unroll
-    for (int j = 0; j < 2 * GEMV_ROWS; j++) acc[j] = 0.f;
     const F32x4* x4 = (const F32x4*) x;
-    const int n8 = in >> 3;
-    for (int c = threadIdx.x; c < n8; c += 2 * GEMV_THREADS) {
-        // two chunks per thread and pass, all weight loads issued before any is used
-        const int c2 = c + GEMV_THREADS;
-        const bool has2 = c2 < n8;
-        U32x4 v[2][2 * GEMV_ROWS];
+    const int n8 = in >> 3, lo = part * n8 / split, hi = (part + 1) * n8 / split;
+    float acc = 0.f, acc2 = 0.f;
+    if (valid) {
+        int i = lo + lane;
+        float a[8];
+        if (wb) {
+            for (; i + 32 < hi; i += 64) {
+                U32x4 u0 = wa[i], u1 = wa[i + 32], v0 = wb[i], v1 = wb[i + 32];
+                round8(x4, i, a);
+                acc += dot8_rounded(u0, a);
+                acc2 += dot8_rounded(v0, a);
+                round8(x4, i + 32, a);
+                acc += dot8_rounded(u1, a);
+                acc2 += dot8_rounded(v1, a);
+            }
+            for (; i < hi; i += 32) {
+                U32x4 u = wa[i], v = wb[i];
+                round8(x4, i, a);
+                acc += dot8_rounded(u, a);
+                acc2 += dot8_rounded(v, a);
+            }
+        } else {
+            for (; i + 96 < hi; i += 128) {
+                U32x4 v[4] = {wa[i], wa[i + 32], wa[i + 64], wa[i + 96]};
 #pragma unroll
-        for (int j = 0; j < 2 * GEMV_ROWS; j++) {
-            if (wr[j]) {
-                v[0][j] = wr[j][c];
-                if (has2) v[1][j] = wr[j][c2];
+                for (int u = 0; u < 4; u++) {
+                    round8(x4, i + 32 * u, a);
+                    acc += dot8_rounded(v[u], a);
+                }
+            }
+            for (; i < hi; i += 32) {
+                U32x4 v = wa[i];
+                round8(x4, i, a);
+                acc += dot8_rounded(v, a);
             }
         }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            if (h == 1 && !has2) break;
-            int cc = h == 0 ? c : c2;
-            F32x4 p = x4[2 * cc], q = x4[2 * cc + 1];
-            float a[8] = {round_bf16(p.x), round_bf16(p.y), round_bf16(p.z), round_bf16(p.w),
-                          round_bf16(q.x), round_bf16(q.y), round_bf16(q.z), round_bf16(q.w)};
-#pragma unroll
-            for (int j = 0; j < 2 * GEMV_ROWS; j++) if (wr[j]) acc[j] += dot8_rounded(v[h][j], a);
-        }
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int j = 0; j < 2 * GEMV_ROWS; j++) {
-        float s = warp_sum(acc[j]);
-        if (lane == 0) red[warp][j] = s;
+    acc = warp_sum(acc);
+    acc2 = warp_sum(acc2);
+    if (split > 1) {
+        if (lane == 0) { red[0][warp] = acc; red[1][warp] = acc2; }
+        __syncthreads();
+        if (part != 0) return;
+        acc = 0.f;
+        acc2 = 0.f;
+        for (int p = 0; p < split; p++) { acc += red[0][warp + p]; acc2 += red[1][warp + p]; }
     }
-    __syncthreads();
-    if (threadIdx.x >= GEMV_ROWS) return;
-    const int t = threadIdx.x, row = first + t;
-    if (row >= total) return;
-    float s0 = 0.f, s1 = 0.f;
-    for (int w = 0; w < GEMV_THREADS / 32; w++) {
-        s0 += red[w][2 * t];
-        s1 += red[w][2 * t + 1];
-    }
+    if (lane != 0 || !valid) return;
     if (swiglu) {
-        y0[row] = s0 / (1.f + expf(-s0)) * s1;
+        y0[row] = acc / (1.f + expf(-acc)) * acc2;
     } else if (row < r0) {
-        y0[row] = s0 + (b0 ? b0[row] : 0.f) + (res ? res[row] : 0.f);
+        y0[row] = acc + (b0 ? b0[row] : 0.f) + (res ? res[row] : 0.f);
     } else if (row < r0 + r1) {
-        y1[row - r0] = s0 + (b1 ? b1[row - r0] : 0.f);
+        y1[row - r0] = acc + (b1 ? b1[row - r0] : 0.f);
     } else {
-        y2[row - r0 - r1] = s0 + (b2 ? b2[row - r0 - r1] : 0.f);
+        y2[row - r0 - r1] = acc + (b2 ? b2[row - r0 - r1] : 0.f);
     }
-    (void) per;
 }
 
 // The float32-weight version (parity mode): needs in % 4 == 0.

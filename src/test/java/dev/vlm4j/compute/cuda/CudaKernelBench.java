@@ -46,6 +46,40 @@ public final class CudaKernelBench {
                             us, 2.0 * out * in / us / 1e3);
                 }
             }
+            // the fused decode ops against their unfused compositions (warp-per-row kernel, separate launches)
+            Tensor xq = be.fromHost(randF32(4096), 1, 4096);
+            Tensor[] qkv = {be.upload(randBf16(a, 4096, 4096)), be.upload(randBf16(a, 1024, 4096)), be.upload(randBf16(a, 1024, 4096))};
+            Tensor[] qkvB = {be.upload(randBf16(a, 4096)), be.upload(randBf16(a, 1024)), be.upload(randBf16(a, 1024))};
+            Tensor gate = be.upload(randBf16(a, 11008, 4096)), up = be.upload(randBf16(a, 11008, 4096));
+            Tensor down = be.upload(randBf16(a, 4096, 11008)), hmid = be.fromHost(randF32(11008), 1, 11008);
+            java.util.Map<String, Runnable> ops = new java.util.LinkedHashMap<>();
+            ops.put("q/k/v 4096+1024+1024 x 4096, bias", () -> be.linears(xq, qkv, qkvB));
+            ops.put("gate/up SwiGLU 2 x 11008 x 4096", () -> be.swiGlu(xq, gate, up));
+            ops.put("down + residual 4096 x 11008", () -> be.addLinear(xq, hmid, down));
+            ops.put("o_proj + residual 4096 x 4096", () -> be.addLinear(xq, xq, qkv[0]));
+            long[] bytes = {2L * 6144 * 4096, 4L * 11008 * 4096, 2L * 11008 * 4096, 2L * 4096 * 4096};
+            int k = 0;
+            for (var e : ops.entrySet()) {
+                for (boolean fused : new boolean[]{false, true}) {
+                    be.useFusedGemv(fused);
+                    Object key = e.getKey() + fused;
+                    Runnable step = () -> be.graph(key, () -> {
+                        for (int i = 0; i < 20; i++) e.getValue().run();
+                        return null;
+                    });
+                    step.run();
+                    step.run();
+                    be.synchronize();
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < reps / 20; i++) step.run();
+                    be.synchronize();
+                    double us = (System.nanoTime() - t0) / 1e3 / (reps / 20 * 20);
+                    System.out.printf(Locale.ROOT, "%-36s %-7s: %8.2f us  %7.1f GB/s%n", e.getKey(), fused ? "fused" : "unfused",
+                            us, bytes[k] / us / 1e3);
+                }
+                k++;
+            }
+            be.useFusedGemv(true);
             Tensor x = be.fromHost(randF32(4096), 1, 4096), nw = be.upload(randBf16(a, 4096));
             for (String op : new String[]{"rmsNorm", "add"}) {
                 be.synchronize();
