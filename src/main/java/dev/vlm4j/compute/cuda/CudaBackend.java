@@ -433,10 +433,14 @@ public final class CudaBackend implements Backend {
         }
         if (swiglu) r[0] = (int) ws[0].dim(0);
         int outputs = r[0] + r[1] + r[2], weightRows = swiglu ? 2 * outputs : outputs;
-        // warps per row: enough warps for ~130 SMs also on 4096-row matrices
-        int split = weightRows >= 16384 ? 1 : weightRows >= 6144 ? 2 : 4, rowsPerBlock = 8 / split;
-        launch("gemv_bf16_fused", (outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 256, 0, addr(x), in, w[0], w[1], w[2],
-                b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res), swiglu ? 1 : 0, split);
+        // warps per row: enough warps for ~130 SMs also on 4096-row matrices. Large matrices take blocks of 16 warps
+        // with x staged once per block in shared memory (as gemv_bf16_sx), the others 8 warps reading x directly
+        int split = weightRows >= 16384 ? 1 : weightRows >= 6144 ? 2 : 4;
+        boolean stage = split == 1 && in * 4 <= 48 * 1024;
+        int warps = stage ? 16 : 8, rowsPerBlock = warps / split;
+        launch("gemv_bf16_fused", (outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * warps, stage ? in * 4 : 0, addr(x), in,
+                w[0], w[1], w[2], b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res),
+                swiglu ? 1 : 0, split, stage ? 1 : 0);
     }
 
     @Override

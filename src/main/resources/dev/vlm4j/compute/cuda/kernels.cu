@@ -338,8 +338,10 @@ extern "C" __global__ void gemv_bf16_sx(const float* x, const unsigned short* w,
 //    segment 0 (a residual projection);
 //  - swiglu = 1: r0 outputs, each from row r of w0 (gate) and of w1 (up) in the same warp, y0 = silu(g) * u;
 //  - split = 1, 2 or 4 warps share a row (each a contiguous part of it, summed through shared memory), so that a
-//    4096-row matrix still gives every SM enough warps. Block: 8 warps, 8 / split rows; grid ceil(rows / (8 / split)).
+//    4096-row matrix still gives every SM enough warps. Block: W warps (blockDim 32 W, W <= 16), W / split rows.
 // x is rounded to bf16 as the GEMM path does; float32 accumulation. Needs in % 8 == 0 and 16-byte aligned rows.
+// stage = 1: x is rounded once per block into dynamic shared memory (in floats), which spares the per-row reads of
+// x from L1 that otherwise compete with the weight stream (the large matrices).
 __device__ __forceinline__ float dot8_rounded(U32x4 v, const float* a) {
     return a[0] * __int_as_float(v.x << 16) + a[1] * __int_as_float(v.x & 0xffff0000u)
          + a[2] * __int_as_float(v.y << 16) + a[3] * __int_as_float(v.y & 0xffff0000u)
@@ -347,19 +349,29 @@ __device__ __forceinline__ float dot8_rounded(U32x4 v, const float* a) {
          + a[6] * __int_as_float(v.w << 16) + a[7] * __int_as_float(v.w & 0xffff0000u);
 }
 
-__device__ __forceinline__ void round8(const F32x4* x4, int i, float* a) {
+// The 8 bf16-rounded x values of chunk i: from the shared copy (already rounded) or from global memory.
+__device__ __forceinline__ void round8(const F32x4* x4, bool staged, int i, float* a) {
     F32x4 p = x4[2 * i], q = x4[2 * i + 1];
+    if (staged) {
+        a[0] = p.x; a[1] = p.y; a[2] = p.z; a[3] = p.w; a[4] = q.x; a[5] = q.y; a[6] = q.z; a[7] = q.w;
+        return;
+    }
     a[0] = round_bf16(p.x); a[1] = round_bf16(p.y); a[2] = round_bf16(p.z); a[3] = round_bf16(p.w);
     a[4] = round_bf16(q.x); a[5] = round_bf16(q.y); a[6] = round_bf16(q.z); a[7] = round_bf16(q.w);
 }
 
-extern "C" __global__ void __launch_bounds__(256) gemv_bf16_fused(const float* x, int in,
+extern "C" __global__ void __launch_bounds__(512) gemv_bf16_fused(const float* x, int in,
         const unsigned short* w0, const unsigned short* w1, const unsigned short* w2,
         const float* b0, const float* b1, const float* b2, float* y0, float* y1, float* y2,
-        int r0, int r1, int r2, const float* res, int swiglu, int split) {
-    __shared__ float red[2][8];
+        int r0, int r1, int r2, const float* res, int swiglu, int split, int stage) {
+    __shared__ float red[2][16];
+    extern __shared__ float xs[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int part = warp % split, row = blockIdx.x * (8 / split) + warp / split;
+    const int part = warp % split, row = blockIdx.x * ((blockDim.x >> 5) / split) + warp / split;
+    if (stage) {
+        for (int k = threadIdx.x; k < in; k += blockDim.x) xs[k] = round_bf16(x[k]);
+        __syncthreads();
+    }
     const int total = swiglu ? r0 : r0 + r1 + r2;
     const bool valid = row < total;
     const U32x4 *wa = nullptr, *wb = nullptr;
@@ -375,7 +387,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_bf16_fused(const float* x
             wa = (const U32x4*) (w2 + (long long) (row - r0 - r1) * in);
         }
     }
-    const F32x4* x4 = (const F32x4*) x;
+    const F32x4* x4 = (const F32x4*) (stage ? xs : x);
+    const bool st = stage != 0;
     const int n8 = in >> 3, lo = part * n8 / split, hi = (part + 1) * n8 / split;
     float acc = 0.f, acc2 = 0.f;
     if (valid) {
@@ -384,16 +397,16 @@ extern "C" __global__ void __launch_bounds__(256) gemv_bf16_fused(const float* x
         if (wb) {
             for (; i + 32 < hi; i += 64) {
                 U32x4 u0 = wa[i], u1 = wa[i + 32], v0 = wb[i], v1 = wb[i + 32];
-                round8(x4, i, a);
+                round8(x4, st, i, a);
                 acc += dot8_rounded(u0, a);
                 acc2 += dot8_rounded(v0, a);
-                round8(x4, i + 32, a);
+                round8(x4, st, i + 32, a);
                 acc += dot8_rounded(u1, a);
                 acc2 += dot8_rounded(v1, a);
             }
             for (; i < hi; i += 32) {
                 U32x4 u = wa[i], v = wb[i];
-                round8(x4, i, a);
+                round8(x4, st, i, a);
                 acc += dot8_rounded(u, a);
                 acc2 += dot8_rounded(v, a);
             }
@@ -402,13 +415,13 @@ extern "C" __global__ void __launch_bounds__(256) gemv_bf16_fused(const float* x
                 U32x4 v[4] = {wa[i], wa[i + 32], wa[i + 64], wa[i + 96]};
 #pragma unroll
                 for (int u = 0; u < 4; u++) {
-                    round8(x4, i + 32 * u, a);
+                    round8(x4, st, i + 32 * u, a);
                     acc += dot8_rounded(v[u], a);
                 }
             }
             for (; i < hi; i += 32) {
                 U32x4 v = wa[i];
-                round8(x4, i, a);
+                round8(x4, st, i, a);
                 acc += dot8_rounded(v, a);
             }
         }
