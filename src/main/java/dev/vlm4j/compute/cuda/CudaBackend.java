@@ -26,6 +26,8 @@ public final class CudaBackend implements Backend {
     private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
     /** Split-key attention: used for at most this many queries, keys per split at least SPLIT_CHUNK. */
     private static final int SPLIT_MAX_QUERIES = 16, SPLIT_CHUNK = 256, SPLIT_MAX = 64;
+    /** Batched decode attention: keys per split (a block's 8 warps take 8 each, so short caches still fill the GPU). */
+    private static final int DECODE_CHUNK = 64;
     private static final long WORKSPACE = 32L << 20;
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
@@ -508,7 +510,12 @@ public final class CudaBackend implements Backend {
         Tensor xd = dev(x), wd = upload(w);
         int d = (int) x.dim(-1), n = rows(x);
         Tensor y = newF32(x.shape());
-        if (n > 0) launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
+        if (n == 0) return y;
+        int threads = Math.min(1024, ((d / 4) + 31) / 32 * 32);
+        if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32)
+            launch("rms_norm_v4", n, 1, threads, 0, addr(xd), addr(wd), addr(y), d, eps);
+        else
+            launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
         return y;
     }
 
@@ -719,10 +726,10 @@ public final class CudaBackend implements Backend {
         int shared = ATT_WARPS * (d + 2) * 4;
         float scale = (float) (1.0 / Math.sqrt(d));
         // few sequences over long caches: split the keys so that there are enough blocks, then merge. The split is
-        // chosen from the longest length rounded up to SPLIT_CHUNK (the kernel reads the lengths from the table), so
-        // the launch stays the same for SPLIT_CHUNK steps and a captured decode step can be replayed
-        int bucket = (maxLen + SPLIT_CHUNK - 1) / SPLIT_CHUNK * SPLIT_CHUNK;
-        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, bucket / SPLIT_CHUNK));
+        // chosen from the longest length rounded up to DECODE_CHUNK (the kernel reads the lengths from the table), so
+        // the launch stays the same for DECODE_CHUNK steps and a captured decode step can be replayed
+        int bucket = (maxLen + DECODE_CHUNK - 1) / DECODE_CHUNK * DECODE_CHUNK;
+        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, bucket / DECODE_CHUNK));
         if (splits == 1) {
             launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, 0);
         } else {

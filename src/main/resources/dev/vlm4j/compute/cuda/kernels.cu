@@ -4,6 +4,9 @@
 
 #define NEG_INF __int_as_float(0xff800000)
 
+struct alignas(16) U32x4 { unsigned int x, y, z, w; };
+struct alignas(16) F32x4 { float x, y, z, w; };
+
 __device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __int_as_float(((unsigned int) b) << 16); }
 
 __device__ __forceinline__ unsigned short f32_to_bf16(float f) {
@@ -64,6 +67,38 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, in
     ss = block_sum(ss, red);
     float inv = rsqrtf(ss / d + eps);
     for (int k = threadIdx.x; k < d; k += blockDim.x) yr[k] = w[k] * (xr[k] * inv);
+}
+
+// rms_norm for rows with d % 4 == 0 and d <= 16 * blockDim: each thread keeps its float4s in registers (one read of
+// x, all loads in flight at once) and the block is as wide as the row (a decode step's single row is one block, so
+// the latency of a sequential loop over the row was most of its time).
+extern "C" __global__ void rms_norm_v4(const float* x, const float* w, float* y, int d, float eps) {
+    __shared__ float red[32];
+    const F32x4* xr = (const F32x4*) (x + (long long) blockIdx.x * d);
+    const F32x4* w4 = (const F32x4*) w;
+    F32x4* yr = (F32x4*) (y + (long long) blockIdx.x * d);
+    const int d4 = d >> 2;
+    F32x4 v[4];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int k = threadIdx.x + j * blockDim.x;
+        if (k < d4) {
+            v[j] = xr[k];
+            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+        }
+    }
+    ss = block_sum(ss, red);
+    float inv = rsqrtf(ss / d + eps);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int k = threadIdx.x + j * blockDim.x;
+        if (k < d4) {
+            F32x4 g = w4[k], o;
+            o.x = g.x * (v[j].x * inv); o.y = g.y * (v[j].y * inv); o.z = g.z * (v[j].z * inv); o.w = g.w * (v[j].w * inv);
+            yr[k] = o;
+        }
+    }
 }
 
 extern "C" __global__ void add_f32(const float* a, const float* b, float* y, long long n) {
@@ -262,8 +297,6 @@ extern "C" __global__ void attention_combine(const float* part, float* out, int 
     }
 }
 
-struct alignas(16) U32x4 { unsigned int x, y, z, w; };
-struct alignas(16) F32x4 { float x, y, z, w; };
 
 __device__ __forceinline__ float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
