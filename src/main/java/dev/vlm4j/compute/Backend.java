@@ -165,6 +165,12 @@ public interface Backend extends AutoCloseable {
      */
     default Tensor view(Tensor x, long... shape) { return x.reshape(shape); }
 
+    /**
+     * Gives memory the backend caches for reuse (freed activations) back to the system, e.g. when a server goes idle
+     * after a burst of large requests. Tensors still in use stay valid. By default nothing is cached.
+     */
+    default void releaseCachedMemory() {}
+
     @Override
     default void close() {}
 }

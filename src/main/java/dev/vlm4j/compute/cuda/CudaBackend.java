@@ -171,6 +171,18 @@ public final class CudaBackend implements Backend {
     public Precision precision() { return precision; }
     public String deviceName() { return name; }
 
+    /**
+     * Waits for queued work, collects unreachable activations and frees every cached block (the pool otherwise keeps
+     * them for reuse, up to what the largest request needed). The step-graph arena stays (it is reused every step).
+     */
+    @Override
+    public void releaseCachedMemory() {
+        bind();
+        noSyncInStep("releaseCachedMemory");
+        drv.streamSynchronize(stream);
+        pool.trim();
+    }
+
     /** Bytes this backend holds on the device (weights, activations, cached blocks) and its peak. */
     public long[] deviceBytes() { return new long[]{pool.driverBytes(), pool.peakDriverBytes()}; }
 

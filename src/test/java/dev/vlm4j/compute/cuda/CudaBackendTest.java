@@ -289,4 +289,18 @@ class CudaBackendTest {
         System.out.println("pool after 10000 x 1 MiB steps: +" + (grown >> 20) + " MiB held, peak " + (gpu.deviceBytes()[1] >> 20) + " MiB");
         assertTrue(grown < (6L << 30), "the pool kept " + grown + " bytes");   // it collects every <= 4 GiB
     }
+
+    @Test
+    void releaseCachedMemoryReturnsBlocksToTheDriver() {
+        Tensor keep = gpu.fromHost(rand(1000, 1), 10, 100);
+        for (int i = 0; i < 64; i++) gpu.zeros(1024, 1024 + i);   // ~256 MiB of garbage in distinct size classes
+        gpu.synchronize();
+        long held = gpu.deviceBytes()[0];
+        gpu.releaseCachedMemory();
+        long after = gpu.deviceBytes()[0];
+        System.out.println("releaseCachedMemory: " + (held >> 20) + " MiB -> " + (after >> 20) + " MiB");
+        assertTrue(after < held - (128L << 20), "held " + held + " bytes, still " + after + " after releasing the cache");
+        assertEquals(1000, gpu.toHost(keep).length);   // a live tensor is untouched
+        assertArrayEquals(gpu.toHost(keep), gpu.toHost(gpu.add(keep, gpu.zeros(10, 100))));
+    }
 }
