@@ -199,7 +199,7 @@ public final class Qwen25VLModel implements AutoCloseable {
             pos[0][i] = pos[1][i] = pos[2][i] = s.cache.length() + s.ropeDelta;
         }
         for (KvCache c : caches) c.reserve(1);
-        Tensor out = backend.graph(new StepKey(b, logits), () -> {
+        Tensor out = backend.graph(new StepKey(this, b, logits), () -> {
             Tensor h = lm.decodeStep(lm.embed(tokens), pos, caches);
             return logits ? lm.logits(h) : h;
         });
@@ -207,8 +207,8 @@ public final class Qwen25VLModel implements AutoCloseable {
         return out;
     }
 
-    /** The key of a replayable decode step: its batch size and whether it ends with the LM head. */
-    private record StepKey(int batch, boolean logits) {}
+    /** The key of a replayable decode step: the model (by identity), the batch size, whether it ends with the LM head. */
+    private record StepKey(Qwen25VLModel model, int batch, boolean logits) {}
 
     /** Logits of the last row of {@code hidden}. */
     public float[] lastLogits(Tensor hidden) {

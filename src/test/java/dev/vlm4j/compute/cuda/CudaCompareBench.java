@@ -41,6 +41,7 @@ public final class CudaCompareBench {
                 case "--batches" -> batches = java.util.Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--before" -> before = true;
                 case "--decode-only" -> decodeOnly = true;
+                case "--vision-only" -> batches = new int[0];
                 default -> throw new IllegalArgumentException(args[i]);
             }
         }
