@@ -63,6 +63,10 @@ public final class CudaBackend implements Backend {
     private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
     private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
+    /** Full attention over at least this many tokens runs as batched products (bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off. */
+    private static final int GEMM_ATT_MIN = 1024;
+    private static final long GEMM_ATT_BYTES = 512L << 20;
+    private boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
     /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
@@ -115,6 +119,9 @@ public final class CudaBackend implements Backend {
 
     /** Switches the tiled (flash) attention for many queries (on by default; VLM4J_CUDA_FLASH=0). */
     public void useFlashAttention(boolean on) { flashAttention = on; }
+
+    /** Switches full attention over long sequences as batched products (on by default), for benchmarks and tests. */
+    public void useGemmAttention(boolean on) { gemmAttention = on; }
 
     /** Switches the fused batch-1 gemv kernel (on by default; VLM4J_CUDA_GEMV=warp), for benchmarks and tests. */
     public void useFusedGemv(boolean on) { fusedGemv = on; }
@@ -663,6 +670,12 @@ public final class CudaBackend implements Backend {
             java.lang.ref.Reference.reachabilityFence(part);
             return y;
         }
+        if (gemmAttention && precision == Precision.BF16 && !mask.causal() && hq == hkv && kvLen == n && d % 8 == 0
+                && longSegments(seg, n)) {
+            int[] bounds = seg == null ? new int[]{0, n} : seg;
+            for (int s = 0; s + 1 < bounds.length; s++) gemmAttention(qd, kd, vd, y, bounds[s], bounds[s + 1] - bounds[s], hq, d, scale);
+            return y;
+        }
         MemorySegment segs = seg == null ? null : ints(seg);
         if (flashAttention && n >= FLASH_MIN_QUERIES && d % 16 == 0 && d <= FLASH_MAX_D) {
             // many queries (prefill, vision tower): 64-query tiles against 64-key tiles in shared memory
@@ -677,6 +690,47 @@ public final class CudaBackend implements Backend {
                 mask.causal() ? 1 : 0, mask.queryOffset());
         java.lang.ref.Reference.reachabilityFence(segs);
         return y;
+    }
+
+    /**
+     * Full attention over a long sequence (the ViT's full-attention blocks) as products on the tensor cores: per head
+     * S = scale Q K^T (bf16 inputs, float32 scores), P = bf16(softmax(S)), O = P V, heads in groups so that the score
+     * matrices stay under GEMM_ATT_BYTES. Same precision as a bf16 model's attention in transformers; the float32
+     * flash kernel stays for the float32 mode, masks and grouped KV heads.
+     */
+    private void gemmAttention(Tensor q, Tensor k, Tensor v, Tensor y, int row0, int n, int heads, int d, float scale) {
+        long width = (long) heads * d, nn = (long) n * n, first = row0 * width;
+        MemorySegment qb = scratch(n * width * 2), kb = scratch(n * width * 2), vb = scratch(n * width * 2);
+        elementwise("f32_to_bf16_kernel", n * width, addr(q) + 4 * first, qb.address(), n * width);
+        elementwise("f32_to_bf16_kernel", n * width, addr(k) + 4 * first, kb.address(), n * width);
+        elementwise("f32_to_bf16_kernel", n * width, addr(v) + 4 * first, vb.address(), n * width);
+        int group = (int) Math.max(1, Math.min(heads, GEMM_ATT_BYTES / (nn * 4)));
+        MemorySegment sc = scratch(group * nn * 4), pb = scratch(group * nn * 2);
+        for (int h0 = 0; h0 < heads; h0 += group) {
+            int g = Math.min(group, heads - h0);
+            long off = (long) h0 * d;
+            // column-major view: S^T (keys x queries) = op_T(K^T [d x n]) * Q^T [d x n], one batch entry per head
+            blas.batched(kb.address() + 2 * off, new CublasLt.Operand(true, d, n, width, d),
+                    qb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
+                    sc.address(), new CublasLt.Operand(false, n, n, n, nn), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, scale, stream);
+            launch("softmax_rows_bf16", g * n, 1, BLOCK, 0, sc.address(), pb.address(), n);
+            // O^T (d x queries) = V^T [d x keys] * P^T [keys x queries]
+            blas.batched(vb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
+                    pb.address(), new CublasLt.Operand(false, n, n, n, nn),
+                    addr(y) + 4 * (first + off), new CublasLt.Operand(false, d, n, width, d), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, stream);
+        }
+        java.lang.ref.Reference.reachabilityFence(qb);
+        java.lang.ref.Reference.reachabilityFence(kb);
+        java.lang.ref.Reference.reachabilityFence(vb);
+        java.lang.ref.Reference.reachabilityFence(sc);
+        java.lang.ref.Reference.reachabilityFence(pb);
+    }
+
+    /** Whether every segment (or the one sequence) is long enough for the product form of attention. */
+    private static boolean longSegments(int[] seg, int n) {
+        if (seg == null) return n >= GEMM_ATT_MIN;
+        for (int s = 0; s + 1 < seg.length; s++) if (seg[s + 1] - seg[s] < GEMM_ATT_MIN) return false;
+        return true;
     }
 
     /** A device int64 table of the given values (queued on the stream). */

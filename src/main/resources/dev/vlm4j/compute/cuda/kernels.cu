@@ -101,6 +101,22 @@ extern "C" __global__ void rms_norm_v4(const float* x, const float* w, float* y,
     }
 }
 
+// P[r, :] = bf16(softmax(S[r, :])) for rows of length n (scores already scaled), one block per row. Used by the
+// GEMM form of full (unmasked) attention over long sequences: S = Q K^T and O = P V run on the tensor cores.
+extern "C" __global__ void softmax_rows_bf16(const float* S, unsigned short* P, int n) {
+    __shared__ float red[32];
+    const float* sr = S + (long long) blockIdx.x * n;
+    unsigned short* pr = P + (long long) blockIdx.x * n;
+    float mx = NEG_INF;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, sr[j]);
+    mx = block_max(mx, red);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sum += expf(sr[j] - mx);
+    sum = block_sum(sum, red);
+    float inv = 1.f / sum;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) pr[j] = f32_to_bf16(expf(sr[j] - mx) * inv);
+}
+
 extern "C" __global__ void add_f32(const float* a, const float* b, float* y, long long n) {
     long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = a[i] + b[i];

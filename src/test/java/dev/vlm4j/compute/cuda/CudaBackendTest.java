@@ -214,6 +214,25 @@ class CudaBackendTest {
         }
     }
 
+    /** Full attention over a long sequence in bf16 mode runs as batched tensor-core products (bf16 Q, K, V and P). */
+    @Test
+    void longFullAttentionAsProducts() {
+        int n = 2300, heads = 4, d = 80;
+        AttentionMask mask = AttentionMask.segments(new int[]{0, 1100, n});   // two long images
+        float[] q = rand(n * heads * d, 1), k = rand(n * heads * d, 1), v = rand(n * heads * d, 1);
+        Tensor e = cpu.attention(host(roundBf16(q), n, (long) heads * d), host(roundBf16(k), n, (long) heads * d),
+                host(roundBf16(v), n, (long) heads * d), n, heads, heads, mask);
+        Tensor qd = gpuBf16.fromHost(q, n, (long) heads * d), kd = gpuBf16.fromHost(k, n, (long) heads * d),
+                vd = gpuBf16.fromHost(v, n, (long) heads * d);
+        // bf16 probabilities: about 2^-9 relative per weight, averaged over the keys
+        close("attention as products", e, gpuBf16, gpuBf16.attention(qd, kd, vd, n, heads, heads, mask), 5e-3);
+        gpuBf16.useGemmAttention(false);
+        Tensor flash = gpuBf16.attention(qd, kd, vd, n, heads, heads, mask);
+        gpuBf16.useGemmAttention(true);
+        close("attention flash kernel, same inputs rounded", cpu.attention(host(q, n, (long) heads * d), host(k, n, (long) heads * d),
+                host(v, n, (long) heads * d), n, heads, heads, mask), gpuBf16, flash, 1e-4);
+    }
+
     private void attentionCase(String what, int n, int kvRows, int kvLen, int hq, int hkv, int d, AttentionMask mask) {
         float[] q = rand(n * hq * d, 1), k = rand(kvRows * hkv * d, 1), v = rand(kvRows * hkv * d, 1);
         Tensor e = cpu.attention(host(q, n, (long) hq * d), host(k, kvRows, (long) hkv * d), host(v, kvRows, (long) hkv * d),

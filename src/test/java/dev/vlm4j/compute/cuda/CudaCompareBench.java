@@ -75,8 +75,15 @@ public final class CudaCompareBench {
             res.put("vision_ms", vis);
             System.out.printf(Locale.ROOT, "vlm4j vision encode 1036x1036: %.1f ms%n", vis);
             if (before) {
+                be.useGemmAttention(false);
+                double vf = timeVision(model, be, px, grids, 1, 3);
+                be.useGemmAttention(true);
+                res.put("extra:vision encode ms, full-attention blocks on the float32 flash kernel (before)", vf);
+                System.out.printf(Locale.ROOT, "vlm4j vision encode, full attention on the flash kernel: %.1f ms%n", vf);
                 be.useFlashAttention(false);
+                be.useGemmAttention(false);
                 double v0 = timeVision(model, be, px, grids, 1, 2);
+                be.useGemmAttention(true);
                 be.useFlashAttention(true);
                 res.put("extra:vision encode ms, one-query-per-block attention (before)", v0);
                 System.out.printf(Locale.ROOT, "vlm4j vision encode, old attention kernel: %.1f ms%n", v0);
@@ -91,7 +98,9 @@ public final class CudaCompareBench {
             System.out.printf(Locale.ROOT, "vlm4j prefill image + 32 text tokens (%d tokens): %.1f ms%n", ids.length, pre);
             if (before) {
                 be.useFlashAttention(false);
+                be.useGemmAttention(false);
                 double p0 = timePrefill(model, be, ids, vin, 1, 2);
+                be.useGemmAttention(true);
                 be.useFlashAttention(true);
                 res.put("extra:prefill ms, one-query-per-block attention (before)", p0);
                 System.out.printf(Locale.ROOT, "vlm4j prefill, old attention kernel: %.1f ms%n", p0);
