@@ -171,6 +171,17 @@ public interface Backend extends AutoCloseable {
      */
     default void releaseCachedMemory() {}
 
+    /**
+     * Runs {@code fn(input)}: one self-contained piece of the model, such as a decoder layer or a ViT block, whose
+     * only differentiable input is {@code input} (besides the weights). A training backend may keep just
+     * {@code input} and run {@code fn} again during the backward instead of keeping the piece's activations
+     * (gradient checkpointing), so {@code fn} must compute the same result when re-run; it may rewrite scratch
+     * tensors such as its KV-cache rows, but must not modify {@code input}. Other backends just call it.
+     */
+    default Tensor checkpoint(String segment, Tensor input, java.util.function.UnaryOperator<Tensor> fn) {
+        return fn.apply(input);
+    }
+
     @Override
     default void close() {}
 }

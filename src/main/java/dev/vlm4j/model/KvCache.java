@@ -47,10 +47,10 @@ public final class KvCache {
         capacity = cap;
     }
 
-    /** Writes the new tokens' keys and values of one layer at the current end (does not advance). */
-    void put(int layer, Tensor keys, Tensor values) {
-        backend.copyRows(k[layer], length, keys);
-        backend.copyRows(v[layer], length, values);
+    /** Writes the new tokens' keys and values of one layer from row {@code at} (the current end; does not advance). */
+    void put(int layer, int at, Tensor keys, Tensor values) {
+        backend.copyRows(k[layer], at, keys);
+        backend.copyRows(v[layer], at, values);
     }
 
     void advance(int n) { length += n; }

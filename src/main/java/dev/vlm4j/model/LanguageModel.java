@@ -70,23 +70,15 @@ public final class LanguageModel {
      * layer (the last one with the final norm applied), as transformers' output_hidden_states does.
      */
     public Tensor forward(Tensor x, long[][] pos, KvCache cache, BiConsumer<String, Tensor> tap) {
-        int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
+        int n = (int) x.dim(0);
         float[][] cs = rope.tables(pos, 0, n);
         Tensor cos = be.fromHost(cs[0], n, cfg.headDim()), sin = be.fromHost(cs[1], n, cfg.headDim());
         cache.reserve(n);
         int past = cache.length();
         if (tap != null) tap.accept("hidden_state0", x);
         for (int li = 0; li < layers.length; li++) {
-            Layer L = layers[li];
-            Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
-            Tensor[] qkv = be.linears(xn, new Tensor[]{L.qW, L.kW, L.vW}, new Tensor[]{L.qB, L.kB, L.vB});
-            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
-            be.rotary(q, hq, cos, sin);
-            be.rotary(k, hkv, cos, sin);
-            cache.put(li, k, v);
-            Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
-            Tensor h = be.addLinear(x, a, L.oW);
-            x = mlpResidual(h, L);
+            int l = li;
+            x = be.checkpoint("model.layers." + li, x, in -> layer(l, in, cos, sin, cache, past));
             if (tap != null && li < layers.length - 1) tap.accept("hidden_state" + (li + 1), x);
         }
         cache.advance(n);
@@ -144,6 +136,25 @@ public final class LanguageModel {
             x = mlpResidual(h, L);
         }
         return be.rmsNorm(x, norm, eps);
+    }
+
+    /**
+     * Decoder layer {@code li} over the new tokens {@code x} (rows {@code past..} of the sequence): attention with its
+     * keys and values written into the cache at row {@code past}, then the MLP, each with its residual. Re-running
+     * it rewrites the same cache rows with the same values (gradient checkpointing re-runs it in the backward).
+     */
+    private Tensor layer(int li, Tensor x, Tensor cos, Tensor sin, KvCache cache, int past) {
+        Layer L = layers[li];
+        int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
+        Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
+        Tensor[] qkv = be.linears(xn, new Tensor[]{L.qW, L.kW, L.vW}, new Tensor[]{L.qB, L.kB, L.vB});
+        Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+        be.rotary(q, hq, cos, sin);
+        be.rotary(k, hkv, cos, sin);
+        cache.put(li, past, k, v);
+        Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
+        Tensor h = be.addLinear(x, a, L.oW);
+        return mlpResidual(h, L);
     }
 
     /** The second half of a layer: {@code h + down(silu(gate(n)) * up(n))}, {@code n = RMSNorm_post(h)}. */
