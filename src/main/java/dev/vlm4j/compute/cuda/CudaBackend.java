@@ -43,22 +43,13 @@ public final class CudaBackend implements Backend {
     private final DevicePool pool;
     private final CublasLt blas;
     private final Map<String, MemorySegment> fns = new HashMap<>();
+    /** Kernel launches and host-to-device copies on the stream, recorded or checked inside a step graph. */
+    private final StreamOps ops;
     private final String name;
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private boolean closed;
     private Tensor bf16Source;
     private MemorySegment bf16Copy;
-    /** Reused kernel-argument block: argument values (8 bytes each) and the pointer array cuLaunchKernel reads. */
-    private final Arena launchArena = Arena.ofShared();
-    private final MemorySegment argValues = launchArena.allocate(8L * 32, 16), argPointers = launchArena.allocate(ValueLayout.ADDRESS, 32);
-    /**
-     * Page-locked staging ring for small host-to-device copies (token ids, rope tables, cache pointer tables): they
-     * are queued on the stream with cuMemcpyHtoDAsync, so the host never waits for the GPU to send them. When the
-     * ring wraps, the stream is synchronised first (every earlier copy out of it has then completed).
-     */
-    private static final long STAGING = 16L << 20, STAGED_MAX = 2L << 20;
-    private final MemorySegment staging;
-    private long stagingOff;
     /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
     private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
@@ -70,8 +61,6 @@ public final class CudaBackend implements Backend {
     /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
-    /** Operation kinds in a step graph's signatures. */
-    private static final long OP_COPY = 1, OP_KERNEL = 2, OP_MEMSET = 3, OP_D2D = 4, OP_GEMM = 5;
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -101,9 +90,8 @@ public final class CudaBackend implements Backend {
             for (String f : Kernels.NAMES) fns.put(f, drv.function(module, f));
         }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
-        this.staging = drv.allocHost(STAGING);
         this.graphs = new StepGraphs(drv, stream, this::wrote);
-        for (int i = 0; i < 32; i++) argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(8L * i, 8));
+        this.ops = new StreamOps(drv, stream, graphs, fns);
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     flashShared(FLASH_MAX_D));
@@ -221,40 +209,8 @@ public final class CudaBackend implements Backend {
         return new Tensor(DType.F32, shape, scratch(Math.max(4, bytes)), device);
     }
 
-    /** Copies host bytes (any segment, heap or native) to device memory. */
-    private void copyIn(long dst, MemorySegment src, long bytes) {
-        if (bytes == 0) return;
-        if (graphs.active()) {
-            MemorySegment slot = graphs.slot(bytes);
-            MemorySegment.copy(src, 0, slot, 0, bytes);
-            if (graphs.op(new long[]{OP_COPY, dst, bytes, slot.address()})) drv.copyHtoDAsync(dst, slot, bytes, stream);
-            return;
-        }
-        if (bytes <= STAGED_MAX) {
-            long at = (stagingOff + 255) & ~255L;
-            if (at + bytes > STAGING) {
-                drv.streamSynchronize(stream);
-                at = 0;
-            }
-            MemorySegment.copy(src, 0, staging, at, bytes);
-            drv.copyHtoDAsync(dst, staging.asSlice(at, bytes), bytes, stream);
-            stagingOff = at + bytes;
-            return;
-        }
-        if (src.isNative()) {
-            drv.copyHtoD(dst, src, bytes);
-            return;
-        }
-        try (Arena a = Arena.ofConfined()) {
-            long chunk = 64L << 20;
-            MemorySegment tmp = a.allocate(Math.min(bytes, chunk), 64);
-            for (long off = 0; off < bytes; off += chunk) {
-                long n = Math.min(chunk, bytes - off);
-                MemorySegment.copy(src, off, tmp, 0, n);
-                drv.copyHtoD(dst + off, tmp, n);
-            }
-        }
-    }
+    /** Copies host bytes (any segment, heap or native) to device memory (queued; see {@link StreamOps#copyIn}). */
+    private void copyIn(long dst, MemorySegment src, long bytes) { ops.copyIn(dst, src, bytes); }
 
     /** A device float32 copy of a host tensor (activation inputs such as pixel values), or the tensor itself. */
     private Tensor dev(Tensor t) {
@@ -346,7 +302,7 @@ public final class CudaBackend implements Backend {
     public Tensor zeros(long... shape) {
         bind();
         Tensor out = newF32(shape);
-        if (!graphs.active() || graphs.op(new long[]{OP_MEMSET, addr(out), out.numel() * 4}))
+        if (!graphs.active() || graphs.op(new long[]{StreamOps.OP_MEMSET, addr(out), out.numel() * 4}))
             drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
         return out;
     }
@@ -358,32 +314,7 @@ public final class CudaBackend implements Backend {
     }
 
     private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
-        // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
-        // argPointers[i] always points at slot i of argValues (set once in the constructor)
-        MemorySegment f = fns.get(fn);
-        if (graphs.active()) {
-            long[] sig = new long[7 + args.length];
-            sig[0] = OP_KERNEL; sig[1] = f.address(); sig[2] = gx; sig[3] = gy; sig[4] = gz; sig[5] = bx; sig[6] = shared;
-            for (int i = 0; i < args.length; i++) {
-                sig[7 + i] = switch (args[i]) {
-                    case Long l -> l;
-                    case Integer n -> n;
-                    case Float x -> Float.floatToRawIntBits(x);
-                    default -> throw new IllegalArgumentException("kernel argument " + args[i]);
-                };
-            }
-            if (!graphs.op(sig)) return;
-        }
-        for (int i = 0; i < args.length; i++) {
-            long off = 8L * i;
-            switch (args[i]) {
-                case Long l -> argValues.set(ValueLayout.JAVA_LONG, off, l);
-                case Integer n -> argValues.set(ValueLayout.JAVA_INT, off, n);
-                case Float v -> argValues.set(ValueLayout.JAVA_FLOAT, off, v);
-                default -> throw new IllegalArgumentException("kernel argument " + args[i]);
-            }
-        }
-        drv.launch(f, gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
+        ops.launch(fn, gx, gy, gz, bx, shared, args);
     }
 
     private void elementwise(String fn, long n, Object... args) {
@@ -496,7 +427,7 @@ public final class CudaBackend implements Backend {
     /** A cuBLASLt product (recorded or checked inside a step); returns whether the bias was fused. */
     private boolean gemm(long x, long w, long b, long y, int n, int in, int out, int type) {
         if (!graphs.active()) return blas.linear(x, w, b, y, n, in, out, type, stream);
-        if (graphs.op(new long[]{OP_GEMM, x, w, b, y, n, in, out, type})) {
+        if (graphs.op(new long[]{StreamOps.OP_GEMM, x, w, b, y, n, in, out, type})) {
             boolean fused = blas.linear(x, w, b, y, n, in, out, type, stream);
             graphs.setOutcome(fused ? 1 : 0);
             return fused;
@@ -621,7 +552,7 @@ public final class CudaBackend implements Backend {
         if (off + bytes > dst.numel() * 4)
             throw new IllegalArgumentException("copyRows: " + src + " at row " + dstRow + " overflows " + dst);
         Tensor s = dev(src);
-        if (bytes > 0 && (!graphs.active() || graphs.op(new long[]{OP_D2D, addr(dst) + off, addr(s), bytes})))
+        if (bytes > 0 && (!graphs.active() || graphs.op(new long[]{StreamOps.OP_D2D, addr(dst) + off, addr(s), bytes})))
             drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
     }
 
@@ -835,12 +766,11 @@ public final class CudaBackend implements Backend {
         if (closed) return;
         bind();
         drv.synchronize();
-        drv.freeHost(staging);
+        ops.close();
         graphs.close();
         blas.close();
         wrote();
         pool.close();
-        launchArena.close();
         drv.destroyStream(stream);
         drv.releasePrimaryContext(dev);
         closed = true;
