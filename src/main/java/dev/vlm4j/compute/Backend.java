@@ -35,6 +35,26 @@ public interface Backend extends AutoCloseable {
     /** {@code y = x W^T + b}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [out]} or null. */
     Tensor linear(Tensor x, Tensor w, Tensor bias);
 
+    /**
+     * Several products of one input ({@code linear(x, ws[i], biases[i])} each; the q/k/v projections). A backend may
+     * run them as one launch; by default they are separate {@link #linear} calls.
+     */
+    default Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
+        Tensor[] out = new Tensor[ws.length];
+        for (int i = 0; i < ws.length; i++) out[i] = linear(x, ws[i], biases[i]);
+        return out;
+    }
+
+    /** The SwiGLU input half of an MLP, {@code silu(x G^T) * (x U^T)}; by default {@link #siluMul} of two products. */
+    default Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
+        return siluMul(linear(x, gateW, null), linear(x, upW, null));
+    }
+
+    /** {@code residual + x W^T} (a projection back into the residual stream); by default {@link #add} of a product. */
+    default Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
+        return add(residual, linear(x, w, null));
+    }
+
     /** {@code w * x / sqrt(mean(x^2) + eps)} per row, in float32. */
     Tensor rmsNorm(Tensor x, Tensor w, float eps);
 
@@ -153,10 +173,35 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * Runs {@code step}, a piece of work the caller repeats with the same shapes (one decode step), under
+     * {@code key}. A backend may record the step's operations the first time and replay them afterwards (CUDA graphs);
+     * by default it just runs the step. The step must not read results back to the host nor change host-side state
+     * before it returns (a backend may run it more than once), and its result is only valid until the next call.
+     */
+    default <T> T graph(Object key, java.util.function.Supplier<T> step) { return step.get(); }
+
+    /**
      * The same values under another shape with the same element count. Model code reshapes activations only
      * through this method, so a recording backend (autograd) can see the new tensor object.
      */
     default Tensor view(Tensor x, long... shape) { return x.reshape(shape); }
+
+    /**
+     * Gives memory the backend caches for reuse (freed activations) back to the system, e.g. when a server goes idle
+     * after a burst of large requests. Tensors still in use stay valid. By default nothing is cached.
+     */
+    default void releaseCachedMemory() {}
+
+    /**
+     * Runs {@code fn(input)}: one self-contained piece of the model, such as a decoder layer or a ViT block, whose
+     * only differentiable input is {@code input} (besides the weights). A training backend may keep just
+     * {@code input} and run {@code fn} again during the backward instead of keeping the piece's activations
+     * (gradient checkpointing), so {@code fn} must compute the same result when re-run; it may rewrite scratch
+     * tensors such as its KV-cache rows, but must not modify {@code input}. Other backends just call it.
+     */
+    default Tensor checkpoint(String segment, Tensor input, java.util.function.UnaryOperator<Tensor> fn) {
+        return fn.apply(input);
+    }
 
     @Override
     default void close() {}

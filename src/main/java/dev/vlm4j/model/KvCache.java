@@ -27,6 +27,8 @@ public final class KvCache {
     }
 
     public int length() { return length; }
+    /** Rows each layer's tensors hold now (grown by {@link #reserve}). */
+    public int capacity() { return capacity; }
     public Tensor keys(int layer) { return k[layer]; }
     public Tensor values(int layer) { return v[layer]; }
 
@@ -37,18 +39,18 @@ public final class KvCache {
         while (cap < length + n) cap *= 2;
         for (int l = 0; l < layers; l++) {
             Tensor nk = backend.zeros(cap, width), nv = backend.zeros(cap, width);
-            backend.copyRows(nk, 0, backend.fromHost(java.util.Arrays.copyOf(backend.toHost(k[l]), length * width), length, width));
-            backend.copyRows(nv, 0, backend.fromHost(java.util.Arrays.copyOf(backend.toHost(v[l]), length * width), length, width));
+            backend.copyRows(nk, 0, k[l]);   // all old rows (those past length are unused), on the backend
+            backend.copyRows(nv, 0, v[l]);
             k[l] = nk;
             v[l] = nv;
         }
         capacity = cap;
     }
 
-    /** Writes the new tokens' keys and values of one layer at the current end (does not advance). */
-    void put(int layer, Tensor keys, Tensor values) {
-        backend.copyRows(k[layer], length, keys);
-        backend.copyRows(v[layer], length, values);
+    /** Writes the new tokens' keys and values of one layer from row {@code at} (the current end; does not advance). */
+    void put(int layer, int at, Tensor keys, Tensor values) {
+        backend.copyRows(k[layer], at, keys);
+        backend.copyRows(v[layer], at, values);
     }
 
     void advance(int n) { length += n; }

@@ -70,22 +70,15 @@ public final class LanguageModel {
      * layer (the last one with the final norm applied), as transformers' output_hidden_states does.
      */
     public Tensor forward(Tensor x, long[][] pos, KvCache cache, BiConsumer<String, Tensor> tap) {
-        int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
+        int n = (int) x.dim(0);
         float[][] cs = rope.tables(pos, 0, n);
         Tensor cos = be.fromHost(cs[0], n, cfg.headDim()), sin = be.fromHost(cs[1], n, cfg.headDim());
         cache.reserve(n);
         int past = cache.length();
         if (tap != null) tap.accept("hidden_state0", x);
         for (int li = 0; li < layers.length; li++) {
-            Layer L = layers[li];
-            Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
-            Tensor q = be.linear(xn, L.qW, L.qB), k = be.linear(xn, L.kW, L.kB), v = be.linear(xn, L.vW, L.vB);
-            be.rotary(q, hq, cos, sin);
-            be.rotary(k, hkv, cos, sin);
-            cache.put(li, k, v);
-            Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
-            Tensor h = be.add(x, be.linear(a, L.oW, null));
-            x = mlpResidual(h, L);
+            int l = li;
+            x = be.checkpoint("model.layers." + li, x, in -> layer(l, in, cos, sin, cache, past));
             if (tap != null && li < layers.length - 1) tap.accept("hidden_state" + (li + 1), x);
         }
         cache.advance(n);
@@ -102,20 +95,33 @@ public final class LanguageModel {
      * Returns the final-normed hidden states {@code [B, hidden]}.
      */
     public Tensor forwardBatch(Tensor x, long[][] pos, KvCache[] caches) {
+        for (KvCache c : caches) c.reserve(1);
+        Tensor out = decodeStep(x, pos, caches);
+        for (KvCache c : caches) c.advance(1);
+        return out;
+    }
+
+    /**
+     * {@link #forwardBatch} without the cache bookkeeping: the caches must have room for one more row, the new keys
+     * and values are written at row {@code length()} of each, and the lengths are not advanced. It changes no
+     * host-side state, so a backend may run it as a replayable step ({@link Backend#graph}).
+     */
+    Tensor decodeStep(Tensor x, long[][] pos, KvCache[] caches) {
         int b = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads(), hd = cfg.headDim();
         if (caches.length != b) throw new IllegalArgumentException(b + " rows but " + caches.length + " caches");
         float[][] cs = rope.tables(pos, 0, b);
         Tensor cos = be.fromHost(cs[0], b, hd), sin = be.fromHost(cs[1], b, hd);
         int[] past = new int[b], lens = new int[b];
         for (int i = 0; i < b; i++) {
-            caches[i].reserve(1);
             past[i] = caches[i].length();
+            if (caches[i].capacity() < past[i] + 1) throw new IllegalStateException("decodeStep: cache " + i + " is full");
             lens[i] = past[i] + 1;
         }
         for (int li = 0; li < layers.length; li++) {
             Layer L = layers[li];
             Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
-            Tensor q = be.linear(xn, L.qW, L.qB), k = be.linear(xn, L.kW, L.kB), v = be.linear(xn, L.vW, L.vB);
+            Tensor[] qkv = be.linears(xn, new Tensor[]{L.qW, L.kW, L.vW}, new Tensor[]{L.qB, L.kB, L.vB});
+            Tensor q = qkv[0], k = qkv[1], v = qkv[2];
             be.rotary(q, hq, cos, sin);
             be.rotary(k, hkv, cos, sin);
             Tensor[] ks = new Tensor[b], vs = new Tensor[b];
@@ -126,17 +132,35 @@ public final class LanguageModel {
             be.appendRows(ks, past, k);
             be.appendRows(vs, past, v);
             Tensor a = be.attentionBatch(q, ks, vs, lens, hq, hkv);
-            Tensor h = be.add(x, be.linear(a, L.oW, null));
+            Tensor h = be.addLinear(x, a, L.oW);
             x = mlpResidual(h, L);
         }
-        for (KvCache c : caches) c.advance(1);
         return be.rmsNorm(x, norm, eps);
+    }
+
+    /**
+     * Decoder layer {@code li} over the new tokens {@code x} (rows {@code past..} of the sequence): attention with its
+     * keys and values written into the cache at row {@code past}, then the MLP, each with its residual. Re-running
+     * it rewrites the same cache rows with the same values (gradient checkpointing re-runs it in the backward).
+     */
+    private Tensor layer(int li, Tensor x, Tensor cos, Tensor sin, KvCache cache, int past) {
+        Layer L = layers[li];
+        int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
+        Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
+        Tensor[] qkv = be.linears(xn, new Tensor[]{L.qW, L.kW, L.vW}, new Tensor[]{L.qB, L.kB, L.vB});
+        Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+        be.rotary(q, hq, cos, sin);
+        be.rotary(k, hkv, cos, sin);
+        cache.put(li, past, k, v);
+        Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
+        Tensor h = be.addLinear(x, a, L.oW);
+        return mlpResidual(h, L);
     }
 
     /** The second half of a layer: {@code h + down(silu(gate(n)) * up(n))}, {@code n = RMSNorm_post(h)}. */
     private Tensor mlpResidual(Tensor h, Layer L) {
         Tensor hn = be.rmsNorm(h, L.postNorm, eps);
-        return be.add(h, be.linear(be.siluMul(be.linear(hn, L.gateW, null), be.linear(hn, L.upW, null)), L.downW, null));
+        return be.addLinear(h, be.swiGlu(hn, L.gateW, L.upW), L.downW);
     }
 
     /**

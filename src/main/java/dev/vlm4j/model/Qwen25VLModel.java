@@ -167,6 +167,7 @@ public final class Qwen25VLModel implements AutoCloseable {
 
     /** Appends text tokens to a sequence (decoding); returns their hidden states. */
     public Tensor extend(Sequence seq, int[] ids) {
+        if (ids.length == 1) return step(List.of(seq), ids, false);   // decoding: the replayable step
         long[][] pos = RopeIndex.decodePositions(seq.cache.length(), ids.length, seq.ropeDelta);
         return lm.forward(lm.embed(ids), pos, seq.cache, null);
     }
@@ -176,7 +177,12 @@ public final class Qwen25VLModel implements AutoCloseable {
      * each sequence's next-token logits {@code [B][vocab]}.
      */
     public float[][] decodeBatch(List<Sequence> seqs, int[] tokens) {
-        return decodeBatch(seqs, tokens, List.of());
+        int b = seqs.size();
+        float[] all = backend.toHost(step(seqs, tokens, true));
+        int v = config.text().vocabSize();
+        float[][] out = new float[b][];
+        for (int i = 0; i < b; i++) out[i] = java.util.Arrays.copyOfRange(all, i * v, (i + 1) * v);
+        return out;
     }
 
     /** {@link #decodeBatchLogits}, one array per row. */
@@ -201,7 +207,7 @@ public final class Qwen25VLModel implements AutoCloseable {
      */
     public float[] decodeBatchLogits(List<Sequence> seqs, int[] tokens, List<Tensor> extraRows, float[] into) {
         if (seqs.isEmpty() && extraRows.isEmpty()) return into != null ? into : new float[0];
-        Tensor hidden = seqs.isEmpty() ? null : forwardStep(seqs, tokens);
+        Tensor hidden = seqs.isEmpty() ? null : step(seqs, tokens, false);
         if (!extraRows.isEmpty()) {
             int h = config.text().hiddenSize(), b = seqs.size(), rows = b + extraRows.size();
             float[] all = new float[rows * h];
@@ -217,10 +223,15 @@ public final class Qwen25VLModel implements AutoCloseable {
      * returns each sequence's most likely next token (the argmax is taken on the backend; only B ints come back).
      */
     public int[] decodeBatchGreedy(List<Sequence> seqs, int[] tokens) {
-        return backend.argmaxRows(lm.logits(forwardStep(seqs, tokens)));
+        return backend.argmaxRows(step(seqs, tokens, true));
     }
 
-    private Tensor forwardStep(List<Sequence> seqs, int[] tokens) {
+    /**
+     * One decode step for {@code seqs} (each appends its token): the hidden states, or the logits when
+     * {@code logits}. The work between the cache bookkeeping runs through {@link dev.vlm4j.compute.Backend#graph}, so
+     * a backend can replay it (CUDA graphs, keyed by batch size and output); the result is valid until the next step.
+     */
+    private Tensor step(List<Sequence> seqs, int[] tokens, boolean logits) {
         int b = seqs.size();
         if (tokens.length != b) throw new IllegalArgumentException(b + " sequences but " + tokens.length + " tokens");
         long[][] pos = new long[3][b];
@@ -230,8 +241,17 @@ public final class Qwen25VLModel implements AutoCloseable {
             caches[i] = s.cache;
             pos[0][i] = pos[1][i] = pos[2][i] = s.cache.length() + s.ropeDelta;
         }
-        return lm.forwardBatch(lm.embed(tokens), pos, caches);
+        for (KvCache c : caches) c.reserve(1);
+        Tensor out = backend.graph(new StepKey(this, b, logits), () -> {
+            Tensor h = lm.decodeStep(lm.embed(tokens), pos, caches);
+            return logits ? lm.logits(h) : h;
+        });
+        for (KvCache c : caches) c.advance(1);
+        return out;
     }
+
+    /** The key of a replayable decode step: the model (by identity), the batch size, whether it ends with the LM head. */
+    private record StepKey(Qwen25VLModel model, int batch, boolean logits) {}
 
     /** Logits of the last row of {@code hidden}. */
     public float[] lastLogits(Tensor hidden) {
@@ -240,8 +260,9 @@ public final class Qwen25VLModel implements AutoCloseable {
 
     /** The last row of {@code hidden} ({@code [1, hidden]}): what {@link #lastLogits} takes the LM head of. */
     public Tensor lastHiddenRow(Tensor hidden) {
-        int rows = (int) hidden.dim(0);
-        return backend.gatherRows(hidden.reshape(rows, hidden.dim(-1)), new int[]{rows - 1});
+        int rows = (int) (hidden.numel() / hidden.dim(-1));
+        Tensor last = hidden.reshape(rows, hidden.dim(-1));
+        return rows > 1 ? backend.gatherRows(last, new int[]{rows - 1}) : last;
     }
 
     @Override

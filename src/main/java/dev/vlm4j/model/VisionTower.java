@@ -107,19 +107,11 @@ public final class VisionTower {
         float[][] rot = rotaryTables(grids, order, hd);
         Tensor cos = be.fromHost(rot[0], n, hd), sin = be.fromHost(rot[1], n, hd);
         AttentionMask full = AttentionMask.segments(win.cuSeqlens), window = AttentionMask.segments(win.cuWindowSeqlens);
-        int h = cfg.hiddenSize(), heads = cfg.numHeads();
+        int h = cfg.hiddenSize();
         for (int i = 0; i < blocks.length; i++) {
             Block B = blocks[i];
-            Tensor xn = be.rmsNorm(x, B.norm1, EPS);
-            Tensor qkv = be.linear(xn, B.qkvW, B.qkvB);
-            Tensor q = be.columns(qkv, 0, h), k = be.columns(qkv, h, 2 * h), v = be.columns(qkv, 2 * h, 3 * h);
-            be.rotary(q, heads, cos, sin);
-            be.rotary(k, heads, cos, sin);
-            Tensor a = be.attention(q, k, v, n, heads, heads, cfg.isFullAttention(i) ? full : window);
-            x = be.add(x, be.linear(a, B.projW, B.projB));
-            Tensor hn = be.rmsNorm(x, B.norm2, EPS);
-            Tensor mlp = be.linear(be.siluMul(be.linear(hn, B.gateW, B.gateB), be.linear(hn, B.upW, B.upB)), B.downW, B.downB);
-            x = be.add(x, mlp);
+            AttentionMask mask = cfg.isFullAttention(i) ? full : window;
+            x = be.checkpoint("visual.blocks." + i, x, in -> block(B, in, cos, sin, mask));
             if (tap != null) tap.accept("vision.block" + i, x);
         }
         Tensor z = be.view(be.rmsNorm(x, lnQ, EPS), n / unit, (long) h * unit);
@@ -127,6 +119,21 @@ public final class VisionTower {
         // The reference tap "vision.merger" is the merger's output before the window order is undone.
         if (tap != null) tap.accept("vision.merger", z);
         return be.gatherRows(z, win.reverseIndex);
+    }
+
+    /** One ViT block over all patches {@code x} (window order): attention within the mask's segments, then the MLP. */
+    private Tensor block(Block B, Tensor x, Tensor cos, Tensor sin, AttentionMask mask) {
+        int n = (int) x.dim(0), h = cfg.hiddenSize(), heads = cfg.numHeads();
+        Tensor xn = be.rmsNorm(x, B.norm1, EPS);
+        Tensor qkv = be.linear(xn, B.qkvW, B.qkvB);
+        Tensor q = be.columns(qkv, 0, h), k = be.columns(qkv, h, 2 * h), v = be.columns(qkv, 2 * h, 3 * h);
+        be.rotary(q, heads, cos, sin);
+        be.rotary(k, heads, cos, sin);
+        Tensor a = be.attention(q, k, v, n, heads, heads, mask);
+        x = be.add(x, be.linear(a, B.projW, B.projB));
+        Tensor hn = be.rmsNorm(x, B.norm2, EPS);
+        Tensor mlp = be.linear(be.siluMul(be.linear(hn, B.gateW, B.gateB), be.linear(hn, B.upW, B.upB)), B.downW, B.downB);
+        return be.add(x, mlp);
     }
 
     /**

@@ -89,6 +89,12 @@ public final class SftArgs {
     @Option(names = "--gradient_accumulation_steps", paramLabel = "N",
             description = "Micro-batches per optimizer step (default: ${DEFAULT-VALUE}).")
     public int gradientAccumulationSteps = 1;
+    /** Recompute each decoder layer and ViT block in the backward instead of keeping its activations (ms-swift's default: true). */
+    @Option(names = "--gradient_checkpointing", arity = "1", paramLabel = "BOOL",
+            description = "Keep only each decoder layer's and ViT block's input and recompute the layer in the backward: "
+                    + "activation memory of one layer instead of all, for about one more forward per step; "
+                    + "same gradients (default: ${DEFAULT-VALUE}, as ms-swift).")
+    public boolean gradientCheckpointing = true;
     @Option(names = "--save_steps", paramLabel = "N",
             description = "Write checkpoint-N every N steps (and at the end) (default: ${DEFAULT-VALUE}).")
     public int saveSteps = 500;

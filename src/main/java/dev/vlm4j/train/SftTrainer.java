@@ -79,6 +79,8 @@ public final class SftTrainer {
                 if (targets.contains(w)) throw new IllegalArgumentException(w + " is both a LoRA target and in --modules_to_save");
             tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
         }
+        tm.grad().checkpointing(a.gradientCheckpointing);
+        tm.grad().resetPeakSavedActivationBytes();
         List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
         List<SftDataset.Example> examples = trainSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);
         if (examples.isEmpty()) throw new IllegalArgumentException("no training sample is left (see the skipped samples above)");
@@ -194,6 +196,8 @@ public final class SftTrainer {
             progress.close();
             tm.lora().training(false, a.seed);
         }
+        log.accept(String.format(Locale.ROOT, "activations saved for the backward: at most %.1f MiB (gradient_checkpointing %s)",
+                tm.grad().peakSavedActivationBytes() / (double) (1 << 20), a.gradientCheckpointing));
         TrainingPlots.write(runDir, st.logHistory, log);
         Path best = st.bestModelCheckpoint == null ? null : Path.of(st.bestModelCheckpoint);
         return new Result(runDir, lastCkpt, best, losses);

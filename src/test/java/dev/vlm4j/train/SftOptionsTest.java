@@ -78,7 +78,7 @@ class SftOptionsTest {
         int rc = Main.run("sft", "--model", Fixtures.tinyModel().toString(), "--dataset", ds.toString(), "--split_dataset_ratio", "0.25",
                 "--freeze_vit", "false", "--freeze_aligner", "false", "--use_rslora", "true", "--lora_rank", "4", "--lora_alpha", "8",
                 "--lora_dropout", "0.1", "--max_steps", "2", "--save_steps", "2", "--eval_steps", "1", "--logging_steps", "1",
-                "--learning_rate", "1e-3", "--output_dir", out.toString());
+                "--learning_rate", "1e-3", "--gradient_checkpointing", "false", "--output_dir", out.toString());
         assertEquals(0, rc, "vlm4j sft exit code");
         Path run;
         try (var s = Files.list(out)) { run = s.findFirst().orElseThrow(); }
@@ -106,6 +106,8 @@ class SftOptionsTest {
         SftArgs back = SftArgs.read(run.resolve("args.json"));
         assertEquals(0.25, back.splitDatasetRatio);
         assertFalse(back.freezeVit, "args.json round trip of freeze_vit");
+        assertFalse(back.gradientCheckpointing, "args.json round trip of gradient_checkpointing");
+        assertTrue(new SftArgs().gradientCheckpointing, "gradient_checkpointing defaults to true, as in ms-swift");
         assertEquals(List.of(ds.toString()), back.dataset);
     }
 
@@ -118,5 +120,6 @@ class SftOptionsTest {
         assertTrue(bare.isEmpty(), "sft options without a description: " + bare);
         String help = cl.getUsageMessage();
         assertTrue(help.contains("--truncation_strategy") && help.contains("default: delete"), help);
+        assertTrue(help.contains("--gradient_checkpointing") && help.contains("default: true, as ms-swift"), help);
     }
 }

@@ -37,10 +37,10 @@ final class CublasLt implements AutoCloseable {
 
     private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment result) {}
 
-    private final MethodHandle create, destroy, descCreate, descSet, descDestroy, layoutCreate, layoutDestroy,
+    private final MethodHandle create, destroy, descCreate, descSet, descDestroy, layoutCreate, layoutDestroy, layoutSet,
             prefCreate, prefSet, prefDestroy, heuristic, matmul, statusString;
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment handle, pref, alpha, beta, biasPointer;
+    private final MemorySegment handle, pref, alpha, beta, biasPointer, alphaBatched;
     private final long workspace, workspaceBytes;
     private final Map<Key, Plan> plans = new HashMap<>();
 
@@ -53,6 +53,7 @@ final class CublasLt implements AutoCloseable {
         descDestroy = NativeLibs.fn(lib, "cublasLtMatmulDescDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         layoutCreate = NativeLibs.fn(lib, "cublasLtMatrixLayoutCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         layoutDestroy = NativeLibs.fn(lib, "cublasLtMatrixLayoutDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        layoutSet = NativeLibs.fn(lib, "cublasLtMatrixLayoutSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
         prefCreate = NativeLibs.fn(lib, "cublasLtMatmulPreferenceCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         prefSet = NativeLibs.fn(lib, "cublasLtMatmulPreferenceSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
         prefDestroy = NativeLibs.fn(lib, "cublasLtMatmulPreferenceDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
@@ -76,6 +77,52 @@ final class CublasLt implements AutoCloseable {
         alpha = arena.allocateFrom(JAVA_FLOAT, 1f);
         biasPointer = arena.allocate(JAVA_LONG);
         beta = arena.allocateFrom(JAVA_FLOAT, 0f);
+        alphaBatched = arena.allocate(JAVA_FLOAT);
+    }
+
+    static final int LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6;
+
+    /** One strided-batched product in cuBLAS's column-major terms: a transposition, shape, leading dimension, stride. */
+    record Operand(boolean trans, long rows, long cols, long ld, long stride) {}
+
+    private record BatchedKey(Operand a, Operand b, Operand c, int batch, int abType, int cType) {}
+
+    private final Map<BatchedKey, Plan> batchedPlans = new HashMap<>();
+
+    private MemorySegment batchedLayout(int type, Operand o, int batch) throws Throwable {
+        MemorySegment l = layout(type, o.rows(), o.cols(), o.ld());
+        MemorySegment count = arena.allocateFrom(JAVA_INT, batch), stride = arena.allocateFrom(JAVA_LONG, o.stride());
+        check((int) layoutSet.invokeExact(l, LAYOUT_BATCH_COUNT, count, 4L), "set BATCH_COUNT");
+        check((int) layoutSet.invokeExact(l, LAYOUT_STRIDED_BATCH_OFFSET, stride, 8L), "set STRIDED_BATCH_OFFSET");
+        return l;
+    }
+
+    /**
+     * {@code C_i = alpha * op(A_i) op(B_i)} for i < batch, column-major (the operands' rows/cols are as stored; op
+     * transposes when {@code trans}), float32 accumulation; A and B of {@code abType}, C of {@code cType}.
+     */
+    void batched(long a, Operand oa, long b, Operand ob, long c, Operand oc, int batch, int abType, int cType, float alphaValue,
+                 MemorySegment stream) {
+        BatchedKey key = new BatchedKey(oa, ob, oc, batch, abType, cType);
+        try {
+            Plan p = batchedPlans.get(key);
+            if (p == null) {
+                MemorySegment ptr = arena.allocate(ADDRESS);
+                check((int) descCreate.invokeExact(ptr, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+                MemorySegment desc = ptr.get(ADDRESS, 0);
+                check((int) descSet.invokeExact(desc, DESC_TRANSA, arena.allocateFrom(JAVA_INT, oa.trans() ? OP_T : OP_N), 4L), "set TRANSA");
+                check((int) descSet.invokeExact(desc, DESC_TRANSB, arena.allocateFrom(JAVA_INT, ob.trans() ? OP_T : OP_N), 4L), "set TRANSB");
+                MemorySegment la = batchedLayout(abType, oa, batch), lb = batchedLayout(abType, ob, batch), lc = batchedLayout(cType, oc, batch);
+                MemorySegment res = arena.allocate(HEURISTIC_BYTES, 16), count = arena.allocate(JAVA_INT);
+                check((int) heuristic.invokeExact(handle, desc, la, lb, lc, lc, pref, 1, res, count), "cublasLtMatmulAlgoGetHeuristic");
+                if (count.get(JAVA_INT, 0) < 1) throw new CudaException("cuBLASLt has no algorithm for the batched product " + key, -1);
+                p = new Plan(desc, la, lb, lc, res);
+                batchedPlans.put(key, p);
+            }
+            alphaBatched.set(JAVA_FLOAT, 0, alphaValue);
+            check((int) matmul.invokeExact(handle, p.desc, alphaBatched, a, p.a, b, p.b, beta, c, p.c, c, p.c,
+                    p.result, workspace, workspaceBytes, stream), "cublasLtMatmul (batched)");
+        } catch (Throwable t) { throw CudaDriver.rethrow(t); }
     }
 
     private void check(int rc, String what) {
@@ -155,7 +202,9 @@ final class CublasLt implements AutoCloseable {
     @Override
     public void close() {
         try {
-            for (Plan p : plans.values()) {
+            java.util.List<Plan> all = new java.util.ArrayList<>(plans.values());
+            all.addAll(batchedPlans.values());
+            for (Plan p : all) {
                 if (p == NO_PLAN) continue;
                 int r1 = (int) layoutDestroy.invokeExact(p.a);
                 int r2 = (int) layoutDestroy.invokeExact(p.b);
@@ -163,6 +212,7 @@ final class CublasLt implements AutoCloseable {
                 int r4 = (int) descDestroy.invokeExact(p.desc);
             }
             plans.clear();
+            batchedPlans.clear();
             int r5 = (int) prefDestroy.invokeExact(pref);
             int r6 = (int) destroy.invokeExact(handle);
         } catch (Throwable t) {

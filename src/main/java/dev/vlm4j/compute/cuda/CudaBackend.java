@@ -26,10 +26,14 @@ public final class CudaBackend implements Backend {
     private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
     /** Split-key attention: used for at most this many queries, keys per split at least SPLIT_CHUNK. */
     private static final int SPLIT_MAX_QUERIES = 16, SPLIT_CHUNK = 256, SPLIT_MAX = 64;
+    /** Batched decode attention: keys per split (a block's 8 warps take 8 each, so short caches still fill the GPU). */
+    private static final int DECODE_CHUNK = 64;
     private static final long WORKSPACE = 32L << 20;
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
     private static final int GEMV_ROWS = 8;
+    /** Batch-1 products through gemv_bf16_fused (and q/k/v, gate/up, residual adds fused); VLM4J_CUDA_GEMV=warp: off. */
+    private boolean fusedGemv = !"warp".equals(System.getenv("VLM4J_CUDA_GEMV"));
 
     private final CudaDriver drv;
     private final int ordinal, dev;
@@ -39,26 +43,24 @@ public final class CudaBackend implements Backend {
     private final DevicePool pool;
     private final CublasLt blas;
     private final Map<String, MemorySegment> fns = new HashMap<>();
+    /** Kernel launches and host-to-device copies on the stream, recorded or checked inside a step graph. */
+    private final StreamOps ops;
     private final String name;
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private boolean closed;
     private Tensor bf16Source;
     private MemorySegment bf16Copy;
-    /** Reused kernel-argument block: argument values (8 bytes each) and the pointer array cuLaunchKernel reads. */
-    private final Arena launchArena = Arena.ofShared();
-    private final MemorySegment argValues = launchArena.allocate(8L * 32, 16), argPointers = launchArena.allocate(ValueLayout.ADDRESS, 32);
-    /**
-     * Page-locked staging ring for small host-to-device copies (token ids, rope tables, cache pointer tables): they
-     * are queued on the stream with cuMemcpyHtoDAsync, so the host never waits for the GPU to send them. When the
-     * ring wraps, the stream is synchronised first (every earlier copy out of it has then completed).
-     */
-    private static final long STAGING = 16L << 20, STAGED_MAX = 2L << 20;
-    private final MemorySegment staging;
-    private long stagingOff;
     /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
     private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
     private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
+    /** Full attention over at least this many tokens runs as batched products (bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off. */
+    private static final int GEMM_ATT_MIN = 1024;
+    private static final long GEMM_ATT_BYTES = 512L << 20;
+    private boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
+    /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
+    private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
+    private final StepGraphs graphs;
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -88,8 +90,8 @@ public final class CudaBackend implements Backend {
             for (String f : Kernels.NAMES) fns.put(f, drv.function(module, f));
         }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
-        this.staging = drv.allocHost(STAGING);
-        for (int i = 0; i < 32; i++) argPointers.setAtIndex(ValueLayout.ADDRESS, i, argValues.asSlice(8L * i, 8));
+        this.graphs = new StepGraphs(drv, stream, this::wrote);
+        this.ops = new StreamOps(drv, stream, graphs, fns);
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     flashShared(FLASH_MAX_D));
@@ -105,6 +107,41 @@ public final class CudaBackend implements Backend {
 
     /** Switches the tiled (flash) attention for many queries (on by default; VLM4J_CUDA_FLASH=0). */
     public void useFlashAttention(boolean on) { flashAttention = on; }
+
+    /** Switches full attention over long sequences as batched products (on by default), for benchmarks and tests. */
+    public void useGemmAttention(boolean on) { gemmAttention = on; }
+
+    /** Switches the fused batch-1 gemv kernel (on by default; VLM4J_CUDA_GEMV=warp), for benchmarks and tests. */
+    public void useFusedGemv(boolean on) { fusedGemv = on; }
+
+    /** Switches CUDA graphs for repeated steps (on by default; VLM4J_CUDA_GRAPHS=0), for benchmarks and tests. */
+    public void useGraphs(boolean on) { useGraphs = on; }
+
+    /** {captured, replayed} step graphs so far. */
+    public long[] graphCounts() { return graphs.counts(); }
+
+    /**
+     * Runs a repeated step (see {@link Backend#graph}) as a CUDA graph: captured the first time under {@code key},
+     * replayed after a dry run of the step that checks every operation against the capture ({@link StepGraphs}).
+     * The step's result lives in the step arena and is valid until the next step.
+     */
+    @Override
+    public <T> T graph(Object key, java.util.function.Supplier<T> step) {
+        if (!useGraphs) return step.get();
+        bind();
+        return graphs.run(key, step);
+    }
+
+    /** Device scratch memory: from the step arena inside a step, else from the pool (freed by the GC). */
+    private MemorySegment scratch(long bytes) {
+        if (graphs.active()) return MemorySegment.ofAddress(graphs.alloc(bytes)).reinterpret(bytes);
+        return pool.alloc(bytes);
+    }
+
+    private void noSyncInStep(String what) {
+        if (graphs.active())
+            throw new IllegalStateException(what + " waits for the GPU, which a captured step must not do");
+    }
 
     /** A backend on CUDA device {@code ordinal} (as in "cuda:N"). */
     public static CudaBackend create(int ordinal, Precision precision) { return new CudaBackend(ordinal, precision); }
@@ -129,6 +166,18 @@ public final class CudaBackend implements Backend {
     public Precision precision() { return precision; }
     public String deviceName() { return name; }
 
+    /**
+     * Waits for queued work, collects unreachable activations and frees every cached block (the pool otherwise keeps
+     * them for reuse, up to what the largest request needed). The step-graph arena stays (it is reused every step).
+     */
+    @Override
+    public void releaseCachedMemory() {
+        bind();
+        noSyncInStep("releaseCachedMemory");
+        drv.streamSynchronize(stream);
+        pool.trim();
+    }
+
     /** Bytes this backend holds on the device (weights, activations, cached blocks) and its peak. */
     public long[] deviceBytes() { return new long[]{pool.driverBytes(), pool.peakDriverBytes()}; }
 
@@ -145,6 +194,7 @@ public final class CudaBackend implements Backend {
     /** Waits for all queued work. */
     public void synchronize() {
         bind();
+        noSyncInStep("synchronize");
         drv.streamSynchronize(stream);
     }
 
@@ -156,37 +206,11 @@ public final class CudaBackend implements Backend {
 
     private Tensor newF32(long... shape) {
         long bytes = Tensor.numel(shape) * 4;
-        return new Tensor(DType.F32, shape, pool.alloc(Math.max(4, bytes)), device);
+        return new Tensor(DType.F32, shape, scratch(Math.max(4, bytes)), device);
     }
 
-    /** Copies host bytes (any segment, heap or native) to device memory. */
-    private void copyIn(long dst, MemorySegment src, long bytes) {
-        if (bytes == 0) return;
-        if (bytes <= STAGED_MAX) {
-            long at = (stagingOff + 255) & ~255L;
-            if (at + bytes > STAGING) {
-                drv.streamSynchronize(stream);
-                at = 0;
-            }
-            MemorySegment.copy(src, 0, staging, at, bytes);
-            drv.copyHtoDAsync(dst, staging.asSlice(at, bytes), bytes, stream);
-            stagingOff = at + bytes;
-            return;
-        }
-        if (src.isNative()) {
-            drv.copyHtoD(dst, src, bytes);
-            return;
-        }
-        try (Arena a = Arena.ofConfined()) {
-            long chunk = 64L << 20;
-            MemorySegment tmp = a.allocate(Math.min(bytes, chunk), 64);
-            for (long off = 0; off < bytes; off += chunk) {
-                long n = Math.min(chunk, bytes - off);
-                MemorySegment.copy(src, off, tmp, 0, n);
-                drv.copyHtoD(dst + off, tmp, n);
-            }
-        }
-    }
+    /** Copies host bytes (any segment, heap or native) to device memory (queued; see {@link StreamOps#copyIn}). */
+    private void copyIn(long dst, MemorySegment src, long bytes) { ops.copyIn(dst, src, bytes); }
 
     /** A device float32 copy of a host tensor (activation inputs such as pixel values), or the tensor itself. */
     private Tensor dev(Tensor t) {
@@ -207,7 +231,7 @@ public final class CudaBackend implements Backend {
     }
 
     private MemorySegment ints(int[] v) {
-        MemorySegment s = pool.alloc(Math.max(4, v.length * 4L));
+        MemorySegment s = scratch(Math.max(4, v.length * 4L));
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 4L);
         return s;
     }
@@ -255,6 +279,7 @@ public final class CudaBackend implements Backend {
     public float[] toHost(Tensor t) {
         if (!onDevice(t)) return t.toFloatArray();
         bind();
+        noSyncInStep("toHost");
         int n = Math.toIntExact(t.numel());
         float[] out = new float[n];
         try (Arena a = Arena.ofConfined()) {
@@ -277,7 +302,8 @@ public final class CudaBackend implements Backend {
     public Tensor zeros(long... shape) {
         bind();
         Tensor out = newF32(shape);
-        drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
+        if (!graphs.active() || graphs.op(new long[]{StreamOps.OP_MEMSET, addr(out), out.numel() * 4}))
+            drv.memsetAsync(addr(out), (byte) 0, out.numel() * 4, stream);
         return out;
     }
 
@@ -288,18 +314,7 @@ public final class CudaBackend implements Backend {
     }
 
     private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
-        // cuLaunchKernel copies the arguments before it returns, so one block serves every launch.
-        // argPointers[i] always points at slot i of argValues (set once in the constructor)
-        for (int i = 0; i < args.length; i++) {
-            long off = 8L * i;
-            switch (args[i]) {
-                case Long l -> argValues.set(ValueLayout.JAVA_LONG, off, l);
-                case Integer n -> argValues.set(ValueLayout.JAVA_INT, off, n);
-                case Float f -> argValues.set(ValueLayout.JAVA_FLOAT, off, f);
-                default -> throw new IllegalArgumentException("kernel argument " + args[i]);
-            }
-        }
-        drv.launch(fns.get(fn), gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
+        ops.launch(fn, gx, gy, gz, bx, shared, args);
     }
 
     private void elementwise(String fn, long n, Object... args) {
@@ -320,7 +335,9 @@ public final class CudaBackend implements Backend {
         int out = (int) wd.dim(0);
         Tensor xd = dev(x);
         Tensor y = newF32(n, out);
-        if (n == 1 && GEMV && in % 8 == 0) {
+        if (n == 1 && GEMV && in % 8 == 0 && fusedGemv && wd.dtype() == DType.BF16) {
+            fusedGemv(xd, in, new Tensor[]{wd}, new Tensor[]{bias}, new Tensor[]{y}, null, false);
+        } else if (n == 1 && GEMV && in % 8 == 0) {
             // decoding: a warp-per-row matrix-vector kernel streams the weights faster than a skinny GEMM
             long b = bias == null ? 0 : addr(upload(bias));
             String k = switch (wd.dtype()) {
@@ -337,15 +354,85 @@ public final class CudaBackend implements Backend {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;
             if (wd.dtype() == DType.BF16) {
-                fused = blas.linear(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
+                fused = gemm(bf16Of(xd).address(), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_16BF);
             } else if (wd.dtype() == DType.F32) {
-                fused = blas.linear(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+                fused = gemm(addr(xd), addr(wd), b, addr(y), n, in, out, CublasLt.CUDA_R_32F);
             } else {
                 throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
             }
             if (b != 0 && !fused) elementwise("bias_add", (long) n * out, addr(y), b, (long) n * out, out);
         }
         return y;
+    }
+
+    /** Whether a batch-1 product of x with these weights can take the fused gemv kernel. */
+    private boolean fusable(Tensor x, Tensor... ws) {
+        if (!fusedGemv || !GEMV || rows(x) != 1 || x.dim(-1) % 8 != 0) return false;
+        for (Tensor w : ws)
+            if (!onDevice(w) || w.dtype() != DType.BF16 || w.rank() != 2 || w.dim(1) != x.dim(-1)) return false;
+        return true;
+    }
+
+    /** One launch of gemv_bf16_fused: up to three segments (weights, biases, outputs), a residual, or SwiGLU. */
+    private void fusedGemv(Tensor x, int in, Tensor[] ws, Tensor[] bs, Tensor[] ys, Tensor res, boolean swiglu) {
+        long[] w = new long[3], b = new long[3], y = new long[3];
+        int[] r = new int[3];
+        for (int i = 0; i < ws.length; i++) {
+            w[i] = addr(ws[i]);
+            b[i] = bs[i] == null ? 0 : addr(upload(bs[i]));
+            if (!swiglu || i == 0) y[i] = addr(ys[i]);
+            if (!swiglu) r[i] = (int) ws[i].dim(0);
+        }
+        if (swiglu) r[0] = (int) ws[0].dim(0);
+        int outputs = r[0] + r[1] + r[2], weightRows = swiglu ? 2 * outputs : outputs;
+        // warps per row: enough warps for ~130 SMs also on 4096-row matrices. Large matrices take blocks of 16 warps
+        // with x staged once per block in shared memory (as gemv_bf16_sx), the others 8 warps reading x directly
+        int split = weightRows >= 16384 ? 1 : weightRows >= 6144 ? 2 : 4;
+        boolean stage = split == 1 && in * 4 <= 48 * 1024;
+        int warps = stage ? 16 : 8, rowsPerBlock = warps / split;
+        launch("gemv_bf16_fused", (outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * warps, stage ? in * 4 : 0, addr(x), in,
+                w[0], w[1], w[2], b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res),
+                swiglu ? 1 : 0, split, stage ? 1 : 0);
+    }
+
+    @Override
+    public Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
+        bind();
+        if (ws.length > 3 || !fusable(x, ws)) return Backend.super.linears(x, ws, biases);
+        Tensor xd = dev(x);
+        Tensor[] ys = new Tensor[ws.length];
+        for (int i = 0; i < ws.length; i++) ys[i] = newF32(1, ws[i].dim(0));
+        fusedGemv(xd, (int) x.dim(-1), ws, biases, ys, null, false);
+        return ys;
+    }
+
+    @Override
+    public Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
+        bind();
+        if (!fusable(x, gateW, upW) || gateW.dim(0) != upW.dim(0)) return Backend.super.swiGlu(x, gateW, upW);
+        Tensor xd = dev(x), y = newF32(1, gateW.dim(0));
+        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{gateW, upW}, new Tensor[]{null, null}, new Tensor[]{y}, null, true);
+        return y;
+    }
+
+    @Override
+    public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
+        bind();
+        if (!fusable(x, w) || residual.numel() != w.dim(0)) return Backend.super.addLinear(residual, x, w);
+        Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
+        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{w}, new Tensor[]{null}, new Tensor[]{y}, rd, false);
+        return y;
+    }
+
+    /** A cuBLASLt product (recorded or checked inside a step); returns whether the bias was fused. */
+    private boolean gemm(long x, long w, long b, long y, int n, int in, int out, int type) {
+        if (!graphs.active()) return blas.linear(x, w, b, y, n, in, out, type, stream);
+        if (graphs.op(new long[]{StreamOps.OP_GEMM, x, w, b, y, n, in, out, type})) {
+            boolean fused = blas.linear(x, w, b, y, n, in, out, type, stream);
+            graphs.setOutcome(fused ? 1 : 0);
+            return fused;
+        }
+        return graphs.recordedOutcome() == 1;
     }
 
     /**
@@ -355,7 +442,7 @@ public final class CudaBackend implements Backend {
     private MemorySegment bf16Of(Tensor x) {
         if (x == bf16Source) return bf16Copy;
         long count = x.numel();
-        MemorySegment xb = pool.alloc(count * 2);
+        MemorySegment xb = scratch(count * 2);
         elementwise("f32_to_bf16_kernel", count, addr(x), xb.address(), count);
         bf16Source = x;
         bf16Copy = xb;
@@ -373,7 +460,12 @@ public final class CudaBackend implements Backend {
         Tensor xd = dev(x), wd = upload(w);
         int d = (int) x.dim(-1), n = rows(x);
         Tensor y = newF32(x.shape());
-        if (n > 0) launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
+        if (n == 0) return y;
+        int threads = Math.min(1024, ((d / 4) + 31) / 32 * 32);
+        if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32)
+            launch("rms_norm_v4", n, 1, threads, 0, addr(xd), addr(wd), addr(y), d, eps);
+        else
+            launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
         return y;
     }
 
@@ -460,7 +552,8 @@ public final class CudaBackend implements Backend {
         if (off + bytes > dst.numel() * 4)
             throw new IllegalArgumentException("copyRows: " + src + " at row " + dstRow + " overflows " + dst);
         Tensor s = dev(src);
-        if (bytes > 0) drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
+        if (bytes > 0 && (!graphs.active() || graphs.op(new long[]{StreamOps.OP_D2D, addr(dst) + off, addr(s), bytes})))
+            drv.copyDtoDAsync(addr(dst) + off, addr(s), bytes, stream);
     }
 
     @Override
@@ -501,11 +594,17 @@ public final class CudaBackend implements Backend {
         if (splits >= 2) {
             // few queries over a long cache (decoding): spread the keys over more blocks, then merge
             int chunk = (kvLen + splits - 1) / splits;
-            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
             launch3("attention_split", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd),
                     part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
             launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
             java.lang.ref.Reference.reachabilityFence(part);
+            return y;
+        }
+        if (gemmAttention && precision == Precision.BF16 && !mask.causal() && hq == hkv && kvLen == n && d % 8 == 0
+                && longSegments(seg, n)) {
+            int[] bounds = seg == null ? new int[]{0, n} : seg;
+            for (int s = 0; s + 1 < bounds.length; s++) gemmAttention(qd, kd, vd, y, bounds[s], bounds[s + 1] - bounds[s], hq, d, scale);
             return y;
         }
         MemorySegment segs = seg == null ? null : ints(seg);
@@ -524,9 +623,50 @@ public final class CudaBackend implements Backend {
         return y;
     }
 
+    /**
+     * Full attention over a long sequence (the ViT's full-attention blocks) as products on the tensor cores: per head
+     * S = scale Q K^T (bf16 inputs, float32 scores), P = bf16(softmax(S)), O = P V, heads in groups so that the score
+     * matrices stay under GEMM_ATT_BYTES. Same precision as a bf16 model's attention in transformers; the float32
+     * flash kernel stays for the float32 mode, masks and grouped KV heads.
+     */
+    private void gemmAttention(Tensor q, Tensor k, Tensor v, Tensor y, int row0, int n, int heads, int d, float scale) {
+        long width = (long) heads * d, nn = (long) n * n, first = row0 * width;
+        MemorySegment qb = scratch(n * width * 2), kb = scratch(n * width * 2), vb = scratch(n * width * 2);
+        elementwise("f32_to_bf16_kernel", n * width, addr(q) + 4 * first, qb.address(), n * width);
+        elementwise("f32_to_bf16_kernel", n * width, addr(k) + 4 * first, kb.address(), n * width);
+        elementwise("f32_to_bf16_kernel", n * width, addr(v) + 4 * first, vb.address(), n * width);
+        int group = (int) Math.max(1, Math.min(heads, GEMM_ATT_BYTES / (nn * 4)));
+        MemorySegment sc = scratch(group * nn * 4), pb = scratch(group * nn * 2);
+        for (int h0 = 0; h0 < heads; h0 += group) {
+            int g = Math.min(group, heads - h0);
+            long off = (long) h0 * d;
+            // column-major view: S^T (keys x queries) = op_T(K^T [d x n]) * Q^T [d x n], one batch entry per head
+            blas.batched(kb.address() + 2 * off, new CublasLt.Operand(true, d, n, width, d),
+                    qb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
+                    sc.address(), new CublasLt.Operand(false, n, n, n, nn), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, scale, stream);
+            launch("softmax_rows_bf16", g * n, 1, BLOCK, 0, sc.address(), pb.address(), n);
+            // O^T (d x queries) = V^T [d x keys] * P^T [keys x queries]
+            blas.batched(vb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
+                    pb.address(), new CublasLt.Operand(false, n, n, n, nn),
+                    addr(y) + 4 * (first + off), new CublasLt.Operand(false, d, n, width, d), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, stream);
+        }
+        java.lang.ref.Reference.reachabilityFence(qb);
+        java.lang.ref.Reference.reachabilityFence(kb);
+        java.lang.ref.Reference.reachabilityFence(vb);
+        java.lang.ref.Reference.reachabilityFence(sc);
+        java.lang.ref.Reference.reachabilityFence(pb);
+    }
+
+    /** Whether every segment (or the one sequence) is long enough for the product form of attention. */
+    private static boolean longSegments(int[] seg, int n) {
+        if (seg == null) return n >= GEMM_ATT_MIN;
+        for (int s = 0; s + 1 < seg.length; s++) if (seg[s + 1] - seg[s] < GEMM_ATT_MIN) return false;
+        return true;
+    }
+
     /** A device int64 table of the given values (queued on the stream). */
     private MemorySegment longs(long[] v) {
-        MemorySegment s = pool.alloc(v.length * 8L);
+        MemorySegment s = scratch(v.length * 8L);
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 8L);
         return s;
     }
@@ -582,13 +722,16 @@ public final class CudaBackend implements Backend {
         MemorySegment t = longs(table);
         int shared = ATT_WARPS * (d + 2) * 4;
         float scale = (float) (1.0 / Math.sqrt(d));
-        // few sequences over long caches: split the keys so that there are enough blocks, then merge
-        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, maxLen / SPLIT_CHUNK));
+        // few sequences over long caches: split the keys so that there are enough blocks, then merge. The split is
+        // chosen from the longest length rounded up to DECODE_CHUNK (the kernel reads the lengths from the table), so
+        // the launch stays the same for DECODE_CHUNK steps and a captured decode step can be replayed
+        int bucket = (maxLen + DECODE_CHUNK - 1) / DECODE_CHUNK * DECODE_CHUNK;
+        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, bucket / DECODE_CHUNK));
         if (splits == 1) {
-            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, maxLen);
+            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, 0);
         } else {
-            int chunk = (maxLen + splits - 1) / splits;
-            MemorySegment part = pool.alloc((long) n * hq * splits * (d + 2) * 4);
+            int chunk = (bucket + splits - 1) / splits;
+            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
             launch3("attention_batch", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), t.address(), part.address(), n, hq, hkv, d,
                     scale, chunk);
             launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
@@ -602,6 +745,7 @@ public final class CudaBackend implements Backend {
     public int[] argmaxRows(Tensor x) {
         if (!batchedKernels || !onDevice(x)) return Backend.super.argmaxRows(x);
         bind();
+        noSyncInStep("argmaxRows");
         int cols = (int) x.dim(-1), n = rows(x);
         int[] out = new int[n];
         if (n == 0) return out;
@@ -622,11 +766,11 @@ public final class CudaBackend implements Backend {
         if (closed) return;
         bind();
         drv.synchronize();
-        drv.freeHost(staging);
+        ops.close();
+        graphs.close();
         blas.close();
         wrote();
         pool.close();
-        launchArena.close();
         drv.destroyStream(stream);
         drv.releasePrimaryContext(dev);
         closed = true;

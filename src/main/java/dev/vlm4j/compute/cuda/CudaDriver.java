@@ -26,7 +26,9 @@ final class CudaDriver {
             cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
             cuMemcpyDtoDAsync, cuMemsetD8, cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel, cuStreamCreate,
             cuStreamSynchronize, cuStreamDestroy, cuGetErrorString, cuMemGetInfo, cuMemHostAlloc, cuMemFreeHost,
-            cuMemsetD8Async, cuFuncSetAttribute;
+            cuMemsetD8Async, cuFuncSetAttribute, cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate,
+            cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy, cuEventCreate, cuEventRecord, cuEventSynchronize,
+            cuEventDestroy;
 
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 
@@ -62,6 +64,74 @@ final class CudaDriver {
         cuMemFreeHost = NativeLibs.fn(lib, "cuMemFreeHost", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         cuMemsetD8Async = NativeLibs.fn(lib, "cuMemsetD8Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG, ADDRESS));
         cuFuncSetAttribute = NativeLibs.fn(lib, "cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuStreamBeginCapture = NativeLibs.fn(lib, "cuStreamBeginCapture_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuStreamEndCapture = NativeLibs.fn(lib, "cuStreamEndCapture", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphInstantiate = NativeLibs.fn(lib, "cuGraphInstantiateWithFlags", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG));
+        cuGraphLaunch = NativeLibs.fn(lib, "cuGraphLaunch", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphExecDestroy = NativeLibs.fn(lib, "cuGraphExecDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuGraphDestroy = NativeLibs.fn(lib, "cuGraphDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuEventCreate = NativeLibs.fn(lib, "cuEventCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuEventRecord = NativeLibs.fn(lib, "cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuEventSynchronize = NativeLibs.fn(lib, "cuEventSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuEventDestroy = NativeLibs.fn(lib, "cuEventDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    }
+
+    /** cuStreamBeginCapture mode that allows other API calls (allocation) on this thread while capturing. */
+    static final int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
+
+    void beginCapture(MemorySegment stream) {
+        try { check((int) cuStreamBeginCapture.invokeExact(stream, CU_STREAM_CAPTURE_MODE_RELAXED), "cuStreamBeginCapture"); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Ends a capture and returns the graph (throws when the capture was invalidated). */
+    MemorySegment endCapture(MemorySegment stream) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check((int) cuStreamEndCapture.invokeExact(stream, p), "cuStreamEndCapture");
+            return p.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    MemorySegment instantiate(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check((int) cuGraphInstantiate.invokeExact(p, graph, 0L), "cuGraphInstantiateWithFlags");
+            return p.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void graphLaunch(MemorySegment exec, MemorySegment stream) {
+        try { check((int) cuGraphLaunch.invokeExact(exec, stream), "cuGraphLaunch"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void graphExecDestroy(MemorySegment exec) {
+        try { check((int) cuGraphExecDestroy.invokeExact(exec), "cuGraphExecDestroy"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void graphDestroy(MemorySegment graph) {
+        try { check((int) cuGraphDestroy.invokeExact(graph), "cuGraphDestroy"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** An event without timing (CU_EVENT_DISABLE_TIMING), for ordering only. */
+    MemorySegment createEvent() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check((int) cuEventCreate.invokeExact(p, 2), "cuEventCreate");
+            return p.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void recordEvent(MemorySegment event, MemorySegment stream) {
+        try { check((int) cuEventRecord.invokeExact(event, stream), "cuEventRecord"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void eventSynchronize(MemorySegment event) {
+        try { check((int) cuEventSynchronize.invokeExact(event), "cuEventSynchronize"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    void destroyEvent(MemorySegment event) {
+        try { check((int) cuEventDestroy.invokeExact(event), "cuEventDestroy"); } catch (Throwable t) { throw rethrow(t); }
     }
 
     static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;

@@ -73,6 +73,16 @@ final class DevicePool implements AutoCloseable {
         sinceGc = 0;
     }
 
+    /**
+     * Collects garbage activations and gives every cached block back to the driver (the caller has synchronised the
+     * stream, so no queued work still uses a freed block).
+     */
+    synchronized void trim() {
+        if (closed) return;
+        collect();
+        releaseCached();
+    }
+
     /** Gives cached (unused) blocks back to the driver. */
     private void releaseCached() {
         for (ArrayDeque<Long> q : free.values()) {

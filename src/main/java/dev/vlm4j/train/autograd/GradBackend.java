@@ -5,7 +5,9 @@ import dev.vlm4j.compute.Backend;
 import dev.vlm4j.tensor.Device;
 import dev.vlm4j.tensor.Tensor;
 
+import java.lang.foreign.MemorySegment;
 import java.util.*;
+import java.util.function.UnaryOperator;
 
 /**
  * Reverse-mode autograd as a {@link Backend} decorator: every op computes its forward through the wrapped backend
@@ -18,6 +20,12 @@ import java.util.*;
  * backward are checked to be unmodified (by version) when the backward runs. Parameters registered with
  * {@link #addParameter} are leaves with float32 gradient buffers; unregistered tensors (frozen weights, inputs)
  * get no gradients. {@link #crossEntropy} seeds the backward with the loss gradient; {@link #backward} runs the tape.
+ * <p>
+ * Gradient checkpointing ({@link #checkpointing(boolean)}): each {@link #checkpoint} segment (a decoder layer, a ViT
+ * block) runs forward without recording and leaves one op on the tape that keeps only the segment's input. When
+ * the backward reaches it, the segment runs again with recording on, into a tape of its own, which is backpropagated
+ * and dropped: the saved activations of one segment at a time instead of all of them, for a second forward.
+ * {@link #savedActivationBytes} counts what the tape holds.
  */
 public final class GradBackend implements Backend {
     /** The gradient slot of one tensor value (a parameter leaf or an op's output). */
@@ -56,34 +64,82 @@ public final class GradBackend implements Backend {
         public float[] grad() { return node.grad; }
     }
 
-    private record Op(String name, Node out, Runnable backward) {}
+    /** One recorded op: its output's node, the tensors it saved (released once it has run) and its backward. */
+    private record Op(String name, Node out, List<Saved> saved, Runnable backward) {}
 
-    /** A tensor saved for a backward, with the version it had then. */
+    /**
+     * A tensor saved for a backward, with the version it had then. While saved, an activation (not a weight) counts
+     * in {@link #savedActivationBytes}; the op it belongs to releases it.
+     */
     private final class Saved {
         final Tensor t;
         final int version;
+        final boolean activation;
 
         Saved(Tensor t) {
             this.t = t;
             this.version = versionOf(t);
+            this.activation = !weights.contains(t) && !byTensor.containsKey(t);
+            if (activation) hold(t.data());
+            pending.add(this);
         }
 
-        float[] values(String op) {
+        Tensor check(String op) {
             if (versionOf(t) != version)
                 throw new IllegalStateException(op + ": a tensor saved for the backward was modified in place afterwards ("
                         + t + ", version " + version + " -> " + versionOf(t) + ")");
-            return inner.toHost(t);
+            return t;
+        }
+
+        float[] values(String op) { return inner.toHost(check(op)); }
+    }
+
+    /** A checkpointed piece of the forward: its input, the input's node (null: no gradient) and the function to re-run. */
+    private final class Segment {
+        final String name;
+        final Tensor input;
+        final Node inputNode;
+        final UnaryOperator<Tensor> fn;
+        /** Whether the segment reads a tensor with a gradient (its input or a parameter), so that it needs a backward. */
+        boolean needsBackward;
+
+        Segment(String name, Tensor input, UnaryOperator<Tensor> fn) {
+            this.name = name;
+            this.input = input;
+            this.inputNode = nodes.get(input);
+            this.fn = fn;
+            this.needsBackward = inputNode != null;
+        }
+
+        /** Notes a tensor an op of the untaped forward reads. */
+        void reads(Tensor t) {
+            Node n = nodes.get(t);
+            if (n == null) return;
+            if (n.param == null && t != input)
+                throw new IllegalStateException("checkpoint " + name + " reads a tensor with a gradient other than its input (" + t + ")");
+            needsBackward = true;
         }
     }
 
     private final Backend inner;
-    private final IdentityHashMap<Tensor, Node> nodes = new IdentityHashMap<>();
-    private final IdentityHashMap<Tensor, Integer> versions = new IdentityHashMap<>();
+    private IdentityHashMap<Tensor, Node> nodes = new IdentityHashMap<>();
+    private IdentityHashMap<Tensor, Integer> versions = new IdentityHashMap<>();
     private final IdentityHashMap<Tensor, Parameter> byTensor = new IdentityHashMap<>();
     private final Map<String, Parameter> params = new LinkedHashMap<>();
-    private final List<Op> tape = new ArrayList<>();
+    private List<Op> tape = new ArrayList<>();
     private final List<Runnable> seeds = new ArrayList<>();
     private boolean recording;
+    private boolean checkpointing;
+    /** The segment whose first forward runs now (untaped), or null. */
+    private Segment running;
+
+    /** Weights placed through {@link #upload}: saved for backwards but not counted as activations. */
+    private final Set<Tensor> weights = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** Saved tensors of the op being recorded, until {@link #push} hands them to it. */
+    private List<Saved> pending = new ArrayList<>();
+    /** How many live {@link Saved}s hold each activation buffer; their bytes, now and at most. */
+    private final Map<MemorySegment, Integer> held = new HashMap<>();
+    private long heldBytes, peakHeldBytes;
 
     public GradBackend(Backend inner) { this.inner = inner; }
 
@@ -115,8 +171,28 @@ public final class GradBackend implements Backend {
         for (Parameter p : params.values()) Arrays.fill(p.node.grad, 0f);
     }
 
+    /**
+     * Turns gradient checkpointing on or off (off by default): while on, {@link #checkpoint} segments keep only their
+     * input and run again in the backward.
+     */
+    public void checkpointing(boolean on) { checkpointing = on; }
+
+    public boolean checkpointing() { return checkpointing; }
+
     /** Ops on the tape (for tests and diagnostics). */
     public int tapeLength() { return tape.size(); }
+
+    /**
+     * Bytes of activations the tape holds for the backward now: tensors saved by recorded ops (a checkpoint's input
+     * included), each buffer once, weights and parameters excluded. Rises during the recorded forward, falls as the
+     * backward runs the ops.
+     */
+    public long savedActivationBytes() { return heldBytes; }
+
+    /** The most {@link #savedActivationBytes} since the last {@link #resetPeakSavedActivationBytes}. */
+    public long peakSavedActivationBytes() { return peakHeldBytes; }
+
+    public void resetPeakSavedActivationBytes() { peakHeldBytes = heldBytes; }
 
     // ---------------------------------------------------------------- loss and backward
 
@@ -172,33 +248,127 @@ public final class GradBackend implements Backend {
     public void backward() {
         try {
             for (Runnable s : seeds) s.run();
-            for (int i = tape.size() - 1; i >= 0; i--) {
-                Op op = tape.get(i);
-                if (op.out.grad == null) continue;
-                op.backward.run();
-                if (op.out.param == null) op.out.grad = null;
-            }
+            runBackward(tape);
         } finally {
             clearTape();
         }
     }
 
+    /** Runs ops backwards, each one's saved tensors released once it has run. */
+    private void runBackward(List<Op> ops) {
+        for (int i = ops.size() - 1; i >= 0; i--) {
+            Op op = ops.set(i, null);
+            if (op.out.grad != null) {
+                op.backward.run();
+                if (op.out.param == null) op.out.grad = null;
+            }
+            release(op);
+        }
+    }
+
     /** Forgets the tape and activation nodes without a backward. */
     public void clearTape() {
+        for (Op op : tape) if (op != null) release(op);
         tape.clear();
         seeds.clear();
+        pending.clear();
         versions.clear();
-        nodes.clear();
-        for (Parameter p : params.values()) nodes.put(p.tensor, p.node);
+        nodes = parameterNodes();
+    }
+
+    private IdentityHashMap<Tensor, Node> parameterNodes() {
+        IdentityHashMap<Tensor, Node> m = new IdentityHashMap<>();
+        for (Parameter p : params.values()) m.put(p.tensor, p.node);
+        return m;
+    }
+
+    // ---------------------------------------------------------------- gradient checkpointing
+
+    /**
+     * While recording with checkpointing on, runs {@code fn} without a tape and records one op that keeps only
+     * {@code input}; its backward is {@link #recompute}. A segment that reads nothing with a gradient (a frozen
+     * block on frozen inputs) leaves nothing on the tape. Otherwise, and inside a segment, just runs {@code fn}.
+     */
+    @Override
+    public Tensor checkpoint(String segment, Tensor input, UnaryOperator<Tensor> fn) {
+        if (!recording || !checkpointing) return fn.apply(input);
+        Segment s = new Segment(segment, input, fn);
+        Tensor out;
+        recording = false;
+        running = s;
+        try {
+            out = fn.apply(input);
+        } finally {
+            running = null;
+            recording = true;
+        }
+        if (!s.needsBackward) return out;
+        Saved kept = new Saved(input);
+        push("checkpoint " + segment, out, ny -> recompute(s, kept, ny));
+        return out;
+    }
+
+    /**
+     * The backward of a checkpoint: runs the segment again with recording on, into a tape, node map and version map
+     * of its own (its input maps to the input's node outside, so the input's gradient lands there; the weights map
+     * to their parameters), backpropagates the output's gradient through that tape and drops it.
+     */
+    private void recompute(Segment s, Saved kept, Node out) {
+        kept.check("checkpoint " + s.name);
+        List<Op> outerTape = tape;
+        IdentityHashMap<Tensor, Node> outerNodes = nodes;
+        IdentityHashMap<Tensor, Integer> outerVersions = versions;
+        boolean wasRecording = recording;
+        tape = new ArrayList<>();
+        nodes = parameterNodes();
+        versions = new IdentityHashMap<>();
+        if (s.inputNode != null) nodes.put(s.input, s.inputNode);
+        recording = true;
+        try {
+            Tensor y = s.fn.apply(s.input);
+            Node ny = nodes.get(y);
+            if (ny == null) throw new IllegalStateException("checkpoint " + s.name + ": its re-run has no gradient path");
+            addInto(ny.grad(), out.grad);
+            runBackward(tape);
+        } finally {
+            for (Op op : tape) if (op != null) release(op);
+            tape = outerTape;
+            nodes = outerNodes;
+            versions = outerVersions;
+            recording = wasRecording;
+        }
     }
 
     // ---------------------------------------------------------------- helpers
 
     private int versionOf(Tensor t) { return versions.getOrDefault(t, 0); }
 
-    private void bump(Tensor t) { if (recording) versions.merge(t, 1, Integer::sum); }
+    private void bump(Tensor t) {
+        if (running != null && t == running.input)
+            throw new IllegalStateException("checkpoint " + running.name + " modifies its input in place");
+        if (recording) versions.merge(t, 1, Integer::sum);
+    }
 
-    private Node node(Tensor t) { return recording && t != null ? nodes.get(t) : null; }
+    private Node node(Tensor t) {
+        if (t == null) return null;
+        if (running != null) running.reads(t);
+        return recording ? nodes.get(t) : null;
+    }
+
+    private void hold(MemorySegment buf) {
+        if (held.merge(buf, 1, Integer::sum) == 1) {
+            heldBytes += buf.byteSize();
+            peakHeldBytes = Math.max(peakHeldBytes, heldBytes);
+        }
+    }
+
+    private void release(Op op) {
+        for (Saved s : op.saved) {
+            if (!s.activation) continue;
+            MemorySegment buf = s.t.data();
+            if (held.merge(buf, -1, (a, b) -> a + b == 0 ? null : a + b) == null) heldBytes -= buf.byteSize();
+        }
+    }
 
     private static boolean any(Node... ns) {
         for (Node n : ns) if (n != null) return true;
@@ -209,7 +379,9 @@ public final class GradBackend implements Backend {
     private Node push(String name, Tensor out, java.util.function.Consumer<Node> backward) {
         Node n = new Node(Math.toIntExact(out.numel()), null);
         nodes.put(out, n);
-        tape.add(new Op(name, n, () -> backward.accept(n)));
+        List<Saved> saved = pending.isEmpty() ? List.of() : pending;
+        pending = new ArrayList<>();
+        tape.add(new Op(name, n, saved, () -> backward.accept(n)));
         return n;
     }
 
@@ -220,7 +392,13 @@ public final class GradBackend implements Backend {
     // ---------------------------------------------------------------- Backend
 
     @Override public Device device() { return inner.device(); }
-    @Override public Tensor upload(Tensor hostWeight) { return inner.upload(hostWeight); }
+    @Override
+    public Tensor upload(Tensor hostWeight) {
+        Tensor w = inner.upload(hostWeight);
+        weights.add(w);
+        return w;
+    }
+
     @Override public Tensor fromHost(float[] values, long... shape) { return inner.fromHost(values, shape); }
     @Override public float[] toHost(Tensor t) { return inner.toHost(t); }
     @Override public Tensor zeros(long... shape) { return inner.zeros(shape); }
@@ -230,13 +408,13 @@ public final class GradBackend implements Backend {
         Tensor y = inner.linear(x, w, bias);
         Node nx = node(x), nw = node(w), nb = node(bias);
         if (!any(nx, nw, nb)) return y;
-        Saved sx = new Saved(x), sw = new Saved(w);
+        Saved sx = nw == null ? null : new Saved(x), sw = nx == null ? null : new Saved(w);
         int n = rows(x), in = (int) x.dim(-1), out = (int) w.dim(0);
         push("linear", y, ny -> {
             float[] g = ny.grad;
             if (nx != null) GradKernels.linearDx(g, n, out, sw.values("linear"), in, nx.grad());
             if (nw != null || nb != null)
-                GradKernels.linearDw(g, n, out, nw == null ? null : sx.values("linear"), in, gradOrNull(nw), gradOrNull(nb));
+                GradKernels.linearDw(g, n, out, sx == null ? null : sx.values("linear"), in, gradOrNull(nw), gradOrNull(nb));
         });
         return y;
     }
@@ -452,7 +630,7 @@ public final class GradBackend implements Backend {
         Tensor y = inner.mul(a, b);
         Node na = node(a), nb = node(b);
         if (!any(na, nb)) return y;
-        Saved sa = new Saved(a), sb = new Saved(b);
+        Saved sa = nb == null ? null : new Saved(a), sb = na == null ? null : new Saved(b);
         push("mul", y, ny -> {
             float[] g = ny.grad;
             if (na != null) {

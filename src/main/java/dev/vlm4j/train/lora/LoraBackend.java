@@ -6,12 +6,14 @@ import dev.vlm4j.tensor.Device;
 import dev.vlm4j.tensor.Tensor;
 
 import java.util.*;
+import java.util.function.UnaryOperator;
 
 /**
  * Applies LoRA adapters unmerged, as a {@link Backend} decorator: a {@code linear} whose weight tensor is a LoRA
  * target computes {@code y = W x + b + scale * B(A(dropout(x)))} through the wrapped backend (so a recording
  * {@link dev.vlm4j.train.autograd.GradBackend} underneath gives A and B their gradients); every other op passes
- * through. Dropout applies only while {@link #training training}.
+ * through. Dropout applies only while {@link #training training}; a {@link #checkpoint checkpointed} segment that runs
+ * again in the backward draws the same masks as in its forward.
  */
 public final class LoraBackend implements Backend {
     /** One adapted linear: its module name, factors A {@code [r, in]} and B {@code [out, r]}, scale and dropout. */
@@ -20,7 +22,7 @@ public final class LoraBackend implements Backend {
     private final Backend inner;
     private final IdentityHashMap<Tensor, List<Target>> targets = new IdentityHashMap<>();
     private boolean training;
-    private Random rng = new Random(42);
+    private final MaskRandom rng = new MaskRandom(42);
 
     public LoraBackend(Backend inner) { this.inner = inner; }
 
@@ -44,7 +46,54 @@ public final class LoraBackend implements Backend {
     /** Training mode turns dropout on (with the given seed for its masks). */
     public void training(boolean on, long seed) {
         training = on;
-        rng = new Random(seed);
+        rng.setSeed(seed);
+    }
+
+    /**
+     * Gradient checkpointing re-runs a segment in the backward: every run after the first draws its dropout masks
+     * from the generator state (and training mode) the segment started with, and leaves the generator where it was,
+     * so the re-run reproduces the forward's masks and the masks of everything after are those of a run without
+     * checkpointing.
+     */
+    @Override
+    public Tensor checkpoint(String segment, Tensor input, UnaryOperator<Tensor> fn) {
+        long start = rng.state;
+        boolean trainingAtStart = training;
+        boolean[] ran = {false};
+        return inner.checkpoint(segment, input, x -> {
+            if (!ran[0]) {
+                ran[0] = true;
+                return fn.apply(x);
+            }
+            long now = rng.state;
+            boolean trainingNow = training;
+            rng.state = start;
+            training = trainingAtStart;
+            try {
+                return fn.apply(x);
+            } finally {
+                rng.state = now;
+                training = trainingNow;
+            }
+        });
+    }
+
+    /**
+     * {@link java.util.Random}'s generator (the 48-bit linear congruential one its documentation specifies, so the
+     * masks are those {@code new Random(seed).nextFloat()} gives) with its state in the open, to be saved and restored.
+     */
+    static final class MaskRandom {
+        private static final long MULTIPLIER = 0x5DEECE66DL, ADDEND = 0xBL, MASK = (1L << 48) - 1;
+        long state;
+
+        MaskRandom(long seed) { setSeed(seed); }
+
+        void setSeed(long seed) { state = (seed ^ MULTIPLIER) & MASK; }
+
+        float nextFloat() {
+            state = (state * MULTIPLIER + ADDEND) & MASK;
+            return (int) (state >>> (48 - 24)) / (float) (1 << 24);
+        }
     }
 
     @Override

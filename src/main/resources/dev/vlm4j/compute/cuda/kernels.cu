@@ -4,6 +4,9 @@
 
 #define NEG_INF __int_as_float(0xff800000)
 
+struct alignas(16) U32x4 { unsigned int x, y, z, w; };
+struct alignas(16) F32x4 { float x, y, z, w; };
+
 __device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __int_as_float(((unsigned int) b) << 16); }
 
 __device__ __forceinline__ unsigned short f32_to_bf16(float f) {
@@ -64,6 +67,54 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, in
     ss = block_sum(ss, red);
     float inv = rsqrtf(ss / d + eps);
     for (int k = threadIdx.x; k < d; k += blockDim.x) yr[k] = w[k] * (xr[k] * inv);
+}
+
+// rms_norm for rows with d % 4 == 0 and d <= 16 * blockDim: each thread keeps its float4s in registers (one read of
+// x, all loads in flight at once) and the block is as wide as the row (a decode step's single row is one block, so
+// the latency of a sequential loop over the row was most of its time).
+extern "C" __global__ void rms_norm_v4(const float* x, const float* w, float* y, int d, float eps) {
+    __shared__ float red[32];
+    const F32x4* xr = (const F32x4*) (x + (long long) blockIdx.x * d);
+    const F32x4* w4 = (const F32x4*) w;
+    F32x4* yr = (F32x4*) (y + (long long) blockIdx.x * d);
+    const int d4 = d >> 2;
+    F32x4 v[4];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int k = threadIdx.x + j * blockDim.x;
+        if (k < d4) {
+            v[j] = xr[k];
+            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+        }
+    }
+    ss = block_sum(ss, red);
+    float inv = rsqrtf(ss / d + eps);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int k = threadIdx.x + j * blockDim.x;
+        if (k < d4) {
+            F32x4 g = w4[k], o;
+            o.x = g.x * (v[j].x * inv); o.y = g.y * (v[j].y * inv); o.z = g.z * (v[j].z * inv); o.w = g.w * (v[j].w * inv);
+            yr[k] = o;
+        }
+    }
+}
+
+// P[r, :] = bf16(softmax(S[r, :])) for rows of length n (scores already scaled), one block per row. Used by the
+// GEMM form of full (unmasked) attention over long sequences: S = Q K^T and O = P V run on the tensor cores.
+extern "C" __global__ void softmax_rows_bf16(const float* S, unsigned short* P, int n) {
+    __shared__ float red[32];
+    const float* sr = S + (long long) blockIdx.x * n;
+    unsigned short* pr = P + (long long) blockIdx.x * n;
+    float mx = NEG_INF;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, sr[j]);
+    mx = block_max(mx, red);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sum += expf(sr[j] - mx);
+    sum = block_sum(sum, red);
+    float inv = 1.f / sum;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) pr[j] = f32_to_bf16(expf(sr[j] - mx) * inv);
 }
 
 extern "C" __global__ void add_f32(const float* a, const float* b, float* y, long long n) {
@@ -262,8 +313,6 @@ extern "C" __global__ void attention_combine(const float* part, float* out, int 
     }
 }
 
-struct alignas(16) U32x4 { unsigned int x, y, z, w; };
-struct alignas(16) F32x4 { float x, y, z, w; };
 
 __device__ __forceinline__ float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
@@ -329,6 +378,123 @@ extern "C" __global__ void gemv_bf16_sx(const float* x, const unsigned short* w,
     }
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc + (b ? b[row] : 0.f);
+}
+
+// Fused matrix-vector products for one activation row (decoding), warp-per-row like gemv_bf16 (16-byte weight
+// loads, four in flight per lane) with three additions that cut launches and fill the GPU:
+//  - the output rows are the concatenation of up to three segments (q, k and v over one normed input): segment s
+//    has r_s rows of weight w_s [r_s, in] (bf16), optional bias b_s and output y_s; res, when given, is added to
+//    segment 0 (a residual projection);
+//  - swiglu = 1: r0 outputs, each from row r of w0 (gate) and of w1 (up) in the same warp, y0 = silu(g) * u;
+//  - split = 1, 2 or 4 warps share a row (each a contiguous part of it, summed through shared memory), so that a
+//    4096-row matrix still gives every SM enough warps. Block: W warps (blockDim 32 W, W <= 16), W / split rows.
+// x is rounded to bf16 as the GEMM path does; float32 accumulation. Needs in % 8 == 0 and 16-byte aligned rows.
+// stage = 1: x is rounded once per block into dynamic shared memory (in floats), which spares the per-row reads of
+// x from L1 that otherwise compete with the weight stream (the large matrices).
+__device__ __forceinline__ float dot8_rounded(U32x4 v, const float* a) {
+    return a[0] * __int_as_float(v.x << 16) + a[1] * __int_as_float(v.x & 0xffff0000u)
+         + a[2] * __int_as_float(v.y << 16) + a[3] * __int_as_float(v.y & 0xffff0000u)
+         + a[4] * __int_as_float(v.z << 16) + a[5] * __int_as_float(v.z & 0xffff0000u)
+         + a[6] * __int_as_float(v.w << 16) + a[7] * __int_as_float(v.w & 0xffff0000u);
+}
+
+// The 8 bf16-rounded x values of chunk i: from the shared copy (already rounded) or from global memory.
+__device__ __forceinline__ void round8(const F32x4* x4, bool staged, int i, float* a) {
+    F32x4 p = x4[2 * i], q = x4[2 * i + 1];
+    if (staged) {
+        a[0] = p.x; a[1] = p.y; a[2] = p.z; a[3] = p.w; a[4] = q.x; a[5] = q.y; a[6] = q.z; a[7] = q.w;
+        return;
+    }
+    a[0] = round_bf16(p.x); a[1] = round_bf16(p.y); a[2] = round_bf16(p.z); a[3] = round_bf16(p.w);
+    a[4] = round_bf16(q.x); a[5] = round_bf16(q.y); a[6] = round_bf16(q.z); a[7] = round_bf16(q.w);
+}
+
+extern "C" __global__ void __launch_bounds__(512) gemv_bf16_fused(const float* x, int in,
+        const unsigned short* w0, const unsigned short* w1, const unsigned short* w2,
+        const float* b0, const float* b1, const float* b2, float* y0, float* y1, float* y2,
+        int r0, int r1, int r2, const float* res, int swiglu, int split, int stage) {
+    __shared__ float red[2][16];
+    extern __shared__ float xs[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int part = warp % split, row = blockIdx.x * ((blockDim.x >> 5) / split) + warp / split;
+    if (stage) {
+        for (int k = threadIdx.x; k < in; k += blockDim.x) xs[k] = round_bf16(x[k]);
+        __syncthreads();
+    }
+    const int total = swiglu ? r0 : r0 + r1 + r2;
+    const bool valid = row < total;
+    const U32x4 *wa = nullptr, *wb = nullptr;
+    if (valid) {
+        if (swiglu) {
+            wa = (const U32x4*) (w0 + (long long) row * in);
+            wb = (const U32x4*) (w1 + (long long) row * in);
+        } else if (row < r0) {
+            wa = (const U32x4*) (w0 + (long long) row * in);
+        } else if (row < r0 + r1) {
+            wa = (const U32x4*) (w1 + (long long) (row - r0) * in);
+        } else {
+            wa = (const U32x4*) (w2 + (long long) (row - r0 - r1) * in);
+        }
+    }
+    const F32x4* x4 = (const F32x4*) (stage ? xs : x);
+    const bool st = stage != 0;
+    const int n8 = in >> 3, lo = part * n8 / split, hi = (part + 1) * n8 / split;
+    float acc = 0.f, acc2 = 0.f;
+    if (valid) {
+        int i = lo + lane;
+        float a[8];
+        if (wb) {
+            for (; i + 32 < hi; i += 64) {
+                U32x4 u0 = wa[i], u1 = wa[i + 32], v0 = wb[i], v1 = wb[i + 32];
+                round8(x4, st, i, a);
+                acc += dot8_rounded(u0, a);
+                acc2 += dot8_rounded(v0, a);
+                round8(x4, st, i + 32, a);
+                acc += dot8_rounded(u1, a);
+                acc2 += dot8_rounded(v1, a);
+            }
+            for (; i < hi; i += 32) {
+                U32x4 u = wa[i], v = wb[i];
+                round8(x4, st, i, a);
+                acc += dot8_rounded(u, a);
+                acc2 += dot8_rounded(v, a);
+            }
+        } else {
+            for (; i + 96 < hi; i += 128) {
+                U32x4 v[4] = {wa[i], wa[i + 32], wa[i + 64], wa[i + 96]};
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    round8(x4, st, i + 32 * u, a);
+                    acc += dot8_rounded(v[u], a);
+                }
+            }
+            for (; i < hi; i += 32) {
+                U32x4 v = wa[i];
+                round8(x4, st, i, a);
+                acc += dot8_rounded(v, a);
+            }
+        }
+    }
+    acc = warp_sum(acc);
+    acc2 = warp_sum(acc2);
+    if (split > 1) {
+        if (lane == 0) { red[0][warp] = acc; red[1][warp] = acc2; }
+        __syncthreads();
+        if (part != 0) return;
+        acc = 0.f;
+        acc2 = 0.f;
+        for (int p = 0; p < split; p++) { acc += red[0][warp + p]; acc2 += red[1][warp + p]; }
+    }
+    if (lane != 0 || !valid) return;
+    if (swiglu) {
+        y0[row] = acc / (1.f + expf(-acc)) * acc2;
+    } else if (row < r0) {
+        y0[row] = acc + (b0 ? b0[row] : 0.f) + (res ? res[row] : 0.f);
+    } else if (row < r0 + r1) {
+        y1[row - r0] = acc + (b1 ? b1[row - r0] : 0.f);
+    } else {
+        y2[row - r0 - r1] = acc + (b2 ? b2[row - r0 - r1] : 0.f);
+    }
 }
 
 // The float32-weight version (parity mode): needs in % 4 == 0.

@@ -105,6 +105,40 @@ class CudaBackendTest {
         }
     }
 
+    /** The fused batch-1 ops (q/k/v in one launch, SwiGLU, residual projection) against the CPU's compositions. */
+    @Test
+    void fusedDecodeProducts() {
+        for (int[] s : new int[][]{{4096, 4096, 1024}, {72, 40, 8}, {11008, 24, 17}, {256, 3, 5}}) {
+            int in = s[0], big = s[1], small = s[2];
+            float[] x = rand(in, 1);
+            float[][] w = {rand(big * in, 0.05f), rand(small * in, 0.05f), rand(small * in, 0.05f)};
+            float[][] b = {rand(big, 0.5f), rand(small, 0.5f), null};
+            Tensor xr = host(roundBf16(x), 1, in);
+            Tensor[] hw = new Tensor[3], dw = new Tensor[3], hb = new Tensor[3];
+            for (int i = 0; i < 3; i++) {
+                int rows = i == 0 ? big : small;
+                hw[i] = hostBf16(w[i], rows, in);
+                dw[i] = gpuBf16.upload(host(w[i], rows, in));
+                hb[i] = b[i] == null ? null : host(b[i], rows);
+            }
+            Tensor xd = gpuBf16.fromHost(x, 1, in);
+            Tensor[] e = cpu.linears(xr, hw, hb), got = gpuBf16.linears(xd, dw, hb);
+            for (int i = 0; i < 3; i++) close("linears[" + i + "] in=" + in, e[i], gpuBf16, got[i], 2e-3);
+            Tensor up = gpuBf16.upload(host(rand(big * in, 0.05f), big, in));
+            Tensor upHost = hostBf16(gpuBf16.toHost(up), big, in);
+            close("swiGlu in=" + in, cpu.swiGlu(xr, hw[0], upHost), gpuBf16, gpuBf16.swiGlu(xd, dw[0], up), 2e-3);
+            Tensor down = gpuBf16.upload(host(rand(big * in, 0.05f), in, big));
+            float[] h = rand(big, 1);
+            close("addLinear in=" + big, cpu.addLinear(host(x, 1, in), host(roundBf16(h), 1, big), hostBf16(gpuBf16.toHost(down), in, big)),
+                    gpuBf16, gpuBf16.addLinear(xd, gpuBf16.fromHost(h, 1, big), down), 2e-3);
+            // the same products through the warp-per-row kernel and separate launches agree too
+            gpuBf16.useFusedGemv(false);
+            Tensor[] warp = gpuBf16.linears(xd, dw, hb);
+            gpuBf16.useFusedGemv(true);
+            for (int i = 0; i < 3; i++) close("warp kernel linears[" + i + "]", e[i], gpuBf16, warp[i], 2e-3);
+        }
+    }
+
     @Test
     void bf16InputReusedUntilWrittenInPlace() {
         int n = 4, in = 64, out = 32;
@@ -178,6 +212,25 @@ class CudaBackendTest {
             gpu.rotary(xg, heads, gpu.fromHost(c, n, d), gpu.fromHost(sn, n, d));
             close("rotary " + heads + "x" + d, xc, gpu, xg, 1e-5);
         }
+    }
+
+    /** Full attention over a long sequence in bf16 mode runs as batched tensor-core products (bf16 Q, K, V and P). */
+    @Test
+    void longFullAttentionAsProducts() {
+        int n = 2300, heads = 4, d = 80;
+        AttentionMask mask = AttentionMask.segments(new int[]{0, 1100, n});   // two long images
+        float[] q = rand(n * heads * d, 1), k = rand(n * heads * d, 1), v = rand(n * heads * d, 1);
+        Tensor e = cpu.attention(host(roundBf16(q), n, (long) heads * d), host(roundBf16(k), n, (long) heads * d),
+                host(roundBf16(v), n, (long) heads * d), n, heads, heads, mask);
+        Tensor qd = gpuBf16.fromHost(q, n, (long) heads * d), kd = gpuBf16.fromHost(k, n, (long) heads * d),
+                vd = gpuBf16.fromHost(v, n, (long) heads * d);
+        // bf16 probabilities: about 2^-9 relative per weight, averaged over the keys
+        close("attention as products", e, gpuBf16, gpuBf16.attention(qd, kd, vd, n, heads, heads, mask), 5e-3);
+        gpuBf16.useGemmAttention(false);
+        Tensor flash = gpuBf16.attention(qd, kd, vd, n, heads, heads, mask);
+        gpuBf16.useGemmAttention(true);
+        close("attention flash kernel, same inputs rounded", cpu.attention(host(q, n, (long) heads * d), host(k, n, (long) heads * d),
+                host(v, n, (long) heads * d), n, heads, heads, mask), gpuBf16, flash, 1e-4);
     }
 
     private void attentionCase(String what, int n, int kvRows, int kvLen, int hq, int hkv, int d, AttentionMask mask) {
@@ -254,5 +307,19 @@ class CudaBackendTest {
         long grown = gpu.deviceBytes()[0] - before;
         System.out.println("pool after 10000 x 1 MiB steps: +" + (grown >> 20) + " MiB held, peak " + (gpu.deviceBytes()[1] >> 20) + " MiB");
         assertTrue(grown < (6L << 30), "the pool kept " + grown + " bytes");   // it collects every <= 4 GiB
+    }
+
+    @Test
+    void releaseCachedMemoryReturnsBlocksToTheDriver() {
+        Tensor keep = gpu.fromHost(rand(1000, 1), 10, 100);
+        for (int i = 0; i < 64; i++) gpu.zeros(1024, 1024 + i);   // ~256 MiB of garbage in distinct size classes
+        gpu.synchronize();
+        long held = gpu.deviceBytes()[0];
+        gpu.releaseCachedMemory();
+        long after = gpu.deviceBytes()[0];
+        System.out.println("releaseCachedMemory: " + (held >> 20) + " MiB -> " + (after >> 20) + " MiB");
+        assertTrue(after < held - (128L << 20), "held " + held + " bytes, still " + after + " after releasing the cache");
+        assertEquals(1000, gpu.toHost(keep).length);   // a live tensor is untouched
+        assertArrayEquals(gpu.toHost(keep), gpu.toHost(gpu.add(keep, gpu.zeros(10, 100))));
     }
 }

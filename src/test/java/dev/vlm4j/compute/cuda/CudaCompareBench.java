@@ -41,6 +41,7 @@ public final class CudaCompareBench {
                 case "--batches" -> batches = java.util.Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
                 case "--before" -> before = true;
                 case "--decode-only" -> decodeOnly = true;
+                case "--vision-only" -> batches = new int[0];
                 default -> throw new IllegalArgumentException(args[i]);
             }
         }
@@ -74,8 +75,15 @@ public final class CudaCompareBench {
             res.put("vision_ms", vis);
             System.out.printf(Locale.ROOT, "vlm4j vision encode 1036x1036: %.1f ms%n", vis);
             if (before) {
+                be.useGemmAttention(false);
+                double vf = timeVision(model, be, px, grids, 1, 3);
+                be.useGemmAttention(true);
+                res.put("extra:vision encode ms, full-attention blocks on the float32 flash kernel (before)", vf);
+                System.out.printf(Locale.ROOT, "vlm4j vision encode, full attention on the flash kernel: %.1f ms%n", vf);
                 be.useFlashAttention(false);
+                be.useGemmAttention(false);
                 double v0 = timeVision(model, be, px, grids, 1, 2);
+                be.useGemmAttention(true);
                 be.useFlashAttention(true);
                 res.put("extra:vision encode ms, one-query-per-block attention (before)", v0);
                 System.out.printf(Locale.ROOT, "vlm4j vision encode, old attention kernel: %.1f ms%n", v0);
@@ -90,7 +98,9 @@ public final class CudaCompareBench {
             System.out.printf(Locale.ROOT, "vlm4j prefill image + 32 text tokens (%d tokens): %.1f ms%n", ids.length, pre);
             if (before) {
                 be.useFlashAttention(false);
+                be.useGemmAttention(false);
                 double p0 = timePrefill(model, be, ids, vin, 1, 2);
+                be.useGemmAttention(true);
                 be.useFlashAttention(true);
                 res.put("extra:prefill ms, one-query-per-block attention (before)", p0);
                 System.out.printf(Locale.ROOT, "vlm4j prefill, old attention kernel: %.1f ms%n", p0);
@@ -146,6 +156,19 @@ public final class CudaCompareBench {
                 }
                 m.put("host_queue_ms_step", issue / 1e6 / probe);
                 System.out.printf(Locale.ROOT, "  batch %d: host time to queue one step %.2f ms%n", b, issue / 1e6 / probe);
+                if (before) {
+                    be.useGraphs(false);
+                    int steps = 32;
+                    next = model.decodeBatchGreedy(seqs, next);
+                    be.synchronize();
+                    long c = System.nanoTime();
+                    for (int s = 0; s < steps; s++) next = model.decodeBatchGreedy(seqs, next);
+                    double d0 = (System.nanoTime() - c) / 1e9;
+                    be.useGraphs(true);
+                    res.put("extra:decode tok/s, batch " + b + ", eager launches without CUDA graphs (before, " + steps + " steps)", b * steps / d0);
+                    System.out.printf(Locale.ROOT, "vlm4j decode batch %d without CUDA graphs: %.1f tok/s (%.2f ms/step)%n",
+                            b, b * steps / d0, 1000 * d0 / steps);
+                }
                 if (before && b > 1) {
                     be.useBatchedKernels(false);
                     int steps = 8;

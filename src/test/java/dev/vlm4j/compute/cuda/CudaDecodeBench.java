@@ -54,7 +54,10 @@ public final class CudaDecodeBench {
             SplittableRandom r = new SplittableRandom(1);
             int[] ids = new int[prompt];
             for (int i = 0; i < prompt; i++) ids[i] = r.nextInt(150000);
-            for (int rep = 0; rep < 2; rep++) {   // the first round warms up (JIT, cuBLASLt plans, pool)
+            for (int rep = 0; rep < 4; rep++) {   // the first round warms up (JIT, cuBLASLt plans, pool)
+                boolean graphs = rep != 2, fused = rep != 3;   // round 2: without CUDA graphs; 3: warp-per-row gemv
+                be.useGraphs(graphs);
+                be.useFusedGemv(fused);
                 var seq = model.newSequence(prompt + tokens + 8);
                 long a = System.nanoTime();
                 float[] last = model.lastLogits(model.prefill(seq, ids, null, null, null));
@@ -69,11 +72,11 @@ public final class CudaDecodeBench {
                     last = model.lastLogits(h);
                 }
                 double dec = (System.nanoTime() - b) / 1e9;
-                if (rep == 1)
+                if (rep >= 1)
                     System.out.printf("  host time to queue one decoder step (no wait): %.2f ms/token%n", issue / 1e6 / tokens);
-                if (rep == 1)
-                    System.out.printf("%s on %s [%s]: load %.1f s, prefill %d tokens %.3f s (%.0f tok/s), decode %d tokens %.3f s = %.2f tok/s (%.2f ms/token), device memory held %.2f GiB (peak %.2f)%n",
-                            p, be.deviceName(), dir.getFileName(), load, prompt, prefill, prompt / prefill, tokens, dec, tokens / dec,
+                if (rep >= 1)
+                    System.out.printf("%s%s on %s [%s]: load %.1f s, prefill %d tokens %.3f s (%.0f tok/s), decode %d tokens %.3f s = %.2f tok/s (%.2f ms/token), device memory held %.2f GiB (peak %.2f)%n",
+                            p, (graphs ? " (CUDA graphs" : " (eager launches") + (fused ? ", fused gemv)" : ", warp-per-row gemv, unfused)"), be.deviceName(), dir.getFileName(), load, prompt, prefill, prompt / prefill, tokens, dec, tokens / dec,
                             1000 * dec / tokens, be.deviceBytes()[0] / 1073741824.0, be.deviceBytes()[1] / 1073741824.0);
             }
         }
