@@ -41,49 +41,11 @@ final class MatMul {
         float[] y = new float[n * out];
         DType dt = w.dtype();
         if (n >= GEMM_MIN_ROWS) gemm(x, n, in, w, out, y);
-        else if (dt.isQuantized()) gemvQuant(x, n, in, w, out, y);
-        else gemvFloat(x, n, in, w.data(), dt, out, y);
+        else if (dt.isQuantized()) Gemv.quant(x, n, in, w, out, y);
+        else Gemv.floats(x, n, in, w.data(), dt, out, y);
         if (bias != null)
             for (int i = 0; i < n; i++) for (int j = 0; j < out; j++) y[i * out + j] += bias[j];
         return y;
-    }
-
-    // ---------------------------------------------------------------- matrix-vector (decode)
-
-    private static void gemvFloat(float[] x, int n, int in, MemorySegment w, DType wt, int out, float[] y) {
-        Parallel.forRange(out, 16, (j0, j1) -> {
-            for (int j = j0; j < j1; j++) {
-                long wOff = (long) j * in * wt.bytes;
-                int r = 0;
-                if (wt == DType.BF16) {
-                    for (; r + 8 <= n; r += 8) dot8Bf16(x, r, in, w, wOff, y, out, j);
-                    for (; r + 4 <= n; r += 4) dot4Bf16(x, r, in, w, wOff, y, out, j);
-                }
-                for (; r < n; r++)
-                    y[r * out + j] = wt == DType.BF16 ? dotBf16(x, r * in, w, wOff, in) : dotF32(x, r * in, w, wOff, in);
-            }
-        });
-    }
-
-    private static void gemvQuant(float[] x, int n, int in, Tensor w, int out, float[] y) {
-        int nb = Quant.blocksPerRow(in), pin = nb * BLK;
-        float[] xp = x;
-        if (pin != in) { // zero-padded copy so every block is whole
-            xp = new float[n * pin];
-            for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xp, r * pin, in);
-        }
-        final float[] xx = xp;
-        MemorySegment m = w.data();
-        long so = Quant.scalesOffset(w.dtype(), w.shape());
-        boolean q8 = w.dtype() == DType.Q8_0;
-        int qb = Quant.blockBytes(w.dtype());
-        Parallel.forRange(out, 16, (j0, j1) -> {
-            for (int j = j0; j < j1; j++) {
-                long qOff = (long) j * nb * qb, sOff = so + 2L * j * nb;
-                for (int r = 0; r < n; r++)
-                    y[r * out + j] = q8 ? dotQ8(xx, r * pin, m, qOff, sOff, nb) : dotQ4(xx, r * pin, m, qOff, sOff, nb);
-            }
-        });
     }
 
     static FloatVector bf16(MemorySegment w, long byteOff) {
@@ -91,115 +53,8 @@ final class MatMul {
         return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
-    private static float bf16At(MemorySegment w, long byteOff) {
+    static float bf16At(MemorySegment w, long byteOff) {
         return Float.intBitsToFloat((w.get(I16, byteOff) & 0xffff) << 16);
-    }
-
-    static float dotBf16(float[] x, int xOff, MemorySegment w, long wOff, int in) {
-        FloatVector acc = FloatVector.zero(F), acc2 = acc;
-        int k = 0;
-        for (; k <= in - 2 * L; k += 2 * L) {
-            acc = FloatVector.fromArray(F, x, xOff + k).fma(bf16(w, wOff + 2L * k), acc);
-            acc2 = FloatVector.fromArray(F, x, xOff + k + L).fma(bf16(w, wOff + 2L * (k + L)), acc2);
-        }
-        for (; k <= in - L; k += L) acc = FloatVector.fromArray(F, x, xOff + k).fma(bf16(w, wOff + 2L * k), acc);
-        float s = acc.add(acc2).reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) s += x[xOff + k] * bf16At(w, wOff + 2L * k);
-        return s;
-    }
-
-    private static void dot4Bf16(float[] x, int i0, int in, MemorySegment w, long wOff, float[] y, int out, int j) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int k = 0;
-        int x0 = i0 * in, x1 = x0 + in, x2 = x1 + in, x3 = x2 + in;
-        for (; k <= in - L; k += L) {
-            FloatVector wv = bf16(w, wOff + 2L * k);
-            a0 = FloatVector.fromArray(F, x, x0 + k).fma(wv, a0);
-            a1 = FloatVector.fromArray(F, x, x1 + k).fma(wv, a1);
-            a2 = FloatVector.fromArray(F, x, x2 + k).fma(wv, a2);
-            a3 = FloatVector.fromArray(F, x, x3 + k).fma(wv, a3);
-        }
-        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) {
-            float wk = bf16At(w, wOff + 2L * k);
-            s0 += x[x0 + k] * wk; s1 += x[x1 + k] * wk; s2 += x[x2 + k] * wk; s3 += x[x3 + k] * wk;
-        }
-        y[i0 * out + j] = s0;
-        y[(i0 + 1) * out + j] = s1;
-        y[(i0 + 2) * out + j] = s2;
-        y[(i0 + 3) * out + j] = s3;
-    }
-
-    /** Eight activation rows against one bf16 weight row: each weight vector is loaded and widened once. */
-    private static void dot8Bf16(float[] x, int i0, int in, MemorySegment w, long wOff, float[] y, int out, int j) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        int k = 0;
-        int x0 = i0 * in;
-        for (; k <= in - L; k += L) {
-            FloatVector wv = bf16(w, wOff + 2L * k);
-            int o = x0 + k;
-            a0 = FloatVector.fromArray(F, x, o).fma(wv, a0);
-            a1 = FloatVector.fromArray(F, x, o + in).fma(wv, a1);
-            a2 = FloatVector.fromArray(F, x, o + 2 * in).fma(wv, a2);
-            a3 = FloatVector.fromArray(F, x, o + 3 * in).fma(wv, a3);
-            a4 = FloatVector.fromArray(F, x, o + 4 * in).fma(wv, a4);
-            a5 = FloatVector.fromArray(F, x, o + 5 * in).fma(wv, a5);
-            a6 = FloatVector.fromArray(F, x, o + 6 * in).fma(wv, a6);
-            a7 = FloatVector.fromArray(F, x, o + 7 * in).fma(wv, a7);
-        }
-        float[] s = {a0.reduceLanes(VectorOperators.ADD), a1.reduceLanes(VectorOperators.ADD), a2.reduceLanes(VectorOperators.ADD),
-                a3.reduceLanes(VectorOperators.ADD), a4.reduceLanes(VectorOperators.ADD), a5.reduceLanes(VectorOperators.ADD),
-                a6.reduceLanes(VectorOperators.ADD), a7.reduceLanes(VectorOperators.ADD)};
-        for (; k < in; k++) {
-            float wk = bf16At(w, wOff + 2L * k);
-            for (int r = 0; r < 8; r++) s[r] += x[x0 + r * in + k] * wk;
-        }
-        for (int r = 0; r < 8; r++) y[(i0 + r) * out + j] = s[r];
-    }
-
-    static float dotF32(float[] x, int xOff, MemorySegment w, long wOff, int in) {
-        FloatVector acc = FloatVector.zero(F);
-        int k = 0;
-        for (; k <= in - L; k += L)
-            acc = FloatVector.fromArray(F, x, xOff + k).fma(FloatVector.fromMemorySegment(F, w, wOff + 4L * k, LE), acc);
-        float s = acc.reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) s += x[xOff + k] * w.get(F32, wOff + 4L * k);
-        return s;
-    }
-
-    /** Dot of a zero-padded activation row with one Q8_0 weight row of nb blocks. */
-    static float dotQ8(float[] x, int xOff, MemorySegment w, long qOff, long sOff, int nb) {
-        FloatVector acc = FloatVector.zero(F);
-        for (int b = 0; b < nb; b++) {
-            FloatVector blk = FloatVector.zero(F);
-            long q = qOff + (long) b * BLK;
-            int xo = xOff + b * BLK;
-            for (int s = 0; s < BLK; s += L) {
-                FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(B, w, q + s, LE).convertShape(VectorOperators.B2F, F, 0);
-                blk = FloatVector.fromArray(F, x, xo + s).fma(wv, blk);
-            }
-            acc = blk.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(I16, sOff + 2L * b))), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
-    }
-
-    /** Dot of a zero-padded activation row with one Q4_0 weight row of nb blocks. */
-    static float dotQ4(float[] x, int xOff, MemorySegment w, long qOff, long sOff, int nb) {
-        FloatVector acc = FloatVector.zero(F);
-        for (int b = 0; b < nb; b++) {
-            FloatVector blk = FloatVector.zero(F);
-            long q = qOff + (long) b * (BLK / 2);
-            int xo = xOff + b * BLK;
-            for (int s = 0; s < BLK / 2; s += L) {
-                ByteVector raw = ByteVector.fromMemorySegment(B, w, q + s, LE);
-                ByteVector lo = raw.and((byte) 15).sub((byte) 8), hi = raw.lanewise(VectorOperators.LSHR, 4).sub((byte) 8);
-                blk = FloatVector.fromArray(F, x, xo + s).fma((FloatVector) lo.convertShape(VectorOperators.B2F, F, 0), blk);
-                blk = FloatVector.fromArray(F, x, xo + 16 + s).fma((FloatVector) hi.convertShape(VectorOperators.B2F, F, 0), blk);
-            }
-            acc = blk.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(I16, sOff + 2L * b))), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
     }
 
     // ---------------------------------------------------------------- packed GEMM (prefill, vision)
