@@ -28,7 +28,7 @@ class CpuKernelsTest {
         return new Tensor(DType.BF16, shape, MemorySegment.ofArray(s), dev.vlm4j.tensor.Device.CPU);
     }
 
-    static Tensor weight(String dtype, float[] v, int out, int in) {
+    public static Tensor weight(String dtype, float[] v, int out, int in) {
         return switch (dtype) {
             case "F32" -> Tensor.of(v, out, in);
             case "BF16" -> bf16(v, out, in);

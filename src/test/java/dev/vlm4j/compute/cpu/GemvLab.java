@@ -113,4 +113,60 @@ final class GemvLab {
         });
         return s[0];
     }
+
+    /** As stream(bytes), with one 64-byte load per line and the int8 lanes extracted by shifts and masks. */
+    static float streamWide(MemorySegment w) { return streamWide(w, 0); }
+
+    static float streamWide(MemorySegment w, int dist) {
+        long n = w.byteSize() / 1024 * 1024;
+        int parts = Parallel.threads() * 8;
+        long per = n / parts / 256 * 256;
+        float[] s = new float[parts];
+        Parallel.forRange(parts, 1, (a, b) -> {
+            for (int p = a; p < b; p++) {
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+                long o = p * per, end = o + per;
+                int t = 0;
+                long tend = Math.min(end, w.byteSize() - dist - 1);
+                for (; o + 64 <= end; o += 64) {
+                    if (dist > 0 && o < tend) t += w.get(I8, o + dist);
+                    IntVector v = IntVector.fromMemorySegment(I, w, o, LE);
+                    s0 = s0.add((FloatVector) v.lanewise(VectorOperators.LSHL, 24).convert(VectorOperators.I2F, 0));
+                    s1 = s1.add((FloatVector) v.lanewise(VectorOperators.LSHL, 16).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s2 = s2.add((FloatVector) v.lanewise(VectorOperators.LSHL, 8).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s3 = s3.add((FloatVector) v.and(0xff000000).convert(VectorOperators.I2F, 0));
+                }
+                s[p] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD) + t;
+            }
+        });
+        return s[0];
+    }
+
+    /** streamWide over two distant halves of each part at once (two prefetch streams per worker). */
+    static float streamWide2(MemorySegment w) {
+        long n = w.byteSize() / 1024 * 1024;
+        int parts = Parallel.threads() * 8;
+        long per = n / parts / 256 * 256, half = per / 2 / 64 * 64;
+        float[] s = new float[parts];
+        Parallel.forRange(parts, 1, (a, b) -> {
+            for (int p = a; p < b; p++) {
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+                long o = p * per, end = o + half;
+                for (; o + 64 <= end; o += 64) {
+                    IntVector v = IntVector.fromMemorySegment(I, w, o, LE);
+                    IntVector u = IntVector.fromMemorySegment(I, w, o + half, LE);
+                    s0 = s0.add((FloatVector) v.lanewise(VectorOperators.LSHL, 24).convert(VectorOperators.I2F, 0));
+                    s1 = s1.add((FloatVector) v.lanewise(VectorOperators.LSHL, 16).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s2 = s2.add((FloatVector) v.lanewise(VectorOperators.LSHL, 8).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s3 = s3.add((FloatVector) v.and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s0 = s0.add((FloatVector) u.lanewise(VectorOperators.LSHL, 24).convert(VectorOperators.I2F, 0));
+                    s1 = s1.add((FloatVector) u.lanewise(VectorOperators.LSHL, 16).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s2 = s2.add((FloatVector) u.lanewise(VectorOperators.LSHL, 8).and(0xff000000).convert(VectorOperators.I2F, 0));
+                    s3 = s3.add((FloatVector) u.and(0xff000000).convert(VectorOperators.I2F, 0));
+                }
+                s[p] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
+            }
+        });
+        return s[0];
+    }
 }

@@ -25,7 +25,7 @@ public final class GemvRace {
                 MemorySegment.copy(qm, so + 2L * j * nb, il, j * 34L * nb + nb * 32L, 2L * nb);
             }
         }
-        MemorySegment bm = java.lang.foreign.Arena.ofAuto().allocate(2L * out * in, 64);
+        MemorySegment bm = java.lang.foreign.Arena.ofAuto().allocate(2L * out * in + 64, 64).asSlice(Integer.getInteger("mis", 0), 2L * out * in);
         MemorySegment.copy(bf.data(), 0, bm, 0, bm.byteSize());
         Tensor bfn = new Tensor(DType.BF16, bf.shape(), bm, dev.vlm4j.tensor.Device.CPU);
         v = null;
@@ -50,6 +50,9 @@ public final class GemvRace {
                     case "sb" -> { GemvLab.stream(q8.data(), true); yield Quant.bytesOf(q8); }
                     case "sbt" -> { GemvLab.stream(q8.data(), true, Integer.getInteger("dist", 1024)); yield Quant.bytesOf(q8); }
                     case "sbt2" -> { GemvLab.stream(q8.data(), true, 4 * Integer.getInteger("dist", 1024)); yield Quant.bytesOf(q8); }
+                    case "sbw" -> { GemvLab.streamWide(q8.data()); yield Quant.bytesOf(q8); }
+                    case "sbwt" -> { GemvLab.streamWide(q8.data(), Integer.getInteger("dist", 1024)); yield Quant.bytesOf(q8); }
+                    case "sbw2" -> { GemvLab.streamWide2(q8.data()); yield Quant.bytesOf(q8); }
                     default -> throw new IllegalArgumentException(names[i]);
                 };
                 if (bytes > 0) gbs[i][r] = bytes / ((System.nanoTime() - t0) / 1e9) / 1e9;
