@@ -15,10 +15,10 @@ import java.nio.ByteOrder;
  * <ol>
  *   <li>The activations are packed once per call into {@link #MR}-row micro-panels, k-major
  *       ({@code ap[block][k][MR]}, zero-padded rows), so the micro-kernel reads them sequentially.</li>
- *   <li>Workers own disjoint panels of {@link #NR} weight rows. For each {@link #KC}-deep slice a panel is
- *       converted to float32 once (bf16, f32, Q8_0, Q4_0) and packed k-major ({@code [KC][NR]}, in L1), then the
- *       6 x NR register-blocked micro-kernel (12 vector accumulators, broadcast activations) runs over every
- *       activation block against it.</li>
+ *   <li>Workers own disjoint panels of {@link #NR} weight rows. A panel is converted to float32 once (bf16, f32,
+ *       Q8_0, Q4_0), reading each weight row front to back, and packed k-major ({@code [in][NR]}, in L2); then for
+ *       each {@link #KC}-deep slice (in L1) the 6 x NR register-blocked micro-kernel (12 vector accumulators,
+ *       broadcast activations) runs over every activation block against it.</li>
  * </ol>
  */
 final class Gemm {
@@ -29,6 +29,8 @@ final class Gemm {
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** The calling thread's packed-activation buffer (grown as needed, reused across calls). */
     private static final ThreadLocal<float[]> PACKED_A = ThreadLocal.withInitial(() -> new float[0]);
+    /** Each worker's full-depth packed weight panel ({@code [in][NR]}), reused across calls. */
+    private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[0]);
 
     private Gemm() {}
 
@@ -41,19 +43,20 @@ final class Gemm {
         int panels = (out + NR - 1) / NR;
         WeightRows rows = new WeightRows(w, in);
         Parallel.forRange(panels, 1, (p0, p1) -> {
-            float[] panel = new float[KC * NR], row = new float[KC + BLK], tile = new float[MR * NR];
-            for (int k0 = 0; k0 < in; k0 += KC) {
-                int kc = Math.min(KC, in - k0);
-                boolean accumulate = k0 > 0;
-                for (int p = p0; p < p1; p++) {
-                    int j0 = p * NR, cols = Math.min(NR, out - j0);
-                    packB(rows, j0, cols, k0, kc, panel, row);
+            float[] panel = PANEL.get(), row = new float[KC + BLK], tile = new float[MR * NR];
+            if (panel.length < in * NR) PANEL.set(panel = new float[in * NR]);
+            for (int p = p0; p < p1; p++) {
+                int j0 = p * NR, cols = Math.min(NR, out - j0);
+                for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, k0 * NR, row);
+                for (int k0 = 0; k0 < in; k0 += KC) {
+                    int kc = Math.min(KC, in - k0);
+                    boolean accumulate = k0 > 0;
                     for (int b = 0; b < blocks; b++) {
                         int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
                         if (r == MR && cols == NR) {
-                            kernel(a, ao, panel, kc, y, i0 * out + j0, out, accumulate);
+                            kernel(a, ao, panel, k0 * NR, kc, y, i0 * out + j0, out, accumulate);
                         } else {
-                            kernel(a, ao, panel, kc, tile, 0, NR, false);
+                            kernel(a, ao, panel, k0 * NR, kc, tile, 0, NR, false);
                             for (int i = 0; i < r; i++) {
                                 int yo = (i0 + i) * out + j0;
                                 for (int c = 0; c < cols; c++) y[yo + c] = (accumulate ? y[yo + c] : 0f) + tile[i * NR + c];
@@ -83,18 +86,18 @@ final class Gemm {
         }
     }
 
-    /** panel[kk * NR + c] = w[j0 + c, k0 + kk] as float32, zero for c >= cols. */
-    private static void packB(WeightRows w, int j0, int cols, int k0, int kc, float[] panel, float[] row) {
-        if (cols < NR) java.util.Arrays.fill(panel, 0f);
+    /** panel[po + kk * NR + c] = w[j0 + c, k0 + kk] as float32, zero for c >= cols. */
+    private static void packB(WeightRows w, int j0, int cols, int k0, int kc, float[] panel, int po, float[] row) {
+        if (cols < NR) java.util.Arrays.fill(panel, po, po + kc * NR, 0f);
         for (int c = 0; c < cols; c++) {
             if (w.dt == DType.Q8_0 || w.dt == DType.Q4_0) MatMul.quantRowSlice(w.m, w.dt == DType.Q8_0, w.nb, w.qb, w.so, j0 + c, k0, kc, row);
             else MatMul.rowSlice(w.w, w.in, j0 + c, k0, kc, row);
-            for (int kk = 0; kk < kc; kk++) panel[kk * NR + c] = row[kk];
+            for (int kk = 0; kk < kc; kk++) panel[po + kk * NR + c] = row[kk];
         }
     }
 
     /** c[6 rows, NR cols] (+)= a[k-major 6-row micro-panel, kc] * panel[kc, NR]; rows of c are ldc apart. */
-    private static void kernel(float[] a, int ao, float[] p, int kc, float[] c, int co, int ldc, boolean acc) {
+    private static void kernel(float[] a, int ao, float[] p, int po, int kc, float[] c, int co, int ldc, boolean acc) {
         FloatVector c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
         int y0 = co, y1 = y0 + ldc, y2 = y1 + ldc, y3 = y2 + ldc, y4 = y3 + ldc, y5 = y4 + ldc;
         if (acc) {
@@ -108,7 +111,7 @@ final class Gemm {
             c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = FloatVector.zero(F);
         }
         for (int k = 0; k < kc; k++) {
-            FloatVector w0 = FloatVector.fromArray(F, p, k * NR), w1 = FloatVector.fromArray(F, p, k * NR + L);
+            FloatVector w0 = FloatVector.fromArray(F, p, po + k * NR), w1 = FloatVector.fromArray(F, p, po + k * NR + L);
             int o = ao + k * MR;
             FloatVector b = FloatVector.broadcast(F, a[o]);
             c00 = w0.fma(b, c00); c01 = w1.fma(b, c01);

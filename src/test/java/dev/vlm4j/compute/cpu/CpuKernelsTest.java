@@ -53,7 +53,8 @@ class CpuKernelsTest {
     @ParameterizedTest
     @CsvSource({"F32,1,64,33", "BF16,1,3420,37", "BF16,5,3420,37", "BF16,13,3420,70", "Q8_0,1,3420,37", "Q8_0,3,3456,40",
             "Q8_0,13,3420,37", "Q8_0,20,1176,65", "Q4_0,1,3420,37", "Q4_0,7,100,33", "Q4_0,19,3420,70", "F32,9,300,31",
-            "BF16N,1,3420,37", "BF16N,2,2048,64", "BF16N,3,100,9", "BF16N,1,64,3", "BF16N,5,3420,37"})
+            "BF16N,1,3420,37", "BF16N,2,2048,64", "BF16N,3,100,9", "BF16N,1,64,3", "BF16N,5,3420,37",
+            "BF16N,17,3420,37", "F32,40,300,70", "BF16,64,1280,33"})
     void linearMatchesScalarReference(String dtype, int n, int in, int out) {
         Tensor w = weight(dtype, randn(out * in, 1, 0.02f), out, in);
         float[] x = randn(n * in, 2, 1f), bias = randn(out, 3, 0.1f);
