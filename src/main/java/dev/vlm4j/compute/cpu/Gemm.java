@@ -36,9 +36,7 @@ final class Gemm {
 
     static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y) {
         int blocks = (n + MR - 1) / MR;
-        float[] ap = PACKED_A.get();
-        if (ap.length < blocks * MR * in) PACKED_A.set(ap = new float[blocks * MR * in]);
-        float[] a = ap;
+        float[] a = Parallel.scratch(PACKED_A, blocks * MR * in);
         Parallel.forRange(blocks, 8, (b0, b1) -> { for (int b = b0; b < b1; b++) packA(x, n, in, b, a); });
         int panels = (out + NR - 1) / NR;
         WeightRows rows = new WeightRows(w, in);

@@ -66,10 +66,8 @@ final class Gemv {
      * {@code bits & 0xffff0000} the odd one, so the activation row is de-interleaved once per call to match.
      */
     private static void bf16Pairs(float[] x, int n, int in, MemorySegment w, int out, float[] y) {
-        float[] xp = PAIRED_X.get();
-        if (xp.length < n * in) PAIRED_X.set(xp = new float[n * in]);
-        for (int r = 0; r < n; r++) deinterleave(x, r * in, in, xp);
-        float[] xx = xp;
+        float[] xx = Parallel.scratch(PAIRED_X, n * in);
+        for (int r = 0; r < n; r++) deinterleave(x, r * in, in, xx);
         int groups = out / G;
         Parallel.forRange(groups, 4, (g0, g1) -> {
             for (int g = g0; g < g1; g++)
