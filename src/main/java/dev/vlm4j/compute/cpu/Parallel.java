@@ -51,6 +51,18 @@ public final class Parallel {
         });
     }
 
+    /**
+     * A float buffer of at least {@code size} held in {@code cache} for the calling thread and reused across calls;
+     * a fresh one when called from a pool worker (whose waiting {@code forRange} may run other tasks on the same
+     * thread, which would share the cached buffer).
+     */
+    static float[] scratch(ThreadLocal<float[]> cache, int size) {
+        if (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread) return new float[size];
+        float[] b = cache.get();
+        if (b.length < size) cache.set(b = new float[size]);
+        return b;
+    }
+
     public static void forEach(int n, IntConsumer body) {
         forRange(n, 1, (a, b) -> { for (int i = a; i < b; i++) body.accept(i); });
     }

@@ -28,10 +28,16 @@ class CpuKernelsTest {
         return new Tensor(DType.BF16, shape, MemorySegment.ofArray(s), dev.vlm4j.tensor.Device.CPU);
     }
 
-    static Tensor weight(String dtype, float[] v, int out, int in) {
+    public static Tensor weight(String dtype, float[] v, int out, int in) {
         return switch (dtype) {
             case "F32" -> Tensor.of(v, out, in);
             case "BF16" -> bf16(v, out, in);
+            case "BF16N" -> { // off-heap, as memory-mapped checkpoints are (the paired bf16 kernel needs a native segment)
+                Tensor h = bf16(v, out, in);
+                MemorySegment m = java.lang.foreign.Arena.ofAuto().allocate(h.data().byteSize() + 2, 64).asSlice(2);
+                MemorySegment.copy(h.data(), 0, m, 0, h.data().byteSize());
+                yield new Tensor(DType.BF16, h.shape(), m, dev.vlm4j.tensor.Device.CPU);
+            }
             default -> Quant.quantize(Tensor.of(v, out, in), DType.valueOf(dtype));
         };
     }
@@ -47,7 +53,9 @@ class CpuKernelsTest {
     @ParameterizedTest
     @CsvSource({"F32,1,64,33", "BF16,1,3420,37", "BF16,5,3420,37", "BF16,13,3420,70", "Q8_0,1,3420,37", "Q8_0,3,3456,40",
             "Q8_0,13,3420,37", "Q8_0,20,1176,65", "Q4_0,1,3420,37", "Q4_0,7,100,33", "Q4_0,19,3420,70", "F32,9,300,31",
-            "BF16,8,256,70", "BF16,29,3420,37", "BF16,63,300,33", "BF16,64,300,33", "BF16,3,7,9"})
+            "BF16,8,256,70", "BF16,29,3420,37", "BF16,63,300,33", "BF16,64,300,33", "BF16,3,7,9",
+            "BF16N,1,3420,37", "BF16N,2,2048,64", "BF16N,3,100,9", "BF16N,1,64,3", "BF16N,5,3420,37",
+            "BF16N,17,3420,37", "F32,40,300,70", "BF16,64,1280,33"})
     void linearMatchesScalarReference(String dtype, int n, int in, int out) {
         Tensor w = weight(dtype, randn(out * in, 1, 0.02f), out, in);
         float[] x = randn(n * in, 2, 1f), bias = randn(out, 3, 0.1f);

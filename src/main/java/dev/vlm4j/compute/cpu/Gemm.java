@@ -1,0 +1,134 @@
+package dev.vlm4j.compute.cpu;
+
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Quant;
+import dev.vlm4j.tensor.Tensor;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * The cache-blocked GEMM for many activation rows (prefill, vision): {@code y[n, out] = x[n, in] * w[out, in]^T}.
+ * <ol>
+ *   <li>The activations are packed once per call into {@link #MR}-row micro-panels, k-major
+ *       ({@code ap[block][k][MR]}, zero-padded rows), so the micro-kernel reads them sequentially.</li>
+ *   <li>Workers own disjoint panels of {@link #NR} weight rows. A panel is converted to float32 once (bf16, f32,
+ *       Q8_0, Q4_0), reading each weight row front to back, and packed k-major ({@code [in][NR]}, in L2); then for
+ *       each {@link #KC}-deep slice (in L1) the 6 x NR register-blocked micro-kernel (12 vector accumulators,
+ *       broadcast activations) runs over every activation block against it.</li>
+ * </ol>
+ */
+final class Gemm {
+    private static final VectorSpecies<Float> F = MatMul.F;
+    private static final int L = F.length();
+    static final int NR = 2 * L, MR = 6, KC = Integer.getInteger("vlm4j.gemmKc", 256);
+    private static final int BLK = Quant.BLOCK;
+    private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** The calling thread's packed-activation buffer (grown as needed, reused across calls). */
+    private static final ThreadLocal<float[]> PACKED_A = ThreadLocal.withInitial(() -> new float[0]);
+    /** Each worker's full-depth packed weight panel ({@code [in][NR]}), reused across calls. */
+    private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[0]);
+
+    private Gemm() {}
+
+    static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y) {
+        int blocks = (n + MR - 1) / MR;
+        float[] a = Parallel.scratch(PACKED_A, blocks * MR * in);
+        Parallel.forRange(blocks, 8, (b0, b1) -> { for (int b = b0; b < b1; b++) packA(x, n, in, b, a); });
+        int panels = (out + NR - 1) / NR;
+        WeightRows rows = new WeightRows(w, in);
+        Parallel.forRange(panels, 1, (p0, p1) -> {
+            float[] panel = PANEL.get(), row = new float[KC + BLK], tile = new float[MR * NR];
+            if (panel.length < in * NR) PANEL.set(panel = new float[in * NR]);
+            for (int p = p0; p < p1; p++) {
+                int j0 = p * NR, cols = Math.min(NR, out - j0);
+                for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, k0 * NR, row);
+                for (int k0 = 0; k0 < in; k0 += KC) {
+                    int kc = Math.min(KC, in - k0);
+                    boolean accumulate = k0 > 0;
+                    for (int b = 0; b < blocks; b++) {
+                        int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
+                        if (r == MR && cols == NR) {
+                            kernel(a, ao, panel, k0 * NR, kc, y, i0 * out + j0, out, accumulate);
+                        } else {
+                            kernel(a, ao, panel, k0 * NR, kc, tile, 0, NR, false);
+                            for (int i = 0; i < r; i++) {
+                                int yo = (i0 + i) * out + j0;
+                                for (int c = 0; c < cols; c++) y[yo + c] = (accumulate ? y[yo + c] : 0f) + tile[i * NR + c];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /** ap[(b * in + k) * MR + i] = x[b * MR + i, k] (zero for rows past n). */
+    private static void packA(float[] x, int n, int in, int b, float[] ap) {
+        int base = b * MR * in;
+        for (int i = 0; i < MR; i++) {
+            int row = b * MR + i;
+            if (row < n) for (int k = 0, xo = row * in; k < in; k++) ap[base + k * MR + i] = x[xo + k];
+            else for (int k = 0; k < in; k++) ap[base + k * MR + i] = 0f;
+        }
+    }
+
+    /** A weight matrix with its quantization offsets resolved once per call. */
+    record WeightRows(Tensor w, int in, DType dt, MemorySegment m, int nb, int qb, long so) {
+        WeightRows(Tensor w, int in) {
+            this(w, in, w.dtype(), w.data(), Quant.blocksPerRow(in), w.dtype().isQuantized() ? Quant.blockBytes(w.dtype()) : 0,
+                    w.dtype().isQuantized() ? Quant.scalesOffset(w.dtype(), w.shape()) : 0);
+        }
+    }
+
+    /** panel[po + kk * NR + c] = w[j0 + c, k0 + kk] as float32, zero for c >= cols. */
+    private static void packB(WeightRows w, int j0, int cols, int k0, int kc, float[] panel, int po, float[] row) {
+        if (cols < NR) java.util.Arrays.fill(panel, po, po + kc * NR, 0f);
+        for (int c = 0; c < cols; c++) {
+            if (w.dt == DType.Q8_0 || w.dt == DType.Q4_0) MatMul.quantRowSlice(w.m, w.dt == DType.Q8_0, w.nb, w.qb, w.so, j0 + c, k0, kc, row);
+            else MatMul.rowSlice(w.w, w.in, j0 + c, k0, kc, row);
+            for (int kk = 0; kk < kc; kk++) panel[po + kk * NR + c] = row[kk];
+        }
+    }
+
+    /** c[6 rows, NR cols] (+)= a[k-major 6-row micro-panel, kc] * panel[kc, NR]; rows of c are ldc apart. */
+    private static void kernel(float[] a, int ao, float[] p, int po, int kc, float[] c, int co, int ldc, boolean acc) {
+        FloatVector c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        int y0 = co, y1 = y0 + ldc, y2 = y1 + ldc, y3 = y2 + ldc, y4 = y3 + ldc, y5 = y4 + ldc;
+        if (acc) {
+            c00 = FloatVector.fromArray(F, c, y0); c01 = FloatVector.fromArray(F, c, y0 + L);
+            c10 = FloatVector.fromArray(F, c, y1); c11 = FloatVector.fromArray(F, c, y1 + L);
+            c20 = FloatVector.fromArray(F, c, y2); c21 = FloatVector.fromArray(F, c, y2 + L);
+            c30 = FloatVector.fromArray(F, c, y3); c31 = FloatVector.fromArray(F, c, y3 + L);
+            c40 = FloatVector.fromArray(F, c, y4); c41 = FloatVector.fromArray(F, c, y4 + L);
+            c50 = FloatVector.fromArray(F, c, y5); c51 = FloatVector.fromArray(F, c, y5 + L);
+        } else {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = FloatVector.zero(F);
+        }
+        for (int k = 0; k < kc; k++) {
+            FloatVector w0 = FloatVector.fromArray(F, p, po + k * NR), w1 = FloatVector.fromArray(F, p, po + k * NR + L);
+            int o = ao + k * MR;
+            FloatVector b = FloatVector.broadcast(F, a[o]);
+            c00 = w0.fma(b, c00); c01 = w1.fma(b, c01);
+            b = FloatVector.broadcast(F, a[o + 1]);
+            c10 = w0.fma(b, c10); c11 = w1.fma(b, c11);
+            b = FloatVector.broadcast(F, a[o + 2]);
+            c20 = w0.fma(b, c20); c21 = w1.fma(b, c21);
+            b = FloatVector.broadcast(F, a[o + 3]);
+            c30 = w0.fma(b, c30); c31 = w1.fma(b, c31);
+            b = FloatVector.broadcast(F, a[o + 4]);
+            c40 = w0.fma(b, c40); c41 = w1.fma(b, c41);
+            b = FloatVector.broadcast(F, a[o + 5]);
+            c50 = w0.fma(b, c50); c51 = w1.fma(b, c51);
+        }
+        c00.intoArray(c, y0); c01.intoArray(c, y0 + L);
+        c10.intoArray(c, y1); c11.intoArray(c, y1 + L);
+        c20.intoArray(c, y2); c21.intoArray(c, y2 + L);
+        c30.intoArray(c, y3); c31.intoArray(c, y3 + L);
+        c40.intoArray(c, y4); c41.intoArray(c, y4 + L);
+        c50.intoArray(c, y5); c51.intoArray(c, y5 + L);
+    }
+}
