@@ -158,34 +158,33 @@ public final class CudaCompareBench {
                 System.out.printf(Locale.ROOT, "  batch %d: host time to queue one step %.2f ms%n", b, issue / 1e6 / probe);
                 if (before) {
                     be.useGraphs(false);
-                    int steps = 32;
-                    next = model.decodeBatchGreedy(seqs, next);
-                    be.synchronize();
-                    long c = System.nanoTime();
-                    for (int s = 0; s < steps; s++) next = model.decodeBatchGreedy(seqs, next);
-                    double d0 = (System.nanoTime() - c) / 1e9;
+                    next = beforeDecode(model, be, seqs, next, res, 32, "eager launches without CUDA graphs");
                     be.useGraphs(true);
-                    res.put("extra:decode tok/s, batch " + b + ", eager launches without CUDA graphs (before, " + steps + " steps)", b * steps / d0);
-                    System.out.printf(Locale.ROOT, "vlm4j decode batch %d without CUDA graphs: %.1f tok/s (%.2f ms/step)%n",
-                            b, b * steps / d0, 1000 * d0 / steps);
                 }
                 if (before && b > 1) {
                     be.useBatchedKernels(false);
-                    int steps = 8;
-                    next = model.decodeBatchGreedy(seqs, next);
-                    be.synchronize();
-                    long c = System.nanoTime();
-                    for (int s = 0; s < steps; s++) next = model.decodeBatchGreedy(seqs, next);
-                    double d0 = (System.nanoTime() - c) / 1e9;
+                    next = beforeDecode(model, be, seqs, next, res, 8, "per-sequence attention loop");
                     be.useBatchedKernels(true);
-                    res.put("extra:decode tok/s, batch " + b + ", per-sequence attention loop (before, " + steps + " steps)", b * steps / d0);
-                    System.out.printf(Locale.ROOT, "vlm4j decode batch %d, per-sequence attention loop: %.1f tok/s (%.2f ms/step)%n",
-                            b, b * steps / d0, 1000 * d0 / steps);
                 }
                 seqs.clear();
                 System.gc();
             }
         }
+    }
+
+    /** Times {@code steps} greedy steps after one warm-up (a replaced path switched on by the caller); returns the last tokens. */
+    static int[] beforeDecode(Qwen25VLModel model, CudaBackend be, List<Qwen25VLModel.Sequence> seqs, int[] next,
+                              Map<String, Object> res, int steps, String what) {
+        int b = seqs.size();
+        next = model.decodeBatchGreedy(seqs, next);
+        be.synchronize();
+        long c = System.nanoTime();
+        for (int s = 0; s < steps; s++) next = model.decodeBatchGreedy(seqs, next);
+        double d0 = (System.nanoTime() - c) / 1e9;
+        res.put("extra:decode tok/s, batch " + b + ", " + what + " (before, " + steps + " steps)", b * steps / d0);
+        System.out.printf(Locale.ROOT, "vlm4j decode batch %d, %s: %.1f tok/s (%.2f ms/step)%n", b, what, b * steps / d0,
+                1000 * d0 / steps);
+        return next;
     }
 
     static double timeVision(Qwen25VLModel model, CudaBackend be, Tensor px, List<int[]> grids, int warm, int reps) {

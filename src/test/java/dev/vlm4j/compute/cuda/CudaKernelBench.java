@@ -29,19 +29,7 @@ public final class CudaKernelBench {
                 Tensor x = be.fromHost(randF32(in), 1, in);
                 for (boolean fused : new boolean[]{false, true}) {
                     be.useFusedGemv(fused);
-                    // GPU time only: 20 products per CUDA graph, the graph replayed reps / 20 times
-                    Object key = "gemv" + out + "x" + in + fused;
-                    Runnable step = () -> be.graph(key, () -> {
-                        for (int i = 0; i < 20; i++) be.linear(x, w, null);
-                        return null;
-                    });
-                    step.run();
-                    step.run();
-                    be.synchronize();
-                    long t0 = System.nanoTime();
-                    for (int i = 0; i < reps / 20; i++) step.run();
-                    be.synchronize();
-                    double us = (System.nanoTime() - t0) / 1e3 / (reps / 20 * 20);
+                    double us = graphMicros(be, "gemv" + out + "x" + in + fused, () -> be.linear(x, w, null), reps);
                     System.out.printf(Locale.ROOT, "gemv %6d x %5d %-6s: %8.2f us  %7.1f GB/s%n", out, in, fused ? "fused" : "warp",
                             us, 2.0 * out * in / us / 1e3);
                 }
@@ -62,18 +50,7 @@ public final class CudaKernelBench {
             for (var e : ops.entrySet()) {
                 for (boolean fused : new boolean[]{false, true}) {
                     be.useFusedGemv(fused);
-                    Object key = e.getKey() + fused;
-                    Runnable step = () -> be.graph(key, () -> {
-                        for (int i = 0; i < 20; i++) e.getValue().run();
-                        return null;
-                    });
-                    step.run();
-                    step.run();
-                    be.synchronize();
-                    long t0 = System.nanoTime();
-                    for (int i = 0; i < reps / 20; i++) step.run();
-                    be.synchronize();
-                    double us = (System.nanoTime() - t0) / 1e3 / (reps / 20 * 20);
+                    double us = graphMicros(be, e.getKey() + fused, e.getValue(), reps);
                     System.out.printf(Locale.ROOT, "%-36s %-7s: %8.2f us  %7.1f GB/s%n", e.getKey(), fused ? "fused" : "unfused",
                             us, bytes[k] / us / 1e3);
                 }
@@ -93,6 +70,21 @@ public final class CudaKernelBench {
             }
         }
         be.close();
+    }
+
+    /** GPU time of one {@code op}, in microseconds: 20 per CUDA graph, the graph replayed reps / 20 times after two warm-ups. */
+    static double graphMicros(CudaBackend be, Object key, Runnable op, int reps) {
+        Runnable step = () -> be.graph(key, () -> {
+            for (int i = 0; i < 20; i++) op.run();
+            return null;
+        });
+        step.run();
+        step.run();
+        be.synchronize();
+        long t0 = System.nanoTime();
+        for (int i = 0; i < reps / 20; i++) step.run();
+        be.synchronize();
+        return (System.nanoTime() - t0) / 1e3 / (reps / 20 * 20);
     }
 
     static float[] randF32(int n) {
