@@ -123,7 +123,12 @@ final class StepGraphs implements AutoCloseable {
             // not capturable (e.g. an input too large for the slots) or a genuine error: run it eagerly from now on,
             // which rethrows the error if it is one
             eager.add(key);
-            return step.get();
+            try {
+                return step.get();
+            } catch (RuntimeException | Error genuine) {
+                eager.remove(key);   // it fails eagerly too: a bad input, not a step that cannot be captured
+                throw genuine;
+            }
         }
         try {
             graph = drv.endCapture(stream);
