@@ -203,6 +203,52 @@ public interface Backend extends AutoCloseable {
         return fn.apply(input);
     }
 
+    /**
+     * The backward operations on this backend's tensors, for training ({@link GradOps}). By default the host
+     * implementation, which needs heap float32 gradients ({@link #zeros} of the CPU backend).
+     */
+    default GradOps gradOps() { return new dev.vlm4j.compute.cpu.HostGradOps(this); }
+
+    /**
+     * Inverted dropout with a mask drawn from {@code seed}: element i is kept (and scaled by {@code 1 / (1 - p)})
+     * when {@link #dropoutKeeps dropoutKeeps(seed, i, p)}, else 0. The same seed gives the same mask on every backend,
+     * so the backward (the same op on the gradient) and a checkpointed re-run need no stored mask.
+     */
+    default Tensor dropout(Tensor x, float p, long seed) {
+        float[] a = toHost(x);
+        int threshold = dropoutThreshold(p);
+        float scale = 1f / (1f - p);
+        for (int i = 0; i < a.length; i++) a[i] = dropoutBits(seed, i) >= threshold ? a[i] * scale : 0f;
+        return fromHost(a, x.shape());
+    }
+
+    /** Whether {@link #dropout} with this seed and probability keeps element {@code i}. */
+    static boolean dropoutKeeps(long seed, long i, float p) { return dropoutBits(seed, i) >= dropoutThreshold(p); }
+
+    /** The 24-bit draw for element {@code i}: the top bits of SplitMix64's finalizer of {@code seed + (i + 1) * golden}. */
+    static int dropoutBits(long seed, long i) {
+        long z = seed + (i + 1) * 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z = z ^ (z >>> 31);
+        return (int) (z >>> 40);
+    }
+
+    /** Draws below this value are dropped: {@code round(p * 2^24)}. */
+    static int dropoutThreshold(float p) {
+        if (!(p >= 0f && p < 1f)) throw new IllegalArgumentException("dropout probability " + p + " outside [0, 1)");
+        return Math.round(p * 16777216f);
+    }
+
+    /**
+     * Runs {@code body}, a piece of work whose intermediate tensors are not used after it returns, and gives the memory
+     * the backend allocated for it back right away, except the returned tensor's (which may be null). Tensors
+     * allocated inside and referenced afterwards by anything other than the result become invalid, so callers keep
+     * everything else they need (gradients, caches) allocated outside. The CUDA backend frees device memory this way
+     * without waiting for the garbage collector; by default the body just runs.
+     */
+    default Tensor scoped(java.util.function.Supplier<Tensor> body) { return body.get(); }
+
     @Override
     default void close() {}
 }

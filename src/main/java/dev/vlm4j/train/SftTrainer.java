@@ -308,8 +308,8 @@ public final class SftTrainer {
         Map<String, Tensor> tensors = new LinkedHashMap<>();
         for (LoraBackend.Target t : tm.lora().targets()) {
             String module = LoraTargets.newStyleName(t.module());
-            tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_A.weight", Tensor.of(t.a().toFloatArray(), t.a().shape()));
-            tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_B.weight", Tensor.of(t.b().toFloatArray(), t.b().shape()));
+            tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_A.weight", Tensor.of(tm.grad().toHost(t.a()), t.a().shape()));
+            tensors.put(TrainableModel.PEFT_PREFIX + module + ".lora_B.weight", Tensor.of(tm.grad().toHost(t.b()), t.b().shape()));
         }
         // modules_to_save: PEFT's get_peft_model_state_dict key, base_model.model.<module>.<param> (no adapter name).
         for (var e : tm.savedModules().entrySet())

@@ -177,7 +177,7 @@ public final class TrainableModel implements AutoCloseable {
             Tensor base = params.get(p.weightName());
             if (base == null) throw new IllegalArgumentException("adapter " + a.dir() + " targets " + p.weightName() + " which the model does not have");
             String module = p.weightName().substring(0, p.weightName().length() - ".weight".length());
-            Tensor ta = Tensor.of(p.a().clone(), p.r(), p.in()), tb = Tensor.of(p.b().clone(), p.out(), p.r());
+            Tensor ta = grad.fromHost(p.a().clone(), p.r(), p.in()), tb = grad.fromHost(p.b().clone(), p.out(), p.r());
             lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) a.scale(), dropout));
             if (trainable) {
                 grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
@@ -202,7 +202,7 @@ public final class TrainableModel implements AutoCloseable {
             double bound = 1.0 / Math.sqrt(in);
             for (int i = 0; i < a.length; i++) a[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);
             String module = w.substring(0, w.length() - ".weight".length());
-            Tensor ta = Tensor.of(a, r, in), tb = Tensor.of(new float[out * r], out, r);
+            Tensor ta = grad.fromHost(a, r, in), tb = grad.fromHost(new float[out * r], out, r);
             lora.attach(base, new LoraBackend.Target(module, ta, tb, (float) scale, dropout));
             grad.addParameter(PEFT_PREFIX + module + ".lora_A.weight", ta);
             grad.addParameter(PEFT_PREFIX + module + ".lora_B.weight", tb);
@@ -220,11 +220,17 @@ public final class TrainableModel implements AutoCloseable {
                                 double lossScale, boolean keepLogits) {
         grad.record(true);
         try {
-            Tensor logits = model().trainingLogits(ids, images, videos);
-            double loss = grad.crossEntropy(logits, labels, lossScale);
-            float[] host = keepLogits ? grad.toHost(logits) : null;
-            grad.backward();
-            return new Step(loss, host);
+            Step[] out = new Step[1];
+            // everything the step allocates besides the parameters' gradients is garbage afterwards
+            grad.scoped(() -> {
+                Tensor logits = model().trainingLogits(ids, images, videos);
+                double loss = grad.crossEntropy(logits, labels, lossScale);
+                float[] host = keepLogits ? grad.toHost(logits) : null;
+                grad.backward();
+                out[0] = new Step(loss, host);
+                return null;
+            });
+            return out[0];
         } finally {
             grad.record(false);
             grad.clearTape();
@@ -234,8 +240,12 @@ public final class TrainableModel implements AutoCloseable {
     /** The mean loss of one sequence, forward only (nothing recorded, no gradient): evaluation. */
     public double loss(int[] ids, long[] labels, Qwen25VLModel.VisionInput images, Qwen25VLModel.VisionInput videos) {
         grad.record(false);
-        Tensor logits = model().trainingLogits(ids, images, videos);
-        return grad.crossEntropy(logits, labels, 1.0);
+        double[] loss = new double[1];
+        grad.scoped(() -> {
+            loss[0] = grad.crossEntropy(model().trainingLogits(ids, images, videos), labels, 1.0);
+            return null;
+        });
+        return loss[0];
     }
 
     /**
@@ -249,12 +259,11 @@ public final class TrainableModel implements AutoCloseable {
         for (LoraBackend.Target t : ts) {
             LoraAdapter.Pair p = a.pairs().get(t.module() + ".weight");
             if (p == null) throw new IllegalArgumentException("the checkpoint " + a.dir() + " has no LoRA factors for " + t.module());
-            float[] da = t.a().heapFloats(), db = t.b().heapFloats();
-            if (p.a().length != da.length || p.b().length != db.length)
+            if (p.a().length != t.a().numel() || p.b().length != t.b().numel())
                 throw new IllegalArgumentException("the LoRA factors of " + t.module() + " in " + a.dir() + " have rank " + p.r()
                         + ", this run " + t.a().dim(0));
-            System.arraycopy(p.a(), 0, da, 0, da.length);
-            System.arraycopy(p.b(), 0, db, 0, db.length);
+            grad.gradOps().copyFromHost(t.a(), p.a());
+            grad.gradOps().copyFromHost(t.b(), p.b());
         }
         if (!saved.keySet().equals(a.savedModules().keySet()))
             throw new IllegalArgumentException("the checkpoint " + a.dir() + " saves the modules " + a.savedModules().keySet()

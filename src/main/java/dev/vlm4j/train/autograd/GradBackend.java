@@ -2,6 +2,7 @@ package dev.vlm4j.train.autograd;
 
 import dev.vlm4j.compute.AttentionMask;
 import dev.vlm4j.compute.Backend;
+import dev.vlm4j.compute.GradOps;
 import dev.vlm4j.tensor.Device;
 import dev.vlm4j.tensor.Tensor;
 
@@ -28,19 +29,19 @@ import java.util.function.UnaryOperator;
  * {@link #savedActivationBytes} counts what the tape holds.
  */
 public final class GradBackend implements Backend {
-    /** The gradient slot of one tensor value (a parameter leaf or an op's output). */
-    static final class Node {
-        final int size;
-        float[] grad;
+    /** The gradient slot of one tensor value (a parameter leaf or an op's output): a float32 tensor of the backend. */
+    final class Node {
+        final long[] shape;
+        Tensor grad;
         final Parameter param;
 
-        Node(int size, Parameter param) {
-            this.size = size;
+        Node(long[] shape, Parameter param) {
+            this.shape = shape;
             this.param = param;
         }
 
-        float[] grad() {
-            if (grad == null) grad = new float[size];
+        Tensor grad() {
+            if (grad == null) grad = inner.zeros(shape);
             return grad;
         }
     }
@@ -50,18 +51,32 @@ public final class GradBackend implements Backend {
         private final String name;
         private final Tensor tensor;
         private final Node node;
+        private final Backend backend;
 
-        Parameter(String name, Tensor tensor) {
+        Parameter(GradBackend owner, String name, Tensor tensor) {
             this.name = name;
             this.tensor = tensor;
-            this.node = new Node(Math.toIntExact(tensor.numel()), this);
-            this.node.grad = new float[node.size];
+            this.backend = owner.inner;
+            this.node = owner.new Node(tensor.shape(), this);
+            this.node.grad = owner.inner.zeros(tensor.shape());
         }
 
         public String name() { return name; }
         public Tensor tensor() { return tensor; }
-        /** The accumulated gradient (same element order as the tensor). */
-        public float[] grad() { return node.grad; }
+        /** The accumulated gradient as a float32 tensor of the backend (same shape as the tensor). */
+        public Tensor gradTensor() { return node.grad; }
+        /** The backend's operations on this parameter and its gradient (optimizer steps, norms). */
+        public GradOps ops() { return backend.gradOps(); }
+        public Backend backend() { return backend; }
+
+        /**
+         * The accumulated gradient on the host (same element order as the tensor): on the CPU the gradient's own
+         * array (writes change it), on a device a copy.
+         */
+        public float[] grad() {
+            float[] h = node.grad.heapFloats();
+            return h != null ? h : backend.toHost(node.grad);
+        }
     }
 
     /** One recorded op: its output's node, the tensors it saved (released once it has run) and its backward. */
@@ -91,7 +106,7 @@ public final class GradBackend implements Backend {
             return t;
         }
 
-        float[] values(String op) { return inner.toHost(check(op)); }
+        Tensor values(String op) { return check(op); }
     }
 
     /** A checkpointed piece of the forward: its input, the input's node (null: no gradient) and the function to re-run. */
@@ -141,7 +156,12 @@ public final class GradBackend implements Backend {
     private final Map<MemorySegment, Integer> held = new HashMap<>();
     private long heldBytes, peakHeldBytes;
 
-    public GradBackend(Backend inner) { this.inner = inner; }
+    private final GradOps ops;
+
+    public GradBackend(Backend inner) {
+        this.inner = inner;
+        this.ops = inner.gradOps();
+    }
 
     public Backend inner() { return inner; }
 
@@ -151,7 +171,7 @@ public final class GradBackend implements Backend {
         Parameter existing = byTensor.get(t);
         if (existing != null)
             throw new IllegalArgumentException(name + " is the same tensor as parameter " + existing.name());
-        Parameter p = new Parameter(name, t);
+        Parameter p = new Parameter(this, name, t);
         params.put(name, p);
         byTensor.put(t, p);
         nodes.put(t, p.node);
@@ -168,7 +188,7 @@ public final class GradBackend implements Backend {
 
     /** Zeroes every parameter gradient. */
     public void zeroGrad() {
-        for (Parameter p : params.values()) Arrays.fill(p.node.grad, 0f);
+        for (Parameter p : params.values()) ops.zero(p.node.grad);
     }
 
     /**
@@ -204,39 +224,23 @@ public final class GradBackend implements Backend {
     public double crossEntropy(Tensor logits, long[] labels, double lossScale) {
         int vocab = (int) logits.dim(-1), rows = (int) (logits.numel() / vocab);
         if (labels.length != rows) throw new IllegalArgumentException(rows + " logit rows but " + labels.length + " labels");
-        float[] l = inner.toHost(logits);
+        int[] targets = new int[rows];
+        Arrays.fill(targets, -1);
         int count = 0;
-        for (int t = 0; t + 1 < rows; t++) if (labels[t + 1] != -100) count++;
-        if (count == 0) return Double.NaN;
-        double sum = 0;
-        double[] lse = new double[rows];
         for (int t = 0; t + 1 < rows; t++) {
             long y = labels[t + 1];
             if (y == -100) continue;
             if (y < 0 || y >= vocab) throw new IllegalArgumentException("label " + y + " outside the vocabulary of " + vocab);
-            int off = t * vocab;
-            double max = Double.NEGATIVE_INFINITY;
-            for (int i = 0; i < vocab; i++) max = Math.max(max, l[off + i]);
-            double s = 0;
-            for (int i = 0; i < vocab; i++) s += Math.exp(l[off + i] - max);
-            lse[t] = max + Math.log(s);
-            sum += lse[t] - l[off + (int) y];
+            targets[t] = (int) y;
+            count++;
         }
-        double loss = sum / count;
+        if (count == 0) return Double.NaN;
+        GradOps.Loss l = ops.crossEntropy(logits, targets);
+        double loss = l.sum() / l.count();
         Node n = recording ? nodes.get(logits) : null;
         if (n != null) {
-            final int cnt = count;
-            seeds.add(() -> {
-                float[] g = n.grad();
-                double c = lossScale / cnt;
-                for (int t = 0; t + 1 < rows; t++) {
-                    long y = labels[t + 1];
-                    if (y == -100) continue;
-                    int off = t * vocab;
-                    for (int i = 0; i < vocab; i++) g[off + i] += (float) (Math.exp(l[off + i] - lse[t]) * c);
-                    g[off + (int) y] -= (float) c;
-                }
-            });
+            double c = lossScale / l.count();
+            seeds.add(() -> l.backward(n.grad(), c));
         }
         return loss;
     }
@@ -297,7 +301,8 @@ public final class GradBackend implements Backend {
         recording = false;
         running = s;
         try {
-            out = fn.apply(input);
+            // the segment's activations are not needed after it (the backward re-runs it): a backend may free them now
+            out = inner.scoped(() -> fn.apply(input));
         } finally {
             running = null;
             recording = true;
@@ -322,14 +327,20 @@ public final class GradBackend implements Backend {
         tape = new ArrayList<>();
         nodes = parameterNodes();
         versions = new IdentityHashMap<>();
-        if (s.inputNode != null) nodes.put(s.input, s.inputNode);
+        if (s.inputNode != null) {
+            nodes.put(s.input, s.inputNode);
+            s.inputNode.grad();   // allocated before the scope below, which frees what the re-run allocates
+        }
         recording = true;
         try {
-            Tensor y = s.fn.apply(s.input);
-            Node ny = nodes.get(y);
-            if (ny == null) throw new IllegalStateException("checkpoint " + s.name + ": its re-run has no gradient path");
-            addInto(ny.grad(), out.grad);
-            runBackward(tape);
+            inner.scoped(() -> {
+                Tensor y = s.fn.apply(s.input);
+                Node ny = nodes.get(y);
+                if (ny == null) throw new IllegalStateException("checkpoint " + s.name + ": its re-run has no gradient path");
+                ops.axpy(ny.grad(), out.grad, 1f);
+                runBackward(tape);
+                return null;
+            });
         } finally {
             for (Op op : tape) if (op != null) release(op);
             tape = outerTape;
@@ -377,7 +388,7 @@ public final class GradBackend implements Backend {
 
     /** A new node for {@code out} (replacing any earlier one) with its backward on the tape. */
     private Node push(String name, Tensor out, java.util.function.Consumer<Node> backward) {
-        Node n = new Node(Math.toIntExact(out.numel()), null);
+        Node n = new Node(out.shape(), null);
         nodes.put(out, n);
         List<Saved> saved = pending.isEmpty() ? List.of() : pending;
         pending = new ArrayList<>();
@@ -387,7 +398,7 @@ public final class GradBackend implements Backend {
 
     private static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
 
-    private static float[] gradOrNull(Node n) { return n == null ? null : n.grad(); }
+    private static Tensor gradOrNull(Node n) { return n == null ? null : n.grad(); }
 
     // ---------------------------------------------------------------- Backend
 
@@ -409,12 +420,9 @@ public final class GradBackend implements Backend {
         Node nx = node(x), nw = node(w), nb = node(bias);
         if (!any(nx, nw, nb)) return y;
         Saved sx = nw == null ? null : new Saved(x), sw = nx == null ? null : new Saved(w);
-        int n = rows(x), in = (int) x.dim(-1), out = (int) w.dim(0);
         push("linear", y, ny -> {
-            float[] g = ny.grad;
-            if (nx != null) GradKernels.linearDx(g, n, out, sw.values("linear"), in, nx.grad());
-            if (nw != null || nb != null)
-                GradKernels.linearDw(g, n, out, sx == null ? null : sx.values("linear"), in, gradOrNull(nw), gradOrNull(nb));
+            if (nx != null) ops.linearDx(ny.grad, sw.values("linear"), nx.grad());
+            if (nw != null || nb != null) ops.linearDw(ny.grad, sx == null ? null : sx.values("linear"), gradOrNull(nw), gradOrNull(nb));
         });
         return y;
     }
@@ -425,9 +433,7 @@ public final class GradBackend implements Backend {
         Node nx = node(x), nw = node(w);
         if (!any(nx, nw)) return y;
         Saved sx = new Saved(x), sw = new Saved(w);
-        int d = (int) x.dim(-1), n = rows(x);
-        push("rmsNorm", y, ny -> GradKernels.rmsNorm(ny.grad, sx.values("rmsNorm"), sw.values("rmsNorm"), n, d, eps,
-                gradOrNull(nx), gradOrNull(nw)));
+        push("rmsNorm", y, ny -> ops.rmsNorm(ny.grad, sx.values("rmsNorm"), sw.values("rmsNorm"), eps, gradOrNull(nx), gradOrNull(nw)));
         return y;
     }
 
@@ -437,15 +443,10 @@ public final class GradBackend implements Backend {
         Node na = node(a), nb = node(b);
         if (!any(na, nb)) return y;
         push("add", y, ny -> {
-            float[] g = ny.grad;
-            if (na != null) addInto(na.grad(), g);
-            if (nb != null) addInto(nb.grad(), g);
+            if (na != null) ops.axpy(na.grad(), ny.grad, 1f);
+            if (nb != null) ops.axpy(nb.grad(), ny.grad, 1f);
         });
         return y;
-    }
-
-    private static void addInto(float[] dst, float[] g) {
-        for (int i = 0; i < g.length; i++) dst[i] += g[i];
     }
 
     @Override
@@ -454,15 +455,7 @@ public final class GradBackend implements Backend {
         Node ng = node(gate), nu = node(up);
         if (!any(ng, nu)) return y;
         Saved sg = new Saved(gate), su = new Saved(up);
-        push("siluMul", y, ny -> {
-            float[] g = ny.grad, a = sg.values("siluMul"), u = su.values("siluMul");
-            float[] dg = gradOrNull(ng), du = gradOrNull(nu);
-            for (int i = 0; i < g.length; i++) {
-                double s = 1.0 / (1.0 + Math.exp(-a[i]));
-                if (dg != null) dg[i] += (float) (g[i] * u[i] * s * (1.0 + a[i] * (1.0 - s)));
-                if (du != null) du[i] += (float) (g[i] * a[i] * s);
-            }
-        });
+        push("siluMul", y, ny -> ops.siluMul(ny.grad, sg.values("siluMul"), su.values("siluMul"), gradOrNull(ng), gradOrNull(nu)));
         return y;
     }
 
@@ -472,14 +465,7 @@ public final class GradBackend implements Backend {
         Node nx = node(x);
         if (nx == null) return y;
         Saved sx = new Saved(x);
-        push("gelu", y, ny -> {
-            float[] g = ny.grad, a = sx.values("gelu"), dx = nx.grad();
-            double invSqrt2Pi = 1.0 / Math.sqrt(2 * Math.PI);
-            for (int i = 0; i < g.length; i++) {
-                double cdf = 0.5 * (1.0 + dev.vlm4j.compute.cpu.Erf.erf(a[i] / Math.sqrt(2.0)));
-                dx[i] += (float) (g[i] * (cdf + a[i] * Math.exp(-0.5 * a[i] * a[i]) * invSqrt2Pi));
-            }
-        });
+        push("gelu", y, ny -> ops.gelu(ny.grad, sx.values("gelu"), nx.grad()));
         return y;
     }
 
@@ -488,13 +474,8 @@ public final class GradBackend implements Backend {
         Tensor y = inner.embedding(table, ids);
         Node nt = node(table);
         if (nt == null) return y;
-        int d = (int) table.dim(1);
         int[] idc = ids.clone();
-        push("embedding", y, ny -> {
-            float[] g = ny.grad, dt = nt.grad();
-            for (int i = 0; i < idc.length; i++)
-                for (int k = 0; k < d; k++) dt[idc[i] * d + k] += g[i * d + k];
-        });
+        push("embedding", y, ny -> ops.addRows(nt.grad(), idc, ny.grad, null, idc.length));
         return y;
     }
 
@@ -503,12 +484,8 @@ public final class GradBackend implements Backend {
         Tensor y = inner.gatherRows(x, rowIdx);
         Node nx = node(x);
         if (nx == null) return y;
-        int d = (int) x.dim(-1);
         int[] idx = rowIdx.clone();
-        push("gatherRows", y, ny -> {
-            float[] g = ny.grad, dx = nx.grad();
-            for (int i = 0; i < idx.length; i++) for (int k = 0; k < d; k++) dx[idx[i] * d + k] += g[i * d + k];
-        });
+        push("gatherRows", y, ny -> ops.addRows(nx.grad(), idx, ny.grad, null, idx.length));
         return y;
     }
 
@@ -521,20 +498,15 @@ public final class GradBackend implements Backend {
             if (recording) nodes.remove(dst);
             return;
         }
-        int d = (int) dst.dim(-1);
         int[] idx = rowIdx.clone();
+        int dstRows = rows(dst);
         push("scatterRows", dst, ny -> {
-            float[] g = ny.grad;
-            if (ns != null) {
-                float[] gs = ns.grad();
-                for (int i = 0; i < idx.length; i++) for (int k = 0; k < d; k++) gs[i * d + k] += g[idx[i] * d + k];
-            }
+            if (ns != null) ops.addRows(ns.grad(), null, ny.grad, idx, idx.length);
             if (nd != null) {
-                boolean[] overwritten = new boolean[g.length / d];
+                boolean[] overwritten = new boolean[dstRows];
                 for (int r : idx) overwritten[r] = true;
-                float[] gd = nd.grad();
-                for (int r = 0; r < overwritten.length; r++)
-                    if (!overwritten[r]) for (int k = 0; k < d; k++) gd[r * d + k] += g[r * d + k];
+                int[] keep = untouched(overwritten);
+                ops.addRows(nd.grad(), keep, ny.grad, keep, keep.length);
             }
         });
     }
@@ -548,16 +520,20 @@ public final class GradBackend implements Backend {
             if (recording) nodes.remove(dst);
             return;
         }
-        int from = dstRow * (int) dst.dim(-1), len = Math.toIntExact(src.numel());
+        if (src.dim(-1) != dst.dim(-1))
+            throw new IllegalArgumentException("copyRows while recording: rows of " + src + " and " + dst + " differ in width");
+        int count = rows(src), dstRows = rows(dst);
         push("copyRows", dst, ny -> {
-            float[] g = ny.grad;
             if (ns != null) {
-                float[] gs = ns.grad();
-                for (int i = 0; i < len; i++) gs[i] += g[from + i];
+                int[] from = new int[count];
+                for (int i = 0; i < count; i++) from[i] = dstRow + i;
+                ops.addRows(ns.grad(), null, ny.grad, from, count);
             }
             if (nd != null) {
-                float[] gd = nd.grad();
-                for (int i = 0; i < g.length; i++) if (i < from || i >= from + len) gd[i] += g[i];
+                boolean[] overwritten = new boolean[dstRows];
+                for (int i = 0; i < count; i++) overwritten[dstRow + i] = true;
+                int[] keep = untouched(overwritten);
+                ops.addRows(nd.grad(), keep, ny.grad, keep, keep.length);
             }
         });
     }
@@ -567,11 +543,7 @@ public final class GradBackend implements Backend {
         Tensor y = inner.columns(x, from, to);
         Node nx = node(x);
         if (nx == null) return y;
-        int d = (int) x.dim(-1), n = rows(x), w = to - from;
-        push("columns", y, ny -> {
-            float[] g = ny.grad, dx = nx.grad();
-            for (int r = 0; r < n; r++) for (int c = 0; c < w; c++) dx[r * d + from + c] += g[r * w + c];
-        });
+        push("columns", y, ny -> ops.addColumns(nx.grad(), from, ny.grad));
         return y;
     }
 
@@ -585,20 +557,7 @@ public final class GradBackend implements Backend {
             return;
         }
         Saved sc = new Saved(cos), ss = new Saved(sin);
-        int n = rows(x), d = (int) cos.dim(-1), half = d / 2;
-        push("rotary", x, ny -> {
-            float[] g = ny.grad, c = sc.values("rotary"), s = ss.values("rotary"), dx = nx.grad();
-            for (int r = 0; r < n; r++) {
-                for (int h = 0; h < heads; h++) {
-                    int o = r * heads * d + h * d, co = r * d;
-                    for (int j = 0; j < half; j++) {
-                        float g1 = g[o + j], g2 = g[o + j + half];
-                        dx[o + j] += g1 * c[co + j] + g2 * s[co + j + half];
-                        dx[o + j + half] += g2 * c[co + j + half] - g1 * s[co + j];
-                    }
-                }
-            }
-        });
+        push("rotary", x, ny -> ops.rotary(ny.grad, heads, sc.values("rotary"), ss.values("rotary"), nx.grad()));
     }
 
     @Override
@@ -607,9 +566,8 @@ public final class GradBackend implements Backend {
         Node nq = node(q), nk = node(k), nv = node(v);
         if (!any(nq, nk, nv)) return y;
         Saved sq = new Saved(q), sk = new Saved(k), sv = new Saved(v);
-        int n = rows(q), d = (int) (q.dim(-1) / hq);
-        push("attention", y, ny -> GradKernels.attention(sq.values("attention"), n, sk.values("attention"),
-                sv.values("attention"), kvLen, hq, hkv, d, mask, ny.grad, gradOrNull(nq), gradOrNull(nk), gradOrNull(nv)));
+        push("attention", y, ny -> ops.attention(sq.values("attention"), sk.values("attention"), sv.values("attention"),
+                kvLen, hq, hkv, mask, ny.grad, gradOrNull(nq), gradOrNull(nk), gradOrNull(nv)));
         return y;
     }
 
@@ -618,10 +576,7 @@ public final class GradBackend implements Backend {
         Tensor y = inner.scale(x, s);
         Node nx = node(x);
         if (nx == null) return y;
-        push("scale", y, ny -> {
-            float[] g = ny.grad, dx = nx.grad();
-            for (int i = 0; i < g.length; i++) dx[i] += g[i] * s;
-        });
+        push("scale", y, ny -> ops.axpy(nx.grad(), ny.grad, s));
         return y;
     }
 
@@ -632,15 +587,8 @@ public final class GradBackend implements Backend {
         if (!any(na, nb)) return y;
         Saved sa = nb == null ? null : new Saved(a), sb = na == null ? null : new Saved(b);
         push("mul", y, ny -> {
-            float[] g = ny.grad;
-            if (na != null) {
-                float[] z = sb.values("mul"), da = na.grad();
-                for (int i = 0; i < g.length; i++) da[i] += g[i] * z[i];
-            }
-            if (nb != null) {
-                float[] x = sa.values("mul"), db = nb.grad();
-                for (int i = 0; i < g.length; i++) db[i] += g[i] * x[i];
-            }
+            if (na != null) ops.addProduct(na.grad(), ny.grad, sb.values("mul"));
+            if (nb != null) ops.addProduct(nb.grad(), ny.grad, sa.values("mul"));
         });
         return y;
     }
@@ -650,8 +598,31 @@ public final class GradBackend implements Backend {
         Tensor y = inner.view(x, shape);
         Node nx = node(x);
         if (nx == null) return y;
-        push("view", y, ny -> addInto(nx.grad(), ny.grad));
+        push("view", y, ny -> ops.axpy(nx.grad(), ny.grad, 1f));
         return y;
+    }
+
+    @Override
+    public Tensor dropout(Tensor x, float p, long seed) {
+        Tensor y = inner.dropout(x, p, seed);
+        Node nx = node(x);
+        if (nx == null) return y;
+        push("dropout", y, ny -> ops.axpy(nx.grad(), inner.dropout(ny.grad, p, seed), 1f));
+        return y;
+    }
+
+    @Override public GradOps gradOps() { return ops; }
+
+    @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
+
+    /** The indices of the false entries. */
+    private static int[] untouched(boolean[] overwritten) {
+        int c = 0;
+        for (boolean o : overwritten) if (!o) c++;
+        int[] keep = new int[c];
+        c = 0;
+        for (int r = 0; r < overwritten.length; r++) if (!overwritten[r]) keep[c++] = r;
+        return keep;
     }
 
     @Override

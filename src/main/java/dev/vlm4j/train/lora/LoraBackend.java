@@ -94,6 +94,12 @@ public final class LoraBackend implements Backend {
             state = (state * MULTIPLIER + ADDEND) & MASK;
             return (int) (state >>> (48 - 24)) / (float) (1 << 24);
         }
+
+        /** The seed of one dropout mask ({@link Backend#dropout}): the next state of the generator. */
+        long nextSeed() {
+            state = (state * MULTIPLIER + ADDEND) & MASK;
+            return state;
+        }
     }
 
     @Override
@@ -103,12 +109,7 @@ public final class LoraBackend implements Backend {
         if (ts == null) return y;
         for (Target t : ts) {
             Tensor xin = x;
-            if (training && t.dropout() > 0) {
-                float keep = 1f - t.dropout();
-                float[] m = new float[Math.toIntExact(x.numel())];
-                for (int i = 0; i < m.length; i++) m[i] = rng.nextFloat() < keep ? 1f / keep : 0f;
-                xin = inner.mul(x, inner.fromHost(m, x.shape()));
-            }
+            if (training && t.dropout() > 0) xin = inner.dropout(x, t.dropout(), rng.nextSeed());
             Tensor u = inner.linear(inner.linear(xin, t.a(), null), t.b(), null);
             y = inner.add(y, inner.scale(u, t.scale()));
         }
@@ -133,6 +134,9 @@ public final class LoraBackend implements Backend {
     @Override public Tensor scale(Tensor x, float s) { return inner.scale(x, s); }
     @Override public Tensor mul(Tensor a, Tensor b) { return inner.mul(a, b); }
     @Override public Tensor view(Tensor x, long... shape) { return inner.view(x, shape); }
+    @Override public Tensor dropout(Tensor x, float p, long seed) { return inner.dropout(x, p, seed); }
+    @Override public dev.vlm4j.compute.GradOps gradOps() { return inner.gradOps(); }
+    @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
 
     @Override
     public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {

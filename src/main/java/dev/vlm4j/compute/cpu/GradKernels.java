@@ -1,10 +1,10 @@
-package dev.vlm4j.train.autograd;
+package dev.vlm4j.compute.cpu;
 
 import dev.vlm4j.compute.AttentionMask;
-import dev.vlm4j.compute.cpu.Parallel;
+
 
 /**
- * The backward kernels of {@link GradBackend}, on host float32 arrays. Every method accumulates ({@code +=}) into
+ * The backward kernels of {@link HostGradOps}, on host float32 arrays. Every method accumulates ({@code +=}) into
  * the gradient arrays it is given; null gradient arrays are skipped.
  */
 final class GradKernels {

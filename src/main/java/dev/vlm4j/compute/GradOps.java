@@ -1,0 +1,91 @@
+package dev.vlm4j.compute;
+
+import dev.vlm4j.tensor.Tensor;
+
+/**
+ * The backward halves of the {@link Backend} operations, and the optimizer's elementwise work, on one backend's
+ * tensors. The autograd ({@code dev.vlm4j.train.autograd.GradBackend}) records the forward through {@link Backend} and
+ * runs its backward through these, so training runs wherever the forward runs: the CPU keeps gradients in heap
+ * float32 arrays ({@code HostGradOps}), the CUDA backend in device memory.
+ * <p>
+ * Conventions: gradients are float32 tensors of the backend ({@link Backend#zeros}); every method <em>accumulates</em>
+ * ({@code +=}) into the gradient tensors it is given and skips null ones; saved forward tensors (activations, weights)
+ * are read as the forward left them. Shapes follow the forward op's documentation in {@link Backend}.
+ */
+public interface GradOps {
+    /** {@code dst += alpha * src}, elementwise over the same number of elements. */
+    void axpy(Tensor dst, Tensor src, float alpha);
+
+    /** {@code dst += a * b}, elementwise (the backward of {@link Backend#mul}). */
+    void addProduct(Tensor dst, Tensor a, Tensor b);
+
+    /** Backward of {@link Backend#linear} to its input: {@code dx[n, in] += dy[n, out] W[out, in]} (W as the backend keeps it). */
+    void linearDx(Tensor dy, Tensor w, Tensor dx);
+
+    /** Backward of {@link Backend#linear} to its weight and bias: {@code dw[out, in] += dy^T x}, {@code db[out] += sum_rows dy}. */
+    void linearDw(Tensor dy, Tensor x, Tensor dw, Tensor db);
+
+    /** Backward of {@link Backend#rmsNorm} (x, w as in the forward). */
+    void rmsNorm(Tensor dy, Tensor x, Tensor w, float eps, Tensor dx, Tensor dw);
+
+    /** Backward of {@link Backend#siluMul}. */
+    void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    /** Backward of {@link Backend#gelu} (exact erf form). */
+    void gelu(Tensor dy, Tensor x, Tensor dx);
+
+    /**
+     * {@code dst[dstRows[i]] += src[srcRows[i]]} for {@code i < count}, rows of {@code dst.dim(-1)} values; a null
+     * index array means {@code 0..count-1}. Repeated destination rows sum (the backward of {@link Backend#embedding},
+     * {@link Backend#gatherRows}, {@link Backend#scatterRows}, {@link Backend#copyRows}).
+     */
+    void addRows(Tensor dst, int[] dstRows, Tensor src, int[] srcRows, int count);
+
+    /** {@code dx[:, from + j] += dy[:, j]} (the backward of {@link Backend#columns}). */
+    void addColumns(Tensor dx, int from, Tensor dy);
+
+    /** Backward of the in-place {@link Backend#rotary}: {@code dx += R^T dy} for the forward's cos/sin. */
+    void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx);
+
+    /**
+     * Backward of {@link Backend#attention} with the same arguments (the mask's segments, causality, query offset and
+     * grouped KV heads): {@code dq}, {@code dk}, {@code dv} (shaped as q, k, v; only the first kvLen rows of dk/dv).
+     */
+    void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor dOut,
+                   Tensor dq, Tensor dk, Tensor dv);
+
+    /**
+     * Cross-entropy of the rows of {@code logits [rows, vocab]} against {@code targets[row]} (-1: the row has no
+     * loss). The returned {@link Loss} has the summed loss and computes the gradient later.
+     */
+    Loss crossEntropy(Tensor logits, int[] targets);
+
+    /** A computed cross-entropy: the sum over rows with a target of {@code logsumexp(row) - row[target]}. */
+    interface Loss {
+        double sum();
+
+        int count();
+
+        /** {@code dLogits += scale * (softmax(row) - onehot(target))} on rows with a target. */
+        void backward(Tensor dLogits, double scale);
+    }
+
+    /**
+     * One AdamW update of {@code p} from {@code g} with moments {@code m}, {@code v} (torch.optim.AdamW):
+     * {@code m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p = p (1 - lr wd) - lr (m / bc1) / (sqrt(v / bc2) + eps)}.
+     */
+    void adamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps,
+               double weightDecay, double bc1, double bc2);
+
+    /** The sum of squares of the elements, in float64 on the host. */
+    double sumSquares(Tensor g);
+
+    /** In place: {@code g *= s} (each product rounded once to float32). */
+    void scale(Tensor g, double s);
+
+    /** In place: every element becomes 0. */
+    void zero(Tensor g);
+
+    /** In place: the tensor's float32 elements become {@code values} (same count). */
+    void copyFromHost(Tensor dst, float[] values);
+}
