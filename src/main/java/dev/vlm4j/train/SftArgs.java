@@ -151,6 +151,14 @@ public final class SftArgs {
     @Option(names = "--resume_from_checkpoint", paramLabel = "CKPT",
             description = "Continue exactly from a checkpoint-N folder (weights, optimizer, scheduler, RNG, data position), in its run folder.")
     public String resumeFromCheckpoint;
+    /** Where the training runs: cpu or cuda[:N] (LoRA only on CUDA). */
+    @Option(names = "--device", paramLabel = "DEV",
+            description = "cpu or cuda[:N] (default: ${DEFAULT-VALUE}). On CUDA, LoRA training with the base frozen in --torch_dtype.")
+    public String device = "cpu";
+    /** ms-swift's --torch_dtype: the precision of the frozen weights on CUDA (the CPU computes with the weights as stored). */
+    @Option(names = "--torch_dtype", paramLabel = "DTYPE",
+            description = "bfloat16 or float32: frozen weights and products on CUDA (default: ${DEFAULT-VALUE}); the CPU uses the weights as stored.")
+    public String torchDtype = "bfloat16";
     /** No progress bar even on a terminal (transformers' name). */
     @Option(names = "--disable_tqdm", arity = "1", paramLabel = "BOOL",
             description = "No progress bar even on a terminal (default: ${DEFAULT-VALUE}).")

@@ -47,6 +47,17 @@ public final class SftTrainer {
      */
     public static TrainableModel loadModel(SftArgs a) {
         Path dir = Path.of(a.model);
+        if (!dev.vlm4j.tensor.Device.parse(a.device).isCpu()) {
+            if (a.isFull()) throw new IllegalArgumentException("--device " + a.device + ": full fine-tuning runs on the CPU only (use --train_type lora or --device cpu)");
+            if (a.modulesToSave != null && !a.modulesToSave.isEmpty())
+                throw new IllegalArgumentException("--device " + a.device + ": --modules_to_save runs on the CPU only (use --device cpu)");
+            String quant = switch (a.torchDtype.toLowerCase(java.util.Locale.ROOT)) {
+                case "bfloat16", "bf16" -> "bf16";
+                case "float32", "fp32", "f32" -> "f32";
+                default -> throw new IllegalArgumentException("--torch_dtype " + a.torchDtype + " is not available on CUDA (bfloat16 or float32)");
+            };
+            return TrainableModel.load(dir, dev.vlm4j.compute.Backends.create(a.device, quant, 0));
+        }
         if (!a.isFull()) return TrainableModel.loadWithModulesToSave(dir, a.modulesToSave);
         Path from = a.resumeFromCheckpoint == null ? null : Path.of(a.resumeFromCheckpoint);
         return TrainableModel.loadForFullTraining(dir, n -> LoraTargets.trainable(n, a), from);

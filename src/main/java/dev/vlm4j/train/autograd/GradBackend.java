@@ -34,6 +34,11 @@ public final class GradBackend implements Backend {
         final long[] shape;
         Tensor grad;
         final Parameter param;
+        /**
+         * Ops recorded so far that read this value (each may add to its gradient), less those that added their
+         * contribution through {@link #contribute}; 0 means no contribution can come any more.
+         */
+        int uses;
 
         Node(long[] shape, Parameter param) {
             this.shape = shape;
@@ -309,6 +314,7 @@ public final class GradBackend implements Backend {
         }
         if (!s.needsBackward) return out;
         Saved kept = new Saved(input);
+        if (s.inputNode != null) s.inputNode.uses++;   // the re-run adds to the input's gradient
         push("checkpoint " + segment, out, ny -> recompute(s, kept, ny));
         return out;
     }
@@ -337,7 +343,8 @@ public final class GradBackend implements Backend {
                 Tensor y = s.fn.apply(s.input);
                 Node ny = nodes.get(y);
                 if (ny == null) throw new IllegalStateException("checkpoint " + s.name + ": its re-run has no gradient path");
-                ops.axpy(ny.grad(), out.grad, 1f);
+                if (ny.grad == null && ny.param == null) ny.grad = out.grad;   // nothing else adds to it
+                else ops.axpy(ny.grad(), out.grad, 1f);
                 runBackward(tape);
                 return null;
             });
@@ -363,7 +370,23 @@ public final class GradBackend implements Backend {
     private Node node(Tensor t) {
         if (t == null) return null;
         if (running != null) running.reads(t);
-        return recording ? nodes.get(t) : null;
+        if (!recording) return null;
+        Node n = nodes.get(t);
+        if (n != null) n.uses++;
+        return n;
+    }
+
+    /**
+     * Adds {@code g} to {@code n}'s gradient for one of the uses counted by {@link #node}. When it is the last
+     * contribution to come and the node has no gradient yet, the node takes {@code g} itself instead of a zeroed
+     * copy (no allocation, no pass over memory): from then on nothing writes to it, so {@code g} may also be taken by
+     * another node (both sides of an add) or be the gradient an op was handed.
+     */
+    private void contribute(Node n, Tensor g) {
+        n.uses--;
+        if (n.grad == null && n.param == null && n.uses == 0)
+            n.grad = java.util.Arrays.equals(g.shape(), n.shape) ? g : inner.view(g, n.shape);
+        else ops.axpy(n.grad(), g, 1f);
     }
 
     private void hold(MemorySegment buf) {
@@ -443,8 +466,8 @@ public final class GradBackend implements Backend {
         Node na = node(a), nb = node(b);
         if (!any(na, nb)) return y;
         push("add", y, ny -> {
-            if (na != null) ops.axpy(na.grad(), ny.grad, 1f);
-            if (nb != null) ops.axpy(nb.grad(), ny.grad, 1f);
+            if (na != null) contribute(na, ny.grad);
+            if (nb != null) contribute(nb, ny.grad);
         });
         return y;
     }
@@ -598,7 +621,7 @@ public final class GradBackend implements Backend {
         Tensor y = inner.view(x, shape);
         Node nx = node(x);
         if (nx == null) return y;
-        push("view", y, ny -> ops.axpy(nx.grad(), ny.grad, 1f));
+        push("view", y, ny -> contribute(nx, ny.grad));
         return y;
     }
 
@@ -607,7 +630,7 @@ public final class GradBackend implements Backend {
         Tensor y = inner.dropout(x, p, seed);
         Node nx = node(x);
         if (nx == null) return y;
-        push("dropout", y, ny -> ops.axpy(nx.grad(), inner.dropout(ny.grad, p, seed), 1f));
+        push("dropout", y, ny -> contribute(nx, inner.dropout(ny.grad, p, seed)));
         return y;
     }
 

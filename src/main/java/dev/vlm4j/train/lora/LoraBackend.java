@@ -110,8 +110,9 @@ public final class LoraBackend implements Backend {
         for (Target t : ts) {
             Tensor xin = x;
             if (training && t.dropout() > 0) xin = inner.dropout(x, t.dropout(), rng.nextSeed());
-            Tensor u = inner.linear(inner.linear(xin, t.a(), null), t.b(), null);
-            y = inner.add(y, inner.scale(u, t.scale()));
+            // the scale applies to the rank-r product (B (s A x) = s B A x), the smallest tensor of the path
+            Tensor u = inner.scale(inner.linear(xin, t.a(), null), t.scale());
+            y = inner.add(y, inner.linear(u, t.b(), null));
         }
         return y;
     }

@@ -1,0 +1,118 @@
+package dev.vlm4j.train;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.vlm4j.compute.cuda.CudaBackend;
+import dev.vlm4j.compute.cuda.Precision;
+import dev.vlm4j.train.autograd.GradBackend;
+
+import java.nio.file.Path;
+import java.util.*;
+import java.util.regex.Pattern;
+
+/**
+ * The vlm4j side of scripts/gpu-train-compare.sh: one LoRA training step of a MiMo-VL-7B-shaped checkpoint on the
+ * CUDA backend, defined as the transformers + peft side (scripts/gpu_train_hf.py) defines it: ms-swift's LoRA
+ * defaults (rank 8, alpha 32, dropout 0.05, every linear layer of the language model, vision tower and LM head
+ * frozen), one text sequence of {@code --tokens} random ids with the loss on every token, batch 1; a step is the
+ * forward, the backward, gradient clipping to norm 1.0 and an AdamW update (lr 1e-4, weight decay 0.1), timed with
+ * the device synchronised after each step.
+ * <pre>
+ *   java ... dev.vlm4j.train.CudaTrainBench CKPT OUT.json [--tokens 2048] [--steps 8] [--warmup 3]
+ *        [--gradient-checkpointing true|false] [--precision bf16|f32]
+ * </pre>
+ * Peak memory is the most device memory the backend held from the driver (weights, activations and cached
+ * blocks; torch's max_memory_reserved is the comparable figure), from loading to the last step.
+ */
+public final class CudaTrainBench {
+    private static final Pattern LLM_LINEAR = Pattern.compile("model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj\\.weight");
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 2) throw new IllegalArgumentException("usage: CudaTrainBench CKPT OUT.json [options]");
+        Path ckpt = Path.of(args[0]), out = Path.of(args[1]);
+        int tokens = 2048, steps = 8, warmup = 3;
+        boolean gc = true;
+        Precision precision = Precision.BF16;
+        for (int i = 2; i < args.length; i += 2) {
+            String v = args[i + 1];
+            switch (args[i]) {
+                case "--tokens" -> tokens = Integer.parseInt(v);
+                case "--steps" -> steps = Integer.parseInt(v);
+                case "--warmup" -> warmup = Integer.parseInt(v);
+                case "--gradient-checkpointing" -> gc = Boolean.parseBoolean(v);
+                case "--precision" -> precision = v.equalsIgnoreCase("f32") ? Precision.F32 : Precision.BF16;
+                default -> throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+        }
+        CudaBackend cuda = CudaBackend.create(0, precision);
+        long t0 = System.nanoTime();
+        try (TrainableModel tm = TrainableModel.load(ckpt, cuda)) {
+            List<String> targets = new ArrayList<>();
+            for (String n : tm.model().parameters().keySet()) if (LLM_LINEAR.matcher(n).matches()) targets.add(n);
+            int r = 8;
+            double alpha = 32;
+            tm.addNewLora(targets, r, alpha / r, 0.05f, 42);
+            tm.grad().checkpointing(gc);
+            List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
+            long trainable = 0;
+            for (GradBackend.Parameter p : params) trainable += p.tensor().numel();
+            AdamW opt = new AdamW(params, 0.9, 0.999, 1e-8, 0.1);
+            cuda.synchronize();
+            double loadS = (System.nanoTime() - t0) / 1e9;
+            System.out.printf("loaded %s in %.1f s on %s: %d LoRA modules, %,d trainable parameters, checkpointing %s%n",
+                    ckpt, loadS, cuda.deviceName(), targets.size(), trainable, gc);
+
+            Random rnd = new Random(1234);
+            int[] ids = new int[tokens];
+            long[] labels = new long[tokens];
+            for (int i = 0; i < tokens; i++) {
+                ids[i] = rnd.nextInt(151643);
+                labels[i] = ids[i];
+            }
+            List<Double> losses = new ArrayList<>();
+            double[] ms = new double[steps];
+            for (int s = 0; s < warmup + steps; s++) {
+                long a = System.nanoTime();
+                tm.lora().training(true, 1000 + s);
+                tm.grad().zeroGrad();
+                double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
+                tm.lora().training(false, 0);
+                AdamW.clipGradNorm(params, 1.0);
+                opt.step(1e-4);
+                cuda.synchronize();
+                double t = (System.nanoTime() - a) / 1e6;
+                losses.add(loss);
+                if (s >= warmup) ms[s - warmup] = t;
+                System.out.printf("%s step %d: %.1f ms, loss %.5f%n", s < warmup ? "warm-up" : "timed", s, t, loss);
+            }
+            double[] sorted = ms.clone();
+            Arrays.sort(sorted);
+            double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
+            double mean = Arrays.stream(ms).average().orElse(Double.NaN);
+            long[] bytes = cuda.deviceBytes();
+            Map<String, Object> res = new LinkedHashMap<>();
+            res.put("side", "vlm4j");
+            res.put("device", cuda.deviceName());
+            res.put("precision", precision.toString());
+            res.put("tokens", tokens);
+            res.put("steps", steps);
+            res.put("warmup", warmup);
+            res.put("gradient_checkpointing", gc);
+            res.put("lora_modules", targets.size());
+            res.put("trainable_params", trainable);
+            res.put("step_ms_median", median);
+            res.put("step_ms_mean", mean);
+            res.put("step_ms", ms);
+            res.put("tokens_per_s", tokens / (median / 1000));
+            res.put("peak_device_gb", bytes[1] / 1e9);
+            res.put("device_gb_after", bytes[0] / 1e9);
+            res.put("losses", losses);
+            res.put("load_s", loadS);
+            new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(out.toFile(), res);
+            System.out.printf("vlm4j LoRA step: %d tokens, median %.1f ms (mean %.1f), %.0f tok/s, peak %.1f GB held%n",
+                    tokens, median, mean, tokens / (median / 1000), bytes[1] / 1e9);
+        } finally {
+            cuda.close();
+        }
+    }
+}
