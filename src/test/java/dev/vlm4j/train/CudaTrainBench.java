@@ -85,6 +85,16 @@ public final class CudaTrainBench {
                 if (s >= warmup) ms[s - warmup] = t;
                 System.out.printf("%s step %d: %.1f ms, loss %.5f%n", s < warmup ? "warm-up" : "timed", s, t, loss);
             }
+            // the forward alone (no tape, no backward), for the split of a step's time
+            double[] fwd = new double[3];
+            for (int s = 0; s < fwd.length; s++) {
+                long a = System.nanoTime();
+                tm.loss(ids, labels, null, null);
+                cuda.synchronize();
+                fwd[s] = (System.nanoTime() - a) / 1e6;
+            }
+            Arrays.sort(fwd);
+            System.out.printf("forward only: %.1f ms (best of 3)%n", fwd[0]);
             double[] sorted = ms.clone();
             Arrays.sort(sorted);
             double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
@@ -107,6 +117,7 @@ public final class CudaTrainBench {
             res.put("peak_device_gb", bytes[1] / 1e9);
             res.put("device_gb_after", bytes[0] / 1e9);
             res.put("losses", losses);
+            res.put("forward_ms", fwd[0]);
             res.put("load_s", loadS);
             new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(out.toFile(), res);
             System.out.printf("vlm4j LoRA step: %d tokens, median %.1f ms (mean %.1f), %.0f tok/s, peak %.1f GB held%n",
