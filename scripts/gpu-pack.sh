@@ -27,6 +27,7 @@ for j in org/junit/jupiter/junit-jupiter-api/5.11.4/junit-jupiter-api-5.11.4.jar
   cp "$m2/$j" "$out/lib/"
 done
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/kernels.ptx"
+bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/train_kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/train_kernels.ptx"
 tmp=$(mktemp -d)
 "$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.naming \
   --strip-debug --no-header-files --no-man-pages --output "$tmp/jre" 2>&1 | grep -v incubator || true
@@ -41,4 +42,6 @@ rm -rf "$tmp"
 cp scripts/gpu-run.sh "$out/run.sh"
 cp scripts/gpu-compare.sh "$out/compare.sh"
 cp scripts/gpu_compare_hf.py "$out/"
+cp scripts/gpu-train-compare.sh "$out/train-compare.sh"
+cp scripts/gpu_train_hf.py "$out/"
 du -sh "$out"

@@ -21,8 +21,8 @@ import java.util.regex.Pattern;
  *   java ... dev.vlm4j.train.CudaTrainBench CKPT OUT.json [--tokens 2048] [--steps 8] [--warmup 3]
  *        [--gradient-checkpointing true|false] [--precision bf16|f32]
  * </pre>
- * Peak memory is the most device memory the backend held from the driver (weights, activations and cached
- * blocks; torch's max_memory_reserved is the comparable figure), from loading to the last step.
+ * Peak memory: the most device memory in use (weights and live tensors; torch's max_memory_allocated) during the
+ * steps, and the most the backend held from the driver (cached blocks too; torch's max_memory_reserved).
  */
 public final class CudaTrainBench {
     private static final Pattern LLM_LINEAR = Pattern.compile("model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj\\.weight");
@@ -58,6 +58,7 @@ public final class CudaTrainBench {
             for (GradBackend.Parameter p : params) trainable += p.tensor().numel();
             AdamW opt = new AdamW(params, 0.9, 0.999, 1e-8, 0.1);
             cuda.synchronize();
+            cuda.resetPeakBytesInUse();
             double loadS = (System.nanoTime() - t0) / 1e9;
             System.out.printf("loaded %s in %.1f s on %s: %d LoRA modules, %,d trainable parameters, checkpointing %s%n",
                     ckpt, loadS, cuda.deviceName(), targets.size(), trainable, gc);
@@ -115,13 +116,14 @@ public final class CudaTrainBench {
             res.put("step_ms", ms);
             res.put("tokens_per_s", tokens / (median / 1000));
             res.put("peak_device_gb", bytes[1] / 1e9);
+            res.put("peak_in_use_gb", cuda.bytesInUse()[1] / 1e9);
             res.put("device_gb_after", bytes[0] / 1e9);
             res.put("losses", losses);
             res.put("forward_ms", fwd[0]);
             res.put("load_s", loadS);
             new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(out.toFile(), res);
-            System.out.printf("vlm4j LoRA step: %d tokens, median %.1f ms (mean %.1f), %.0f tok/s, peak %.1f GB held%n",
-                    tokens, median, mean, tokens / (median / 1000), bytes[1] / 1e9);
+            System.out.printf("vlm4j LoRA step: %d tokens, median %.1f ms (mean %.1f), %.0f tok/s, peak %.1f GB in use, %.1f GB held%n",
+                    tokens, median, mean, tokens / (median / 1000), cuda.bytesInUse()[1] / 1e9, bytes[1] / 1e9);
         } finally {
             cuda.close();
         }

@@ -40,7 +40,7 @@ final class CublasLt implements AutoCloseable {
     private final MethodHandle create, destroy, descCreate, descSet, descDestroy, layoutCreate, layoutDestroy, layoutSet,
             prefCreate, prefSet, prefDestroy, heuristic, matmul, statusString;
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment handle, pref, alpha, beta, biasPointer, alphaBatched;
+    private final MemorySegment handle, pref, alpha, beta, biasPointer, alphaBatched, betaBatched;
     private final long workspace, workspaceBytes;
     private final Map<Key, Plan> plans = new HashMap<>();
 
@@ -78,6 +78,7 @@ final class CublasLt implements AutoCloseable {
         biasPointer = arena.allocate(JAVA_LONG);
         beta = arena.allocateFrom(JAVA_FLOAT, 0f);
         alphaBatched = arena.allocate(JAVA_FLOAT);
+        betaBatched = arena.allocate(JAVA_FLOAT);
     }
 
     static final int LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6;
@@ -103,6 +104,16 @@ final class CublasLt implements AutoCloseable {
      */
     void batched(long a, Operand oa, long b, Operand ob, long c, Operand oc, int batch, int abType, int cType, float alphaValue,
                  MemorySegment stream) {
+        batched(a, oa, b, ob, c, oc, batch, abType, cType, alphaValue, 0f, stream);
+    }
+
+    /**
+     * {@code C_i = alpha * op(A_i) op(B_i) + beta * C_i}: as {@link #batched(long, Operand, long, Operand, long, Operand,
+     * int, int, int, float, MemorySegment)} but adding to C when {@code beta} is 1 (gradients accumulate this way).
+     * The values are read when the product is queued (host pointer mode), so the shared slots can be reused at once.
+     */
+    void batched(long a, Operand oa, long b, Operand ob, long c, Operand oc, int batch, int abType, int cType, float alphaValue,
+                 float betaValue, MemorySegment stream) {
         BatchedKey key = new BatchedKey(oa, ob, oc, batch, abType, cType);
         try {
             Plan p = batchedPlans.get(key);
@@ -120,7 +131,8 @@ final class CublasLt implements AutoCloseable {
                 batchedPlans.put(key, p);
             }
             alphaBatched.set(JAVA_FLOAT, 0, alphaValue);
-            check((int) matmul.invokeExact(handle, p.desc, alphaBatched, a, p.a, b, p.b, beta, c, p.c, c, p.c,
+            betaBatched.set(JAVA_FLOAT, 0, betaValue);
+            check((int) matmul.invokeExact(handle, p.desc, alphaBatched, a, p.a, b, p.b, betaBatched, c, p.c, c, p.c,
                     p.result, workspace, workspaceBytes, stream), "cublasLtMatmul (batched)");
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
     }

@@ -35,13 +35,13 @@ public final class CudaBackend implements Backend {
     /** Batch-1 products through gemv_bf16_fused (and q/k/v, gate/up, residual adds fused); VLM4J_CUDA_GEMV=warp: off. */
     private boolean fusedGemv = !"warp".equals(System.getenv("VLM4J_CUDA_GEMV"));
 
-    private final CudaDriver drv;
+    final CudaDriver drv;
     private final int ordinal, dev;
     private final Device device;
     private final Precision precision;
-    private final MemorySegment ctx, stream;
-    private final DevicePool pool;
-    private final CublasLt blas;
+    final MemorySegment ctx, stream;
+    final DevicePool pool;
+    final CublasLt blas;
     private final Map<String, MemorySegment> fns = new HashMap<>();
     /** Kernel launches and host-to-device copies on the stream, recorded or checked inside a step graph. */
     private final StreamOps ops;
@@ -54,13 +54,17 @@ public final class CudaBackend implements Backend {
     private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
     private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
-    /** Full attention over at least this many tokens runs as batched products (bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off. */
+    /**
+     * Attention over at least this many queries (each segment) runs as batched products on the tensor cores
+     * ({@link ProductAttention}, bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off.
+     */
     private static final int GEMM_ATT_MIN = 1024;
-    private static final long GEMM_ATT_BYTES = 512L << 20;
     private boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
     /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
+    private final ProductAttention products = new ProductAttention(this);
+    private final CudaGradOps gradOps = new CudaGradOps(this, products);
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -82,13 +86,8 @@ public final class CudaBackend implements Backend {
         this.pool = new DevicePool(drv, Math.min(4L << 30, Math.max(256L << 20, mem[0] / 16)));
         int major = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
         int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
-        byte[] ptx = Kernels.ptx(major * 10 + minor);
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment img = a.allocate(ptx.length + 1L);
-            MemorySegment.copy(ptx, 0, img, ValueLayout.JAVA_BYTE, 0, ptx.length);
-            MemorySegment module = drv.loadModule(img);
-            for (String f : Kernels.NAMES) fns.put(f, drv.function(module, f));
-        }
+        loadModule(Kernels.ptx(major * 10 + minor), Kernels.NAMES);
+        loadModule(Kernels.ptx(major * 10 + minor, Kernels.TRAIN_SOURCE, Kernels.TRAIN_PTX), Kernels.TRAIN_NAMES);
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
         this.graphs = new StepGraphs(drv, stream, this::wrote);
         this.ops = new StreamOps(drv, stream, graphs, fns);
@@ -97,6 +96,15 @@ public final class CudaBackend implements Backend {
                     flashShared(FLASH_MAX_D));
         } catch (CudaException e) {
             flashAttention = false;   // a device with less shared memory per block keeps the one-query-per-block kernel
+        }
+    }
+
+    private void loadModule(byte[] ptx, List<String> names) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment img = a.allocate(ptx.length + 1L);
+            MemorySegment.copy(ptx, 0, img, ValueLayout.JAVA_BYTE, 0, ptx.length);
+            MemorySegment module = drv.loadModule(img);
+            for (String f : names) fns.put(f, drv.function(module, f));
         }
     }
 
@@ -133,12 +141,12 @@ public final class CudaBackend implements Backend {
     }
 
     /** Device scratch memory: from the step arena inside a step, else from the pool (freed by the GC). */
-    private MemorySegment scratch(long bytes) {
+    MemorySegment scratch(long bytes) {
         if (graphs.active()) return MemorySegment.ofAddress(graphs.alloc(bytes)).reinterpret(bytes);
         return pool.alloc(bytes);
     }
 
-    private void noSyncInStep(String what) {
+    void noSyncInStep(String what) {
         if (graphs.active())
             throw new IllegalStateException(what + " waits for the GPU, which a captured step must not do");
     }
@@ -181,9 +189,49 @@ public final class CudaBackend implements Backend {
     /** Bytes this backend holds on the device (weights, activations, cached blocks) and its peak. */
     public long[] deviceBytes() { return new long[]{pool.driverBytes(), pool.peakDriverBytes()}; }
 
+    /**
+     * Bytes of device memory in use (weights and live tensors, without the blocks cached for reuse) and the most
+     * since {@link #resetPeakBytesInUse} (torch's memory_allocated / max_memory_allocated).
+     */
+    public long[] bytesInUse() { return pool.inUse(); }
+
+    public void resetPeakBytesInUse() { pool.resetPeakInUse(); }
+
+    @Override public dev.vlm4j.compute.GradOps gradOps() { return gradOps; }
+
+    /** Frees what {@code body} allocated when it returns (see {@link Backend#scoped}), without waiting for the GC. */
+    @Override
+    public Tensor scoped(java.util.function.Supplier<Tensor> body) {
+        bind();
+        if (graphs.active()) return body.get();
+        pool.openScope();
+        Tensor out = null;
+        try {
+            out = body.get();
+            return out;
+        } finally {
+            wrote();   // the cached bf16 copy may be one of the blocks freed now
+            pool.closeScope(out != null && onDevice(out) ? addr(out) : 0L);
+        }
+    }
+
+    @Override
+    public Tensor dropout(Tensor x, float p, long seed) {
+        bind();
+        int threshold = Backend.dropoutThreshold(p);
+        Tensor xd = dev(x), y = newF32(x.shape());
+        elementwise("dropout_f32", x.numel(), addr(xd), addr(y), x.numel(), seed, threshold, 1f / (1f - p));
+        return y;
+    }
+
+    /** Forgets the cached bf16 copy of {@code t} when t is about to change in place (gradients accumulating). */
+    void modifies(Tensor t) {
+        if (t != null && t == bf16Source) wrote();
+    }
+
     @Override public Device device() { return device; }
 
-    private void bind() {
+    void bind() {
         if (closed) throw new IllegalStateException("the CUDA backend is closed");
         if (!current.get()) {
             drv.setCurrent(ctx);
@@ -200,20 +248,20 @@ public final class CudaBackend implements Backend {
 
     private boolean onDevice(Tensor t) { return device.equals(t.device()); }
 
-    private static long addr(Tensor t) { return t.data().address(); }
+    static long addr(Tensor t) { return t.data().address(); }
 
-    private static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
+    static int rows(Tensor t) { return (int) (t.numel() / t.dim(-1)); }
 
-    private Tensor newF32(long... shape) {
+    Tensor newF32(long... shape) {
         long bytes = Tensor.numel(shape) * 4;
         return new Tensor(DType.F32, shape, scratch(Math.max(4, bytes)), device);
     }
 
     /** Copies host bytes (any segment, heap or native) to device memory (queued; see {@link StreamOps#copyIn}). */
-    private void copyIn(long dst, MemorySegment src, long bytes) { ops.copyIn(dst, src, bytes); }
+    void copyIn(long dst, MemorySegment src, long bytes) { ops.copyIn(dst, src, bytes); }
 
     /** A device float32 copy of a host tensor (activation inputs such as pixel values), or the tensor itself. */
-    private Tensor dev(Tensor t) {
+    Tensor dev(Tensor t) {
         if (onDevice(t)) {
             if (t.dtype() != DType.F32) throw new IllegalArgumentException("expected a float32 activation, got " + t);
             return t;
@@ -230,7 +278,7 @@ public final class CudaBackend implements Backend {
         return out;
     }
 
-    private MemorySegment ints(int[] v) {
+    MemorySegment ints(int[] v) {
         MemorySegment s = scratch(Math.max(4, v.length * 4L));
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 4L);
         return s;
@@ -309,21 +357,21 @@ public final class CudaBackend implements Backend {
 
     // ---- kernel launches ----
 
-    private void launch(String fn, int gx, int gy, int bx, int shared, Object... args) {
+    void launch(String fn, int gx, int gy, int bx, int shared, Object... args) {
         launch3(fn, gx, gy, 1, bx, shared, args);
     }
 
-    private void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
+    void launch3(String fn, int gx, int gy, int gz, int bx, int shared, Object... args) {
         ops.launch(fn, gx, gy, gz, bx, shared, args);
     }
 
-    private void elementwise(String fn, long n, Object... args) {
+    void elementwise(String fn, long n, Object... args) {
         if (n == 0) return;
         long blocks = (n + BLOCK - 1) / BLOCK;
         launch(fn, Math.toIntExact(blocks), 1, BLOCK, 0, args);
     }
 
-    private static int colBlocks(int d) { return (d + BLOCK - 1) / BLOCK; }
+    static int colBlocks(int d) { return (d + BLOCK - 1) / BLOCK; }
 
     @Override
     public Tensor linear(Tensor x, Tensor w, Tensor bias) {
@@ -439,7 +487,7 @@ public final class CudaBackend implements Backend {
      * The bf16 copy of an activation used as a GEMM input. The last one is kept, so the q/k/v (and gate/up) products
      * of one normed input convert it once; every in-place operation forgets it.
      */
-    private MemorySegment bf16Of(Tensor x) {
+    MemorySegment bf16Of(Tensor x) {
         if (x == bf16Source) return bf16Copy;
         long count = x.numel();
         MemorySegment xb = scratch(count * 2);
@@ -449,7 +497,7 @@ public final class CudaBackend implements Backend {
         return xb;
     }
 
-    private void wrote() {
+    void wrote() {
         bf16Source = null;
         bf16Copy = null;
     }
@@ -601,10 +649,8 @@ public final class CudaBackend implements Backend {
             java.lang.ref.Reference.reachabilityFence(part);
             return y;
         }
-        if (gemmAttention && precision == Precision.BF16 && !mask.causal() && hq == hkv && kvLen == n && d % 8 == 0
-                && longSegments(seg, n)) {
-            int[] bounds = seg == null ? new int[]{0, n} : seg;
-            for (int s = 0; s + 1 < bounds.length; s++) gemmAttention(qd, kd, vd, y, bounds[s], bounds[s + 1] - bounds[s], hq, d, scale);
+        if (gemmAttention && precision == Precision.BF16 && d % 8 == 0 && longSegments(seg, n) && ProductAttention.fits(n, kvLen, seg)) {
+            products.forward(qd, kd, vd, y, kvLen, hq, hkv, mask);
             return y;
         }
         MemorySegment segs = seg == null ? null : ints(seg);
@@ -621,40 +667,6 @@ public final class CudaBackend implements Backend {
                 mask.causal() ? 1 : 0, mask.queryOffset());
         java.lang.ref.Reference.reachabilityFence(segs);
         return y;
-    }
-
-    /**
-     * Full attention over a long sequence (the ViT's full-attention blocks) as products on the tensor cores: per head
-     * S = scale Q K^T (bf16 inputs, float32 scores), P = bf16(softmax(S)), O = P V, heads in groups so that the score
-     * matrices stay under GEMM_ATT_BYTES. Same precision as a bf16 model's attention in transformers; the float32
-     * flash kernel stays for the float32 mode, masks and grouped KV heads.
-     */
-    private void gemmAttention(Tensor q, Tensor k, Tensor v, Tensor y, int row0, int n, int heads, int d, float scale) {
-        long width = (long) heads * d, nn = (long) n * n, first = row0 * width;
-        MemorySegment qb = scratch(n * width * 2), kb = scratch(n * width * 2), vb = scratch(n * width * 2);
-        elementwise("f32_to_bf16_kernel", n * width, addr(q) + 4 * first, qb.address(), n * width);
-        elementwise("f32_to_bf16_kernel", n * width, addr(k) + 4 * first, kb.address(), n * width);
-        elementwise("f32_to_bf16_kernel", n * width, addr(v) + 4 * first, vb.address(), n * width);
-        int group = (int) Math.max(1, Math.min(heads, GEMM_ATT_BYTES / (nn * 4)));
-        MemorySegment sc = scratch(group * nn * 4), pb = scratch(group * nn * 2);
-        for (int h0 = 0; h0 < heads; h0 += group) {
-            int g = Math.min(group, heads - h0);
-            long off = (long) h0 * d;
-            // column-major view: S^T (keys x queries) = op_T(K^T [d x n]) * Q^T [d x n], one batch entry per head
-            blas.batched(kb.address() + 2 * off, new CublasLt.Operand(true, d, n, width, d),
-                    qb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
-                    sc.address(), new CublasLt.Operand(false, n, n, n, nn), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, scale, stream);
-            launch("softmax_rows_bf16", g * n, 1, BLOCK, 0, sc.address(), pb.address(), n);
-            // O^T (d x queries) = V^T [d x keys] * P^T [keys x queries]
-            blas.batched(vb.address() + 2 * off, new CublasLt.Operand(false, d, n, width, d),
-                    pb.address(), new CublasLt.Operand(false, n, n, n, nn),
-                    addr(y) + 4 * (first + off), new CublasLt.Operand(false, d, n, width, d), g, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, stream);
-        }
-        java.lang.ref.Reference.reachabilityFence(qb);
-        java.lang.ref.Reference.reachabilityFence(kb);
-        java.lang.ref.Reference.reachabilityFence(vb);
-        java.lang.ref.Reference.reachabilityFence(sc);
-        java.lang.ref.Reference.reachabilityFence(pb);
     }
 
     /** Whether every segment (or the one sequence) is long enough for the product form of attention. */

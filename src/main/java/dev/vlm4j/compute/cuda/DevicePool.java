@@ -24,7 +24,12 @@ final class DevicePool implements AutoCloseable {
     /** Every block obtained from the driver: pointer to size. */
     private final Map<Long, Long> owned = new HashMap<>();
     private final long gcEveryBytes;
-    private long sinceGc, driverBytes, peakDriverBytes;
+    private long sinceGc, driverBytes, peakDriverBytes, inUse, peakInUse;
+    /** Open scopes, innermost last: the blocks allocated while each was innermost. */
+    private final java.util.ArrayList<java.util.ArrayList<Block>> scopes = new java.util.ArrayList<>();
+
+    /** A block handed out by {@link #alloc}; {@code freed} makes its return to the pool happen once. */
+    private record Block(long p, long size, java.util.concurrent.atomic.AtomicBoolean freed) {}
     private volatile boolean closed;
 
     DevicePool(CudaDriver drv, long gcEveryBytes) {
@@ -41,7 +46,10 @@ final class DevicePool implements AutoCloseable {
 
     private void drain() {
         long[] r;
-        while ((r = released.poll()) != null) free.computeIfAbsent(r[1], k -> new ArrayDeque<>()).push(r[0]);
+        while ((r = released.poll()) != null) {
+            free.computeIfAbsent(r[1], k -> new ArrayDeque<>()).push(r[0]);
+            inUse -= r[1];
+        }
     }
 
     private long driverAlloc(long size) {
@@ -103,13 +111,57 @@ final class DevicePool implements AutoCloseable {
         return driverAlloc(size);
     }
 
-    /** A block returned to the pool when the segment becomes unreachable. */
+    /**
+     * A block returned to the pool when the segment becomes unreachable, or when the innermost open
+     * {@linkplain #openScope scope} closes, whichever comes first.
+     */
     synchronized MemorySegment alloc(long bytes) {
         if (closed) throw new IllegalStateException("the CUDA backend is closed");
         long size = sizeClass(bytes);
         long p = take(size);
+        inUse += size;
+        peakInUse = Math.max(peakInUse, inUse);
         ConcurrentLinkedQueue<long[]> back = released;
-        return MemorySegment.ofAddress(p).reinterpret(bytes, Arena.ofAuto(), s -> back.add(new long[]{p, size}));
+        java.util.concurrent.atomic.AtomicBoolean freed = new java.util.concurrent.atomic.AtomicBoolean();
+        if (!scopes.isEmpty()) scopes.get(scopes.size() - 1).add(new Block(p, size, freed));
+        return MemorySegment.ofAddress(p).reinterpret(bytes, Arena.ofAuto(), s -> {
+            if (freed.compareAndSet(false, true)) back.add(new long[]{p, size});
+        });
+    }
+
+    /** Starts recording the blocks {@link #alloc} hands out, to free them at {@link #closeScope}. */
+    synchronized void openScope() { scopes.add(new java.util.ArrayList<>()); }
+
+    /**
+     * Frees every block allocated since the matching {@link #openScope} (queued work on the stream still sees them:
+     * a freed block is only handed out again for work queued after it) except the one holding device address
+     * {@code keep} (0: none), which moves to the enclosing scope if there is one. The segments of freed blocks must
+     * no longer be used.
+     */
+    synchronized void closeScope(long keep) {
+        if (scopes.isEmpty()) throw new IllegalStateException("closeScope without openScope");
+        java.util.ArrayList<Block> blocks = scopes.remove(scopes.size() - 1);
+        for (Block b : blocks) {
+            if (keep != 0 && keep >= b.p && keep < b.p + b.size) {
+                if (!scopes.isEmpty()) scopes.get(scopes.size() - 1).add(b);
+                continue;
+            }
+            if (b.freed.compareAndSet(false, true)) {
+                free.computeIfAbsent(b.size, k -> new ArrayDeque<>()).push(b.p);
+                inUse -= b.size;
+            }
+        }
+    }
+
+    /** Bytes of blocks handed out and not yet returned (activations in use), and the most since {@link #resetPeakInUse}. */
+    synchronized long[] inUse() {
+        drain();
+        return new long[]{inUse, peakInUse};
+    }
+
+    synchronized void resetPeakInUse() {
+        drain();
+        peakInUse = inUse;
     }
 
     /** A block that stays until {@link #close()} (weights). */
@@ -118,6 +170,8 @@ final class DevicePool implements AutoCloseable {
         long size = Math.max(256, (bytes + 255) & ~255L);
         long p = driverAlloc(size);
         sinceGc -= size;   // weights are not garbage
+        inUse += size;
+        peakInUse = Math.max(peakInUse, inUse);
         return MemorySegment.ofAddress(p).reinterpret(bytes);
     }
 

@@ -30,6 +30,15 @@ final class Kernels {
     private Kernels() {}
 
     static final String SOURCE = "/dev/vlm4j/compute/cuda/kernels.cu", PTX = "/dev/vlm4j/compute/cuda/kernels.ptx";
+    /** The training kernels (backward ops, optimizer, dropout, cross-entropy, product attention), a module of their own. */
+    static final String TRAIN_SOURCE = "/dev/vlm4j/compute/cuda/train_kernels.cu",
+            TRAIN_PTX = "/dev/vlm4j/compute/cuda/train_kernels.ptx";
+
+    /** The entry points of {@link #TRAIN_SOURCE}. */
+    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "scale_f32", "silu_mul_backward",
+            "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
+            "sum_squares_f32", "adamw_f32", "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
+            "masked_softmax", "softmax_backward_rows", "reduce_heads_add");
 
     /** The kernel entry points CudaBackend uses. */
     static final List<String> NAMES = List.of("f32_to_bf16_kernel", "bf16_to_f32_kernel", "rms_norm", "add_f32",
@@ -57,11 +66,14 @@ final class Kernels {
     }
 
     /** PTX for a device of compute capability {@code cc} (e.g. 90). */
-    static byte[] ptx(int cc) {
-        byte[] built = System.getenv("VLM4J_FORCE_NVRTC") == null ? resource(PTX) : null;
+    static byte[] ptx(int cc) { return ptx(cc, SOURCE, PTX); }
+
+    /** PTX of one kernel source (a prebuilt one when present) for compute capability {@code cc}. */
+    static byte[] ptx(int cc, String source, String prebuilt) {
+        byte[] built = System.getenv("VLM4J_FORCE_NVRTC") == null ? resource(prebuilt) : null;
         if (built != null) return built;
-        byte[] src = resource(SOURCE);
-        if (src == null) throw new IllegalStateException(SOURCE + " missing from the class path");
+        byte[] src = resource(source);
+        if (src == null) throw new IllegalStateException(source + " missing from the class path");
         String arch = "compute_" + cc;
         String key;
         try {
@@ -78,7 +90,7 @@ final class Kernels {
         } catch (IOException ignored) {
             // recompile
         }
-        byte[] ptx = nvrtc().compile(new String(src, StandardCharsets.UTF_8), "kernels.cu", arch);
+        byte[] ptx = nvrtc().compile(new String(src, StandardCharsets.UTF_8), source.substring(source.lastIndexOf('/') + 1), arch);
         try {
             Files.createDirectories(cache.getParent());
             Path tmp = Files.createTempFile(cache.getParent(), key, ".tmp");

@@ -26,11 +26,16 @@ class KernelsCompileTest {
     }
 
     @Test
-    void kernelsCompileWithNvcc() throws Exception {
+    void kernelsCompileWithNvcc() throws Exception { compiles(Kernels.SOURCE, Kernels.NAMES); }
+
+    @Test
+    void trainingKernelsCompileWithNvcc() throws Exception { compiles(Kernels.TRAIN_SOURCE, Kernels.TRAIN_NAMES); }
+
+    private static void compiles(String source, java.util.List<String> names) throws Exception {
         String nvcc = nvcc();
         Assumptions.assumeTrue(nvcc != null, "nvcc not on the PATH: kernel compilation not checked");
-        byte[] src = Kernels.resource(Kernels.SOURCE);
-        assertNotNull(src, "kernels.cu on the class path");
+        byte[] src = Kernels.resource(source);
+        assertNotNull(src, source + " on the class path");
         Path dir = Files.createTempDirectory("vlm4j-ptx");
         Path cu = dir.resolve("kernels.cu"), ptx = dir.resolve("kernels.ptx");
         Files.write(cu, src);
@@ -38,8 +43,8 @@ class KernelsCompileTest {
                 .redirectErrorStream(true).start();
         String log = new String(p.getInputStream().readAllBytes());
         assertTrue(p.waitFor(120, TimeUnit.SECONDS), "nvcc timed out");
-        assertEquals(0, p.exitValue(), "nvcc failed:\n" + log);
+        assertEquals(0, p.exitValue(), "nvcc failed on " + source + ":\n" + log);
         String text = Files.readString(ptx);
-        for (String k : Kernels.NAMES) assertTrue(text.contains(".entry " + k + "("), "PTX has no entry " + k);
+        for (String k : names) assertTrue(text.contains(".entry " + k + "("), source + ": PTX has no entry " + k);
     }
 }

@@ -1,0 +1,282 @@
+package dev.vlm4j.compute.cuda;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.GradOps;
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.ref.Reference;
+import java.nio.ByteOrder;
+
+import static dev.vlm4j.compute.cuda.CudaBackend.addr;
+import static dev.vlm4j.compute.cuda.CudaBackend.rows;
+
+/**
+ * {@link GradOps} on the GPU: gradients, optimizer moments and trainable parameters are float32 device tensors;
+ * products go through cuBLASLt accumulating into the gradient ({@code beta = 1}), with bf16 operands where the frozen
+ * weights are bf16; everything elementwise through {@code train_kernels.cu}. Attention's backward is
+ * {@link ProductAttention}. Sums that leave the device (the loss, squared norms) are finished in float64 on the host.
+ */
+final class CudaGradOps implements GradOps {
+    private static final int BLOCK = 256;
+    private static final ValueLayout.OfDouble F64 = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final CudaBackend be;
+    private final ProductAttention attention;
+
+    CudaGradOps(CudaBackend be, ProductAttention attention) {
+        this.be = be;
+        this.attention = attention;
+    }
+
+    /** A float32 tensor on this device that gradients are written into. */
+    private Tensor grad(Tensor t, String op) {
+        if (t == null) return null;
+        if (!be.device().equals(t.device()) || t.dtype() != DType.F32)
+            throw new IllegalArgumentException(op + ": gradients must be float32 tensors on " + be.device() + ", got " + t);
+        be.modifies(t);
+        return t;
+    }
+
+    private static long ptr(Tensor t) { return t == null ? 0L : addr(t); }
+
+    private static void sameSize(Tensor a, Tensor b, String op) {
+        if (a.numel() != b.numel()) throw new IllegalArgumentException(op + ": " + a + " and " + b + " differ in size");
+    }
+
+    @Override
+    public void axpy(Tensor dst, Tensor src, float alpha) {
+        be.bind();
+        grad(dst, "axpy");
+        sameSize(dst, src, "axpy");
+        Tensor s = be.dev(src);
+        be.elementwise("axpy_f32", dst.numel(), addr(dst), addr(s), alpha, dst.numel());
+    }
+
+    @Override
+    public void addProduct(Tensor dst, Tensor a, Tensor b) {
+        be.bind();
+        grad(dst, "addProduct");
+        sameSize(dst, a, "addProduct");
+        sameSize(dst, b, "addProduct");
+        Tensor x = be.dev(a), z = be.dev(b);
+        be.elementwise("add_product_f32", dst.numel(), addr(dst), addr(x), addr(z), dst.numel());
+    }
+
+    @Override
+    public void linearDx(Tensor dy, Tensor w, Tensor dx) {
+        be.bind();
+        grad(dx, "linearDx");
+        Tensor wd = be.upload(w), g = be.dev(dy);
+        int n = rows(g), out = (int) g.dim(-1), in = (int) wd.dim(1);
+        if (wd.dim(0) != out || dx.numel() != (long) n * in)
+            throw new IllegalArgumentException("linearDx: dy " + dy + ", weight " + w + ", dx " + dx);
+        if (n == 0) return;
+        // column-major: dx^T (in x n) += W^T (in x out, W row-major as stored) * dy^T (out x n)
+        CublasLt.Operand a = new CublasLt.Operand(false, in, out, in, 0), b = new CublasLt.Operand(false, out, n, out, 0),
+                c = new CublasLt.Operand(false, in, n, in, 0);
+        if (wd.dtype() == DType.BF16) {
+            MemorySegment gb = be.bf16Of(g);
+            be.blas.batched(addr(wd), a, gb.address(), b, addr(dx), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+            Reference.reachabilityFence(gb);
+        } else if (wd.dtype() == DType.F32) {
+            be.blas.batched(addr(wd), a, addr(g), b, addr(dx), c, 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+        } else {
+            throw new IllegalArgumentException("linearDx: weights of dtype " + wd.dtype());
+        }
+    }
+
+    @Override
+    public void linearDw(Tensor dy, Tensor x, Tensor dw, Tensor db) {
+        be.bind();
+        Tensor g = be.dev(dy);
+        int n = rows(g), out = (int) g.dim(-1);
+        if (n == 0) return;
+        if (dw != null) {
+            grad(dw, "linearDw");
+            Tensor xd = be.dev(x);
+            int in = (int) xd.dim(-1);
+            if (rows(xd) != n || dw.numel() != (long) out * in)
+                throw new IllegalArgumentException("linearDw: dy " + dy + ", x " + x + ", dw " + dw);
+            // column-major: dW^T (in x out) += X^T (in x n) * dY (n x out), dY stored as out x n
+            be.blas.batched(addr(xd), new CublasLt.Operand(false, in, n, in, 0), addr(g), new CublasLt.Operand(true, out, n, out, 0),
+                    addr(dw), new CublasLt.Operand(false, in, out, in, 0), 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+        }
+        if (db != null) {
+            grad(db, "linearDw");
+            be.launch("column_sums_f32", (out + BLOCK - 1) / BLOCK, 1, BLOCK, 0, addr(g), addr(db), n, out);
+        }
+    }
+
+    @Override
+    public void rmsNorm(Tensor dy, Tensor x, Tensor w, float eps, Tensor dx, Tensor dw) {
+        be.bind();
+        grad(dx, "rmsNorm");
+        grad(dw, "rmsNorm");
+        Tensor g = be.dev(dy), xd = be.dev(x), wd = be.upload(w);
+        if (wd.dtype() != DType.F32) throw new IllegalArgumentException("rmsNorm backward: weight " + w);
+        int d = (int) xd.dim(-1), n = rows(xd);
+        if (n > 0) be.launch("rms_norm_backward", n, 1, BLOCK, 0, addr(g), addr(xd), addr(wd), ptr(dx), ptr(dw), d, eps);
+    }
+
+    @Override
+    public void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+        be.bind();
+        grad(dGate, "siluMul");
+        grad(dUp, "siluMul");
+        Tensor g = be.dev(dy), a = be.dev(gate), u = be.dev(up);
+        be.elementwise("silu_mul_backward", g.numel(), addr(g), addr(a), addr(u), ptr(dGate), ptr(dUp), g.numel());
+    }
+
+    @Override
+    public void gelu(Tensor dy, Tensor x, Tensor dx) {
+        be.bind();
+        grad(dx, "gelu");
+        Tensor g = be.dev(dy), xd = be.dev(x);
+        be.elementwise("gelu_backward", g.numel(), addr(g), addr(xd), addr(dx), g.numel());
+    }
+
+    @Override
+    public void addRows(Tensor dst, int[] dstRows, Tensor src, int[] srcRows, int count) {
+        be.bind();
+        grad(dst, "addRows");
+        if (count == 0) return;
+        int w = (int) dst.dim(-1), nd = rows(dst), ns = rows(src);
+        if (src.dim(-1) != w) throw new IllegalArgumentException("addRows: rows of " + src + " and " + dst + " differ in width");
+        for (int i = 0; i < count; i++) {
+            int dr = dstRows == null ? i : dstRows[i], sr = srcRows == null ? i : srcRows[i];
+            if (dr < 0 || dr >= nd || sr < 0 || sr >= ns) throw new IllegalArgumentException("addRows: row " + dr + " <- " + sr);
+        }
+        Tensor s = be.dev(src);
+        MemorySegment di = dstRows == null ? null : be.ints(dstRows), si = srcRows == null ? null : be.ints(srcRows);
+        be.launch("add_rows_f32", count, CudaBackend.colBlocks(w), BLOCK, 0, addr(dst), di == null ? 0L : di.address(),
+                addr(s), si == null ? 0L : si.address(), w);
+        Reference.reachabilityFence(di);
+        Reference.reachabilityFence(si);
+    }
+
+    @Override
+    public void addColumns(Tensor dx, int from, Tensor dy) {
+        be.bind();
+        grad(dx, "addColumns");
+        Tensor g = be.dev(dy);
+        int w = (int) g.dim(-1), n = rows(g), dw = (int) dx.dim(-1);
+        if (rows(dx) != n || from < 0 || from + w > dw) throw new IllegalArgumentException("addColumns: " + dy + " at " + from + " of " + dx);
+        if (n > 0 && w > 0) be.launch("add_columns_f32", n, CudaBackend.colBlocks(w), BLOCK, 0, addr(dx), addr(g), dw, from, w);
+    }
+
+    @Override
+    public void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx) {
+        be.bind();
+        grad(dx, "rotary");
+        Tensor g = be.dev(dy), c = be.dev(cos), s = be.dev(sin);
+        int n = rows(g), d = (int) c.dim(-1);
+        if (g.dim(-1) != (long) heads * d) throw new IllegalArgumentException("rotary backward: " + dy + " is not " + heads + " heads of " + d);
+        if (n > 0) be.launch("rotary_backward", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(g), addr(c), addr(s), addr(dx), heads, d);
+    }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor dOut,
+                          Tensor dq, Tensor dk, Tensor dv) {
+        be.bind();
+        grad(dq, "attention");
+        grad(dk, "attention");
+        grad(dv, "attention");
+        attention.backward(be.dev(q), be.dev(k), be.dev(v), kvLen, hq, hkv, mask, be.dev(dOut), dq, dk, dv);
+    }
+
+    @Override
+    public Loss crossEntropy(Tensor logits, int[] targets) {
+        be.bind();
+        be.noSyncInStep("crossEntropy");
+        Tensor l = be.dev(logits);
+        int vocab = (int) l.dim(-1), n = rows(l);
+        if (targets.length != n) throw new IllegalArgumentException(n + " logit rows but " + targets.length + " targets");
+        int count = 0;
+        for (int t : targets) {
+            if (t >= vocab) throw new IllegalArgumentException("label " + t + " outside the vocabulary of " + vocab);
+            if (t >= 0) count++;
+        }
+        MemorySegment tg = be.ints(targets);
+        Tensor lse = be.newF32(Math.max(1, n)), loss = be.newF32(Math.max(1, n));
+        if (n > 0) be.launch("cross_entropy_forward", n, 1, 1024, 0, addr(l), tg.address(), addr(lse), addr(loss), vocab);
+        float[] rowLoss = be.toHost(loss);
+        double sum = 0;
+        for (int r = 0; r < n; r++) if (targets[r] >= 0) sum += rowLoss[r];
+        double total = sum;
+        int cnt = count;
+        return new Loss() {
+            @Override public double sum() { return total; }
+            @Override public int count() { return cnt; }
+
+            @Override
+            public void backward(Tensor dLogits, double scale) {
+                be.bind();
+                grad(dLogits, "crossEntropy");
+                sameSize(dLogits, l, "crossEntropy");
+                int chunks = Math.max(1, Math.min(64, (vocab + BLOCK * 8 - 1) / (BLOCK * 8)));
+                if (n > 0) be.launch("cross_entropy_backward", n, chunks, BLOCK, 0, addr(l), tg.address(), addr(lse), addr(dLogits),
+                        vocab, (float) scale);
+            }
+        };
+    }
+
+    @Override
+    public void adamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps,
+                      double weightDecay, double bc1, double bc2) {
+        be.bind();
+        grad(p, "adamW");
+        grad(m, "adamW");
+        grad(v, "adamW");
+        Tensor gd = be.dev(g);
+        sameSize(p, gd, "adamW");
+        be.elementwise("adamw_f32", p.numel(), addr(p), addr(gd), addr(m), addr(v), p.numel(), (float) lr, (float) beta1,
+                (float) beta2, (float) eps, (float) weightDecay, (float) bc1, (float) bc2);
+    }
+
+    @Override
+    public double sumSquares(Tensor g) {
+        be.bind();
+        be.noSyncInStep("sumSquares");
+        Tensor gd = be.dev(g);
+        long n = gd.numel();
+        if (n == 0) return 0;
+        int blocks = (int) Math.min(1024, (n + BLOCK - 1) / BLOCK);
+        MemorySegment part = be.scratch(8L * blocks);
+        be.launch("sum_squares_f32", blocks, 1, BLOCK, 0, addr(gd), part.address(), n);
+        double s = 0;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(8L * blocks, 8);
+            be.synchronize();
+            be.drv.copyDtoH(h, part.address(), 8L * blocks);
+            for (int i = 0; i < blocks; i++) s += h.get(F64, 8L * i);
+        }
+        Reference.reachabilityFence(part);
+        return s;
+    }
+
+    @Override
+    public void scale(Tensor g, double s) {
+        be.bind();
+        grad(g, "scale");
+        be.elementwise("scale_f32", g.numel(), addr(g), (float) s, g.numel());
+    }
+
+    @Override
+    public void zero(Tensor g) {
+        be.bind();
+        grad(g, "zero");
+        if (g.numel() > 0) be.drv.memsetAsync(addr(g), (byte) 0, g.numel() * 4, be.stream);
+    }
+
+    @Override
+    public void copyFromHost(Tensor dst, float[] values) {
+        be.bind();
+        grad(dst, "copyFromHost");
+        if (dst.numel() != values.length) throw new IllegalArgumentException(values.length + " values for " + dst);
+        if (values.length > 0) be.copyIn(addr(dst), MemorySegment.ofArray(values), values.length * 4L);
+    }
+}

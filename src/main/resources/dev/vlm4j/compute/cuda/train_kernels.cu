@@ -1,0 +1,286 @@
+// vlm4j CUDA kernels for training: the backward halves of the forward ops (CudaGradOps), the optimizer, seeded
+// dropout, cross-entropy, and the masked softmax pieces of attention as products (ProductAttention).
+// Self-contained (no #include) like kernels.cu, compiled into a module of its own. Gradients are float32 and every
+// backward kernel accumulates (+=) into them; a null gradient pointer means "not wanted".
+
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __int_as_float(((unsigned int) b) << 16); }
+
+__device__ __forceinline__ unsigned short f32_to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short) ((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short) (u >> 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Block-wide reductions (red: 32 floats of shared memory); every thread gets the result.
+__device__ float block_sum(float v, float* red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float t = lane < nw ? red[lane] : 0.f;
+    return warp_sum(t);
+}
+
+__device__ float block_max(float v, float* red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float t = lane < nw ? red[lane] : NEG_INF;
+    return warp_max(t);
+}
+
+#define GRID_STRIDE(i, n) for (long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+                               i += (long long) gridDim.x * blockDim.x)
+
+// dst += alpha * src
+extern "C" __global__ void axpy_f32(float* dst, const float* src, float alpha, long long n) {
+    GRID_STRIDE(i, n) dst[i] += alpha * src[i];
+}
+
+// dst += a * b
+extern "C" __global__ void add_product_f32(float* dst, const float* a, const float* b, long long n) {
+    GRID_STRIDE(i, n) dst[i] += a[i] * b[i];
+}
+
+// g *= s
+extern "C" __global__ void scale_f32(float* g, float s, long long n) {
+    GRID_STRIDE(i, n) g[i] *= s;
+}
+
+// y = silu(a) * u: dA += g u s (1 + a (1 - s)), dU += g a s, s = sigmoid(a)
+extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n) {
+    GRID_STRIDE(i, n) {
+        float x = a[i], s = 1.f / (1.f + expf(-x));
+        if (da) da[i] += g[i] * u[i] * s * (1.f + x * (1.f - s));
+        if (du) du[i] += g[i] * x * s;
+    }
+}
+
+// y = x Phi(x): dx += g (Phi(x) + x phi(x))
+extern "C" __global__ void gelu_backward(const float* g, const float* x, float* dx, long long n) {
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+        dx[i] += g[i] * (cdf + v * expf(-0.5f * v * v) * 0.39894228040143268f);
+    }
+}
+
+// dst[dstRows[i]] += src[srcRows[i]] (null index: identity), rows of w values; grid (count, column blocks)
+extern "C" __global__ void add_rows_f32(float* dst, const int* dstRows, const float* src, const int* srcRows, int w) {
+    int i = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= w) return;
+    long long dr = dstRows ? dstRows[i] : i, sr = srcRows ? srcRows[i] : i;
+    atomicAdd(dst + dr * w + c, src[sr * w + c]);
+}
+
+// dx[r, from + c] += dy[r, c]; grid (rows, column blocks)
+extern "C" __global__ void add_columns_f32(float* dx, const float* dy, int dxWidth, int from, int w) {
+    int r = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c < w) dx[(long long) r * dxWidth + from + c] += dy[(long long) r * w + c];
+}
+
+// the transpose of x' = x cos + rotate_half(x) sin, per head; grid (rows, heads)
+extern "C" __global__ void rotary_backward(const float* g, const float* cos, const float* sin, float* dx, int heads, int d) {
+    int r = blockIdx.x, h = blockIdx.y, half = d / 2;
+    long long o = ((long long) r * heads + h) * d, co = (long long) r * d;
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        float g1 = g[o + j], g2 = g[o + j + half];
+        dx[o + j] += g1 * cos[co + j] + g2 * sin[co + j + half];
+        dx[o + j + half] += g2 * cos[co + j + half] - g1 * sin[co + j];
+    }
+}
+
+// RMSNorm backward, one block per row: inv = rsqrt(mean(x^2) + eps);
+// dx += inv g w - x inv^3 (sum g w x) / d;  dw += g x inv (atomically, over rows)
+extern "C" __global__ void rms_norm_backward(const float* g, const float* x, const float* w, float* dx, float* dw, int d, float eps) {
+    __shared__ float red[32];
+    long long o = (long long) blockIdx.x * d;
+    float ss = 0.f, dot = 0.f;
+    for (int k = threadIdx.x; k < d; k += blockDim.x) {
+        float v = x[o + k];
+        ss += v * v;
+        dot += g[o + k] * w[k] * v;
+    }
+    ss = block_sum(ss, red);
+    dot = block_sum(dot, red);
+    float inv = rsqrtf(ss / d + eps);
+    float c = inv * inv * inv * dot / d;
+    for (int k = threadIdx.x; k < d; k += blockDim.x) {
+        float v = x[o + k];
+        if (dx) dx[o + k] += inv * g[o + k] * w[k] - c * v;
+        if (dw) atomicAdd(dw + k, g[o + k] * v * inv);
+    }
+}
+
+// db[c] += sum over rows of dy[r, c]; grid (column blocks)
+extern "C" __global__ void column_sums_f32(const float* dy, float* db, int rows, int cols) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float s = 0.f;
+    for (int r = 0; r < rows; r++) s += dy[(long long) r * cols + c];
+    db[c] += s;
+}
+
+// Per-block partial sums of squares, in double.
+extern "C" __global__ void sum_squares_f32(const float* g, double* partial, long long n) {
+    __shared__ double red[32];
+    double s = 0;
+    GRID_STRIDE(i, n) s += (double) g[i] * g[i];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    s = warp_sum_d(s);
+    if (lane == 0) red[w] = s;
+    __syncthreads();
+    if (w == 0) {
+        double t = lane < nw ? red[lane] : 0;
+        t = warp_sum_d(t);
+        if (lane == 0) partial[blockIdx.x] = t;
+    }
+}
+
+// torch.optim.AdamW, one element per thread
+extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float b1, float b2,
+                                     float eps, float wd, float bc1, float bc2) {
+    GRID_STRIDE(i, n) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.f - b1) * gi, vi = b2 * v[i] + (1.f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float upd = (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p[i] = p[i] * (1.f - lr * wd) - lr * upd;
+    }
+}
+
+// Inverted dropout with the mask of Backend.dropoutBits: SplitMix64's finalizer of seed + (i + 1) * golden, top 24 bits
+extern "C" __global__ void dropout_f32(const float* x, float* y, long long n, unsigned long long seed, int threshold, float scale) {
+    GRID_STRIDE(i, n) {
+        unsigned long long z = seed + (unsigned long long) (i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z = z ^ (z >> 31);
+        int bits = (int) (z >> 40);
+        y[i] = bits >= threshold ? x[i] * scale : 0.f;
+    }
+}
+
+// Cross-entropy, one block per row: lse[r] = logsumexp(row), loss[r] = lse - row[target] (0 without a target)
+extern "C" __global__ void cross_entropy_forward(const float* logits, const int* targets, float* lse, float* loss, int vocab) {
+    __shared__ float red[32];
+    long long o = (long long) blockIdx.x * vocab;
+    int t = targets[blockIdx.x];
+    if (t < 0) {
+        if (threadIdx.x == 0) { lse[blockIdx.x] = 0.f; loss[blockIdx.x] = 0.f; }
+        return;
+    }
+    float mx = NEG_INF;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, logits[o + i]);
+    mx = block_max(mx, red);
+    float s = 0.f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(logits[o + i] - mx);
+    s = block_sum(s, red);
+    if (threadIdx.x == 0) {
+        float l = mx + logf(s);
+        lse[blockIdx.x] = l;
+        loss[blockIdx.x] = l - logits[o + t];
+    }
+}
+
+// dlogits += scale (softmax(row) - onehot(target)) on rows with a target; grid (rows, column blocks)
+extern "C" __global__ void cross_entropy_backward(const float* logits, const int* targets, const float* lse, float* dl,
+                                                  int vocab, float scale) {
+    int r = blockIdx.x, t = targets[r];
+    if (t < 0) return;
+    long long o = (long long) r * vocab;
+    float l = lse[r];
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < vocab; i += gridDim.y * blockDim.x)
+        dl[o + i] += scale * (expf(logits[o + i] - l) - (i == t ? 1.f : 0.f));
+}
+
+// ---- attention as products (ProductAttention) ----
+
+// Copies heads of x [rows, heads_in * d] (float32, row stride xs) into y [rows, heads_in * rep * d] (bf16 or float32),
+// each head repeated rep times (grouped KV heads expanded to the query heads); grid (rows, column blocks)
+extern "C" __global__ void expand_heads(const float* x, long long xs, void* y, int rows, int headsIn, int rep, int d, int bf16) {
+    int r = blockIdx.x, width = headsIn * rep * d;
+    for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < width; c += gridDim.y * blockDim.x) {
+        int h = c / d, k = c - h * d;
+        float v = x[(long long) r * xs + (long long) (h / rep) * d + k];
+        long long o = (long long) r * width + c;
+        if (bf16) ((unsigned short*) y)[o] = f32_to_bf16(v);
+        else ((float*) y)[o] = v;
+    }
+}
+
+// Masked softmax of score rows: S [heads][nq][nk] (float32, already scaled) -> P (bf16 or float32). Query i of the
+// block sees keys j < limit(i) = causal ? min(nk, offset + i + 1) : nk; the rest of the row becomes 0.
+// One block per (head, query) row.
+extern "C" __global__ void masked_softmax(const float* S, void* P, int nq, int nk, int causal, int offset, int bf16) {
+    __shared__ float red[32];
+    long long row = blockIdx.x;
+    int i = (int) (row % nq);
+    int lim = causal ? min(nk, offset + i + 1) : nk;
+    const float* sr = S + row * nk;
+    float mx = NEG_INF;
+    for (int j = threadIdx.x; j < lim; j += blockDim.x) mx = fmaxf(mx, sr[j]);
+    mx = block_max(mx, red);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < lim; j += blockDim.x) sum += expf(sr[j] - mx);
+    sum = block_sum(sum, red);
+    float inv = lim > 0 ? 1.f / sum : 0.f;
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+        float p = j < lim ? expf(sr[j] - mx) * inv : 0.f;
+        if (bf16) ((unsigned short*) P)[row * nk + j] = f32_to_bf16(p);
+        else ((float*) P)[row * nk + j] = p;
+    }
+}
+
+// dS = P (dP - sum_j P dP) per row (P bf16 or float32, dP float32) -> dS (bf16 or float32; may alias dP when float32)
+extern "C" __global__ void softmax_backward_rows(const void* P, const float* dP, void* dS, int nk, int bf16) {
+    __shared__ float red[32];
+    long long o = (long long) blockIdx.x * nk;
+    float dot = 0.f;
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+        float p = bf16 ? bf16_to_f32(((const unsigned short*) P)[o + j]) : ((const float*) P)[o + j];
+        dot += p * dP[o + j];
+    }
+    dot = block_sum(dot, red);
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
+        float p = bf16 ? bf16_to_f32(((const unsigned short*) P)[o + j]) : ((const float*) P)[o + j];
+        float ds = p * (dP[o + j] - dot);
+        if (bf16) ((unsigned short*) dS)[o + j] = f32_to_bf16(ds);
+        else ((float*) dS)[o + j] = ds;
+    }
+}
+
+// dst [rows, hkv * d] (row stride ds) += the sum over each KV head's rep query heads of src [rows, hkv * rep * d];
+// grid (rows, column blocks)
+extern "C" __global__ void reduce_heads_add(const float* src, float* dst, long long ds, int rows, int hkv, int rep, int d) {
+    int r = blockIdx.x, width = hkv * d;
+    for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < width; c += gridDim.y * blockDim.x) {
+        int kh = c / d, k = c - kh * d;
+        const float* s = src + (long long) r * hkv * rep * d + (long long) kh * rep * d + k;
+        float acc = 0.f;
+        for (int g = 0; g < rep; g++) acc += s[g * d];
+        dst[(long long) r * ds + c] += acc;
+    }
+}

@@ -1,0 +1,264 @@
+package dev.vlm4j.compute.cuda;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.compute.Backend;
+import dev.vlm4j.compute.GradOps;
+import dev.vlm4j.compute.cpu.CpuBackend;
+import dev.vlm4j.tensor.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Every {@link CudaGradOps} operation against the host reference ({@code HostGradOps} on {@link CpuBackend}) on
+ * random inputs, in float32 mode (tight bounds) and, for attention, bf16 mode (bf16 bounds); the seeded dropout
+ * mask bit for bit against the host default; {@link CudaBackend#scoped} giving memory back. Skipped, with the
+ * reason, without a usable CUDA device.
+ */
+class CudaGradOpsTest {
+    static CudaBackend gpu, gpuBf16;
+    static final CpuBackend cpu = new CpuBackend();
+    static final Random rnd = new Random(7);
+
+    @BeforeAll
+    static void open() {
+        String why = CudaBackend.unavailableReason();
+        Assumptions.assumeTrue(why == null, "CUDA unavailable: " + why);
+        gpu = CudaBackend.create(0, Precision.F32);
+        gpuBf16 = CudaBackend.create(0, Precision.BF16);
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) gpu.close();
+        if (gpuBf16 != null) gpuBf16.close();
+    }
+
+    static float[] rand(int n, float scale) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (rnd.nextGaussian() * scale);
+        return a;
+    }
+
+    /** The same values as a host tensor and a device tensor. */
+    record Pair(Tensor h, Tensor d) {
+        static Pair of(Backend dev, float[] v, long... shape) { return new Pair(Tensor.of(v.clone(), shape), dev.fromHost(v.clone(), shape)); }
+    }
+
+    static Pair rnd(Backend dev, float scale, long... shape) { return Pair.of(dev, rand((int) Tensor.numel(shape), scale), shape); }
+
+    /** Gradient destinations starting from the same random values (so that accumulation is checked too). */
+    static Pair acc(Backend dev, long... shape) { return rnd(dev, 0.1f, shape); }
+
+    static void assertClose(Pair p, Backend dev, double bound, String what) {
+        float[] a = p.h.heapFloats(), b = dev.toHost(p.d);
+        double d2 = 0, n2 = 0;
+        int worst = 0;
+        for (int i = 0; i < a.length; i++) {
+            double e = (double) a[i] - b[i];
+            d2 += e * e;
+            n2 += (double) a[i] * a[i];
+            if (Math.abs(e) > Math.abs(a[worst] - b[worst])) worst = i;
+        }
+        double rel = Math.sqrt(d2 / Math.max(n2, 1e-30));
+        System.out.printf("%s: relative L2 %.2e%n", what, rel);
+        assertTrue(rel <= bound, String.format("%s: relative L2 %.3e > %.1e (element %d: host %g, cuda %g)", what, rel, bound,
+                worst, a[worst], b[worst]));
+    }
+
+    static GradOps host() { return cpu.gradOps(); }
+
+    @Test
+    void elementwiseOps() {
+        GradOps g = gpu.gradOps();
+        int n = 37, d = 96;
+        Pair dy = rnd(gpu, 1f, n, d), a = rnd(gpu, 2f, n, d), u = rnd(gpu, 1f, n, d);
+        Pair da = acc(gpu, n, d), du = acc(gpu, n, d);
+        host().siluMul(dy.h, a.h, u.h, da.h, du.h);
+        g.siluMul(dy.d, a.d, u.d, da.d, du.d);
+        assertClose(da, gpu, 1e-6, "siluMul dGate");
+        assertClose(du, gpu, 1e-6, "siluMul dUp");
+        Pair dx = acc(gpu, n, d);
+        host().gelu(dy.h, a.h, dx.h);
+        g.gelu(dy.d, a.d, dx.d);
+        assertClose(dx, gpu, 1e-6, "gelu");
+        host().axpy(dx.h, dy.h, 0.37f);
+        g.axpy(dx.d, dy.d, 0.37f);
+        assertClose(dx, gpu, 1e-6, "axpy");
+        host().addProduct(dx.h, a.h, u.h);
+        g.addProduct(dx.d, a.d, u.d);
+        assertClose(dx, gpu, 1e-6, "addProduct");
+        host().scale(dx.h, 0.25);
+        g.scale(dx.d, 0.25);
+        assertClose(dx, gpu, 1e-6, "scale");
+        assertEquals(host().sumSquares(dx.h), g.sumSquares(dx.d), 1e-5 * host().sumSquares(dx.h), "sumSquares");
+        Pair cols = acc(gpu, n, 130);
+        host().addColumns(cols.h, 17, dy.h);
+        g.addColumns(cols.d, 17, dy.d);
+        assertClose(cols, gpu, 1e-6, "addColumns");
+        Pair rows = acc(gpu, 11, d);
+        int[] dst = {3, 0, 3, 10, 5}, src = {36, 2, 2, 0, 9};
+        host().addRows(rows.h, dst, dy.h, src, dst.length);
+        g.addRows(rows.d, dst, dy.d, src, dst.length);
+        assertClose(rows, gpu, 1e-6, "addRows (repeated destination rows)");
+        host().addRows(rows.h, null, dy.h, null, 11);
+        g.addRows(rows.d, null, dy.d, null, 11);
+        assertClose(rows, gpu, 1e-6, "addRows (identity)");
+        g.zero(rows.d);
+        assertEquals(0.0, g.sumSquares(rows.d), "zero");
+    }
+
+    @Test
+    void normRotaryAndLinear() {
+        GradOps g = gpu.gradOps();
+        int n = 29, d = 256, heads = 4, hd = 64, out = 72;
+        Pair dy = rnd(gpu, 1f, n, d), x = rnd(gpu, 1f, n, d), w = rnd(gpu, 1f, d);
+        Pair dx = acc(gpu, n, d), dw = acc(gpu, d);
+        host().rmsNorm(dy.h, x.h, w.h, 1e-6f, dx.h, dw.h);
+        g.rmsNorm(dy.d, x.d, gpu.upload(w.h), 1e-6f, dx.d, dw.d);
+        assertClose(dx, gpu, 1e-5, "rmsNorm dx");
+        assertClose(dw, gpu, 1e-5, "rmsNorm dw");
+        Pair cos = rnd(gpu, 1f, n, hd), sin = rnd(gpu, 1f, n, hd), rx = acc(gpu, n, heads * hd);
+        Pair rg = rnd(gpu, 1f, n, heads * hd);
+        host().rotary(rg.h, heads, cos.h, sin.h, rx.h);
+        g.rotary(rg.d, heads, cos.d, sin.d, rx.d);
+        assertClose(rx, gpu, 1e-6, "rotary");
+        Pair gy = rnd(gpu, 1f, n, out), wt = rnd(gpu, 0.1f, out, d), lx = acc(gpu, n, d), lw = acc(gpu, out, d), lb = acc(gpu, out);
+        host().linearDx(gy.h, wt.h, lx.h);
+        g.linearDx(gy.d, gpu.upload(wt.h), lx.d);
+        assertClose(lx, gpu, 1e-5, "linearDx (f32 weights)");
+        host().linearDw(gy.h, x.h, lw.h, lb.h);
+        g.linearDw(gy.d, x.d, lw.d, lb.d);
+        assertClose(lw, gpu, 1e-5, "linearDw");
+        assertClose(lb, gpu, 1e-5, "linearDw bias");
+        // bf16 frozen weights: dy rounded to bf16 for the product
+        Pair bx = Pair.of(gpuBf16, new float[n * d], n, d);
+        gpuBf16.gradOps().linearDx(gpuBf16.fromHost(cpuValues(gy), n, out), gpuBf16.upload(wt.h), bx.d);
+        host().linearDx(gy.h, wt.h, bx.h);
+        assertClose(bx, gpuBf16, 1e-2, "linearDx (bf16 weights)");
+    }
+
+    private static float[] cpuValues(Pair p) { return p.h.heapFloats().clone(); }
+
+    @Test
+    void crossEntropyAndAdamW() {
+        GradOps g = gpu.gradOps();
+        int n = 6, vocab = 5000;
+        Pair l = rnd(gpu, 3f, n, vocab);
+        int[] targets = {4, -1, 0, 4999, 17, -1};
+        GradOps.Loss lh = host().crossEntropy(l.h, targets), ld = g.crossEntropy(l.d, targets);
+        assertEquals(lh.count(), ld.count(), "rows with a target");
+        assertEquals(lh.sum(), ld.sum(), 1e-5 * Math.abs(lh.sum()), "summed loss");
+        Pair dl = acc(gpu, n, vocab);
+        lh.backward(dl.h, 0.3);
+        ld.backward(dl.d, 0.3);
+        assertClose(dl, gpu, 1e-5, "cross-entropy gradient");
+        Pair p = rnd(gpu, 1f, 1000), gr = rnd(gpu, 1f, 1000), m = acc(gpu, 1000), v = Pair.of(gpu, new float[1000], 1000);
+        for (int t = 1; t <= 3; t++) {
+            double bc1 = 1 - Math.pow(0.9, t), bc2 = 1 - Math.pow(0.999, t);
+            host().adamW(p.h, gr.h, m.h, v.h, 1e-3, 0.9, 0.999, 1e-8, 0.1, bc1, bc2);
+            g.adamW(p.d, gr.d, m.d, v.d, 1e-3, 0.9, 0.999, 1e-8, 0.1, bc1, bc2);
+        }
+        assertClose(p, gpu, 1e-6, "AdamW parameters");
+        assertClose(m, gpu, 1e-6, "AdamW first moment");
+        assertClose(v, gpu, 1e-5, "AdamW second moment");
+    }
+
+    /** Attention backward for one configuration, float32 mode against the host; bf16 mode with a bf16 bound. */
+    private static void attention(int n, int kvLen, int hq, int hkv, int d, AttentionMask mask, String what) {
+        for (CudaBackend dev : new CudaBackend[]{gpu, gpuBf16}) {
+            Pair q = rnd(dev, 1f, n, hq * d), k = rnd(dev, 1f, kvLen + 3, hkv * d), v = rnd(dev, 1f, kvLen + 3, hkv * d),
+                    dO = rnd(dev, 1f, n, hq * d);
+            Pair dq = acc(dev, n, hq * d), dk = acc(dev, kvLen + 3, hkv * d), dv = acc(dev, kvLen + 3, hkv * d);
+            host().attention(q.h, k.h, v.h, kvLen, hq, hkv, mask, dO.h, dq.h, dk.h, dv.h);
+            dev.gradOps().attention(q.d, k.d, v.d, kvLen, hq, hkv, mask, dO.d, dq.d, dk.d, dv.d);
+            double bound = dev == gpu ? 1e-4 : 3e-2;
+            String m = what + (dev == gpu ? " f32" : " bf16");
+            assertClose(dq, dev, bound, m + " dq");
+            assertClose(dk, dev, bound, m + " dk");
+            assertClose(dv, dev, bound, m + " dv");
+        }
+    }
+
+    @Test
+    void attentionBackward() {
+        attention(40, 40, 4, 2, 16, AttentionMask.causal(0), "causal GQA d16");
+        attention(24, 64, 4, 4, 64, AttentionMask.causal(40), "causal with 40 cached keys");
+        attention(50, 50, 2, 2, 64, AttentionMask.segments(new int[]{0, 20, 50}), "segments");
+        attention(50, 50, 4, 2, 16, AttentionMask.causalSegments(new int[]{0, 7, 50}), "causal segments GQA");
+    }
+
+    @Test
+    void productAttentionForwardMatchesTheTiledKernel() {
+        int n = 1100, hq = 4, hkv = 2, d = 64;
+        float[] q = rand(n * hq * d, 1f), k = rand(n * hkv * d, 1f), v = rand(n * hkv * d, 1f);
+        AttentionMask mask = AttentionMask.causal(0);
+        Tensor ref = Tensor.of(cpu.toHost(cpu.attention(Tensor.of(q, n, hq * d), Tensor.of(k, n, hkv * d), Tensor.of(v, n, hkv * d),
+                n, hq, hkv, mask)), n, hq * d);
+        Tensor got = gpuBf16.attention(gpuBf16.fromHost(q, n, hq * d), gpuBf16.fromHost(k, n, hkv * d), gpuBf16.fromHost(v, n, hkv * d),
+                n, hq, hkv, mask);
+        assertClose(new Pair(ref, got), gpuBf16, 2e-2, "causal GQA forward as products (bf16) vs CPU");
+    }
+
+    @Test
+    void dropoutMaskIsTheHostOne() {
+        int n = 10007;
+        float[] x = rand(n, 1f);
+        float p = 0.05f;
+        long seed = 0x123456789abcL;
+        float[] want = new Backend() {   // the interface default, on the host
+            public dev.vlm4j.tensor.Device device() { return cpu.device(); }
+            public Tensor upload(Tensor w) { return w; }
+            public Tensor fromHost(float[] values, long... shape) { return Tensor.of(values, shape); }
+            public float[] toHost(Tensor t) { return t.toFloatArray(); }
+            public Tensor zeros(long... shape) { return Tensor.zeros(shape); }
+            public Tensor linear(Tensor a, Tensor w, Tensor b) { throw new UnsupportedOperationException(); }
+            public Tensor rmsNorm(Tensor a, Tensor w, float e) { throw new UnsupportedOperationException(); }
+            public Tensor add(Tensor a, Tensor b) { throw new UnsupportedOperationException(); }
+            public Tensor siluMul(Tensor a, Tensor b) { throw new UnsupportedOperationException(); }
+            public Tensor gelu(Tensor a) { throw new UnsupportedOperationException(); }
+            public Tensor embedding(Tensor t, int[] ids) { throw new UnsupportedOperationException(); }
+            public Tensor gatherRows(Tensor a, int[] r) { throw new UnsupportedOperationException(); }
+            public void scatterRows(Tensor a, int[] r, Tensor s) { throw new UnsupportedOperationException(); }
+            public void copyRows(Tensor a, int r, Tensor s) { throw new UnsupportedOperationException(); }
+            public Tensor columns(Tensor a, int f, int t) { throw new UnsupportedOperationException(); }
+            public void rotary(Tensor a, int h, Tensor c, Tensor s) { throw new UnsupportedOperationException(); }
+            public Tensor attention(Tensor q, Tensor k, Tensor v, int l, int a, int b, AttentionMask m) { throw new UnsupportedOperationException(); }
+        }.dropout(Tensor.of(x, n), p, seed).heapFloats();
+        float[] got = gpu.toHost(gpu.dropout(gpu.fromHost(x, n), p, seed));
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            assertEquals(Float.floatToIntBits(want[i]), Float.floatToIntBits(got[i]), "dropout element " + i);
+            if (got[i] != 0) kept++;
+        }
+        assertTrue(Math.abs(kept / (double) n - 0.95) < 0.01, "kept fraction " + kept / (double) n);
+    }
+
+    @Test
+    void scopedGivesMemoryBack() {
+        gpu.synchronize();
+        long before = gpu.bytesInUse()[0];
+        for (int i = 0; i < 20; i++) {
+            gpu.scoped(() -> {
+                Tensor a = gpu.zeros(1024, 1024);
+                gpu.add(gpu.add(a, a), a);
+                return null;
+            });
+        }
+        long after = gpu.bytesInUse()[0];
+        assertTrue(after <= before, "20 scoped bodies of 12 MiB left " + (after - before) + " bytes in use");
+        Tensor kept = gpu.scoped(() -> {
+            Tensor a = gpu.zeros(1024, 1024);
+            return gpu.add(gpu.add(a, a), a);
+        });
+        long withKept = gpu.bytesInUse()[0];
+        assertTrue(withKept <= after + DevicePool.sizeClass(4L << 20), "more than the kept result stays in use: " + (withKept - after));
+        gpu.zeros(1024, 1024);   // reuses a freed block; the kept one must not change
+        assertEquals(0.0, gpu.gradOps().sumSquares(kept), "the kept tensor is intact (zeros)");
+    }
+}
