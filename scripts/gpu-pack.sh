@@ -37,7 +37,15 @@ cp "$fx"/tiny-qwen2_5-vl/*.json "$fx"/tiny-qwen2_5-vl/*.safetensors "$tmp/fixtur
 for c in text_only image_describe two_images video; do
   mkdir -p "$tmp/fixtures/cases/$c" && cp "$fx/cases/$c/tensors.safetensors" "$tmp/fixtures/cases/$c/"
 done
+mkdir -p "$tmp/fixtures/cases/lora" && cp "$fx/cases/lora/image0.png" "$tmp/fixtures/cases/lora/"   # training tests' image
 tar cf - -C "$tmp" fixtures | xz -T2 -6 > "$out/fixtures.txz"
+# the Hugging Face tokenizers (DJL) for tests that load a whole model folder: its jar slimmed to the linux-x86_64
+# native library, xz'd; the bundle's scripts unpack it into lib/
+mkdir -p "$tmp/djl/x" "$tmp/djl/jars"
+(cd "$tmp/djl/x" && unzip -q "$OLDPWD/target/lib/tokenizers-0.38.0.jar" && find native/lib -mindepth 1 -maxdepth 1 ! -name linux-x86_64 -exec rm -rf {} + \
+  && zip -q -r "$tmp/djl/jars/tokenizers-0.38.0-linux-x86_64.jar" .)
+cp target/lib/api-0.38.0.jar target/lib/gson-*.jar target/lib/jna-*.jar target/lib/slf4j-api-2.0.17.jar target/lib/slf4j-nop-*.jar "$tmp/djl/jars/"
+tar cf - -C "$tmp/djl/jars" . | xz -T2 -6 > "$out/lib-djl.txz"
 rm -rf "$tmp"
 cp scripts/gpu-run.sh "$out/run.sh"
 cp scripts/gpu-compare.sh "$out/compare.sh"

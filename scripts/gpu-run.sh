@@ -7,6 +7,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p $OUT /tmp/jre /tmp/fx
 date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 ex() { python3 -c 'import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
 ex jre.txz /tmp/jre && ex fixtures.txz /tmp/fx || exit 1
+[ -f lib/api-0.38.0.jar ] || ex lib-djl.txz lib || exit 1
 echo "libs:"; (ls /usr/local/cuda/lib64 2>/dev/null | grep -E "nvrtc.so|cublasLt.so"; find / -xdev \( -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' -o -name 'libcuda.so.1' \) 2>/dev/null | head -20)
 CP="cp/classes:cp/test-classes:$(ls lib/*.jar | tr '\n' ':')"
 J=(/tmp/jre/jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss8m -Dvlm4j.fixtures=/tmp/fx/fixtures)

@@ -16,6 +16,7 @@ if [ -f "$here/jre.txz" ]; then                     # a bundle
   ex() { python3 -c 'import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
   [ -x /tmp/jre/jre/bin/java ] || { mkdir -p /tmp/jre && ex "$here/jre.txz" /tmp/jre; } || exit 1
   [ -d /tmp/fx/fixtures ] || { mkdir -p /tmp/fx && ex "$here/fixtures.txz" /tmp/fx; } || exit 1
+  [ -f "$here/lib/api-0.38.0.jar" ] || ex "$here/lib-djl.txz" "$here/lib" || exit 1
   JAVA=/tmp/jre/jre/bin/java; PYDIR=$here; FX=/tmp/fx/fixtures/tiny-qwen2_5-vl
   CP="$here/ptx:$here/cp/classes:$here/cp/test-classes:$(ls "$here"/lib/*.jar | tr '\n' ':')"
 else                                                # a built tree (./mvnw -DskipTests package test-compile)

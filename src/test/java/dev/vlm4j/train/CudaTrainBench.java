@@ -31,7 +31,7 @@ public final class CudaTrainBench {
         if (args.length < 2) throw new IllegalArgumentException("usage: CudaTrainBench CKPT OUT.json [options]");
         Path ckpt = Path.of(args[0]), out = Path.of(args[1]);
         int tokens = 2048, steps = 8, warmup = 3;
-        boolean gc = true;
+        boolean gc = true, other = false;
         Precision precision = Precision.BF16;
         for (int i = 2; i < args.length; i += 2) {
             String v = args[i + 1];
@@ -40,6 +40,7 @@ public final class CudaTrainBench {
                 case "--steps" -> steps = Integer.parseInt(v);
                 case "--warmup" -> warmup = Integer.parseInt(v);
                 case "--gradient-checkpointing" -> gc = Boolean.parseBoolean(v);
+                case "--also-other-mode" -> other = Boolean.parseBoolean(v);
                 case "--precision" -> precision = v.equalsIgnoreCase("f32") ? Precision.F32 : Precision.BF16;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
@@ -86,6 +87,38 @@ public final class CudaTrainBench {
                 if (s >= warmup) ms[s - warmup] = t;
                 System.out.printf("%s step %d: %.1f ms, loss %.5f%n", s < warmup ? "warm-up" : "timed", s, t, loss);
             }
+            double[] sorted = ms.clone();
+            Arrays.sort(sorted);
+            double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
+            long peakInUse = cuda.bytesInUse()[1];
+            long[] bytes = cuda.deviceBytes();
+            Map<String, Object> otherMode = new LinkedHashMap<>();
+            if (other) {   // the same steps with gradient checkpointing switched the other way, for the time/memory trade
+                tm.grad().checkpointing(!gc);
+                cuda.releaseCachedMemory();
+                cuda.resetPeakBytesInUse();
+                double[] t2 = new double[4];
+                for (int s = 0; s < 2 + t2.length; s++) {
+                    long a = System.nanoTime();
+                    tm.lora().training(true, 2000 + s);
+                    tm.grad().zeroGrad();
+                    double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
+                    tm.lora().training(false, 0);
+                    AdamW.clipGradNorm(params, 1.0);
+                    opt.step(1e-4);
+                    cuda.synchronize();
+                    double t = (System.nanoTime() - a) / 1e6;
+                    if (s >= 2) t2[s - 2] = t;
+                    System.out.printf("checkpointing %s: step %d: %.1f ms, loss %.5f%n", !gc, s, t, loss);
+                }
+                Arrays.sort(t2);
+                otherMode.put("gradient_checkpointing", !gc);
+                otherMode.put("step_ms_median", (t2[1] + t2[2]) / 2);
+                otherMode.put("tokens_per_s", tokens / ((t2[1] + t2[2]) / 2000));
+                otherMode.put("peak_in_use_gb", cuda.bytesInUse()[1] / 1e9);
+                System.out.println("other mode: " + otherMode);
+                tm.grad().checkpointing(gc);
+            }
             // the forward alone (no tape, no backward), for the split of a step's time
             double[] fwd = new double[3];
             for (int s = 0; s < fwd.length; s++) {
@@ -96,11 +129,7 @@ public final class CudaTrainBench {
             }
             Arrays.sort(fwd);
             System.out.printf("forward only: %.1f ms (best of 3)%n", fwd[0]);
-            double[] sorted = ms.clone();
-            Arrays.sort(sorted);
-            double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
             double mean = Arrays.stream(ms).average().orElse(Double.NaN);
-            long[] bytes = cuda.deviceBytes();
             Map<String, Object> res = new LinkedHashMap<>();
             res.put("side", "vlm4j");
             res.put("device", cuda.deviceName());
@@ -116,14 +145,15 @@ public final class CudaTrainBench {
             res.put("step_ms", ms);
             res.put("tokens_per_s", tokens / (median / 1000));
             res.put("peak_device_gb", bytes[1] / 1e9);
-            res.put("peak_in_use_gb", cuda.bytesInUse()[1] / 1e9);
+            res.put("peak_in_use_gb", peakInUse / 1e9);
+            if (other) res.put("other_mode", otherMode);
             res.put("device_gb_after", bytes[0] / 1e9);
             res.put("losses", losses);
             res.put("forward_ms", fwd[0]);
             res.put("load_s", loadS);
             new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(out.toFile(), res);
             System.out.printf("vlm4j LoRA step: %d tokens, median %.1f ms (mean %.1f), %.0f tok/s, peak %.1f GB in use, %.1f GB held%n",
-                    tokens, median, mean, tokens / (median / 1000), cuda.bytesInUse()[1] / 1e9, bytes[1] / 1e9);
+                    tokens, median, mean, tokens / (median / 1000), peakInUse / 1e9, bytes[1] / 1e9);
         } finally {
             cuda.close();
         }

@@ -234,7 +234,8 @@ final class CudaGradOps implements GradOps {
         Tensor gd = be.dev(g);
         sameSize(p, gd, "adamW");
         be.elementwise("adamw_f32", p.numel(), addr(p), addr(gd), addr(m), addr(v), p.numel(), (float) lr, (float) beta1,
-                (float) beta2, (float) eps, (float) weightDecay, (float) bc1, (float) bc2);
+                (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) eps, (float) (1 - lr * weightDecay), (float) bc1,
+                (float) bc2);
     }
 
     @Override
