@@ -34,7 +34,7 @@ tmp=$(mktemp -d)
 tar cf - -C "$tmp" jre | xz -T2 -6 > "$out/jre.txz"
 mkdir -p "$tmp/fixtures/tiny-qwen2_5-vl" "$tmp/fixtures/cases"
 cp "$fx"/tiny-qwen2_5-vl/*.json "$fx"/tiny-qwen2_5-vl/*.safetensors "$tmp/fixtures/tiny-qwen2_5-vl/"
-for c in text_only image_describe two_images video; do
+for c in ${GPU_PACK_CASES:-text_only image_describe two_images video}; do   # GPU_PACK_CASES: fewer, for a smaller bundle
   mkdir -p "$tmp/fixtures/cases/$c" && cp "$fx/cases/$c/tensors.safetensors" "$tmp/fixtures/cases/$c/"
 done
 mkdir -p "$tmp/fixtures/cases/lora" && cp "$fx/cases/lora/image0.png" "$tmp/fixtures/cases/lora/"   # training tests' image
