@@ -29,7 +29,7 @@ done
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/kernels.ptx"
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/train_kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/train_kernels.ptx"
 tmp=$(mktemp -d)
-"$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.naming \
+"$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.naming,java.desktop \
   --strip-debug --no-header-files --no-man-pages --output "$tmp/jre" 2>&1 | grep -v incubator || true
 tar cf - -C "$tmp" jre | xz -T2 -6 > "$out/jre.txz"
 mkdir -p "$tmp/fixtures/tiny-qwen2_5-vl" "$tmp/fixtures/cases"
@@ -42,9 +42,13 @@ tar cf - -C "$tmp" fixtures | xz -T2 -6 > "$out/fixtures.txz"
 # the Hugging Face tokenizers (DJL) for tests that load a whole model folder: its jar slimmed to the linux-x86_64
 # native library, xz'd; the bundle's scripts unpack it into lib/
 mkdir -p "$tmp/djl/x" "$tmp/djl/jars"
-(cd "$tmp/djl/x" && unzip -q "$OLDPWD/target/lib/tokenizers-0.38.0.jar" && find native/lib -mindepth 1 -maxdepth 1 ! -name linux-x86_64 -exec rm -rf {} + \
-  && zip -q -r "$tmp/djl/jars/tokenizers-0.38.0-linux-x86_64.jar" .)
+(cd "$tmp/djl/x" && unzip -q "$OLDPWD/target/lib/tokenizers-0.38.0.jar" && find native/lib -mindepth 1 -maxdepth 1 -type d ! -name linux-x86_64 -exec rm -rf {} + \
+  && { strip --strip-unneeded native/lib/linux-x86_64/cpu/libtokenizers.so 2>/dev/null || true; } \
+  && zip -0 -q -r "$tmp/djl/jars/tokenizers-0.38.0-linux-x86_64.jar" .)   # stored: the xz below compresses better
 cp target/lib/api-0.38.0.jar target/lib/gson-*.jar target/lib/jna-*.jar target/lib/slf4j-api-2.0.17.jar target/lib/slf4j-nop-*.jar "$tmp/djl/jars/"
+(cd "$tmp/djl/jars" && for j in jna-*.jar; do   # JNA's native stubs for other platforms are not needed there
+   zip -q -d "$j" 'com/sun/jna/aix*' 'com/sun/jna/darwin*' 'com/sun/jna/dragonfly*' 'com/sun/jna/freebsd*' 'com/sun/jna/openbsd*' \
+     'com/sun/jna/sunos*' 'com/sun/jna/win32*' 'com/sun/jna/linux-[!x]*' 'com/sun/jna/linux-x86/*' >/dev/null || true; done)
 tar cf - -C "$tmp/djl/jars" . | xz -T2 -6 > "$out/lib-djl.txz"
 rm -rf "$tmp"
 cp scripts/gpu-run.sh "$out/run.sh"

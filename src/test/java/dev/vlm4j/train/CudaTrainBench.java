@@ -86,6 +86,8 @@ public final class CudaTrainBench {
                 losses.add(loss);
                 if (s >= warmup) ms[s - warmup] = t;
                 System.out.printf("%s step %d: %.1f ms, loss %.5f%n", s < warmup ? "warm-up" : "timed", s, t, loss);
+                String prof = cuda.profileReport(40);
+                if (prof != null && s == warmup + steps - 1) System.out.print(prof);
             }
             double[] sorted = ms.clone();
             Arrays.sort(sorted);

@@ -81,6 +81,11 @@ final class CublasLt implements AutoCloseable {
         betaBatched = arena.allocate(JAVA_FLOAT);
     }
 
+    private CudaProfiler profiler;
+
+    /** Times every product from now on (see {@link CudaProfiler}). */
+    void profiler(CudaProfiler p) { profiler = p; }
+
     static final int LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6;
 
     /** One strided-batched product in cuBLAS's column-major terms: a transposition, shape, leading dimension, stride. */
@@ -132,8 +137,11 @@ final class CublasLt implements AutoCloseable {
             }
             alphaBatched.set(JAVA_FLOAT, 0, alphaValue);
             betaBatched.set(JAVA_FLOAT, 0, betaValue);
+            MemorySegment t = profiler == null ? null : profiler.start();
             check((int) matmul.invokeExact(handle, p.desc, alphaBatched, a, p.a, b, p.b, betaBatched, c, p.c, c, p.c,
                     p.result, workspace, workspaceBytes, stream), "cublasLtMatmul (batched)");
+            if (t != null) profiler.end(t, String.format("gemm %s%d x%d %dx%d.%dx%d %s", abType == CUDA_R_16BF ? "bf16 " : "f32 ",
+                    batch, oa.rows(), oa.cols(), ob.rows(), ob.cols(), oa.trans() ? 1 : 0, ob.trans() ? "T" : "N"));
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
     }
 
@@ -205,8 +213,10 @@ final class CublasLt implements AutoCloseable {
                 bp.set(JAVA_LONG, 0, bias);
                 check((int) descSet.invokeExact(p.desc, DESC_BIAS_POINTER, bp, 8L), "set BIAS_POINTER");
             }
+            MemorySegment t = profiler == null ? null : profiler.start();
             check((int) matmul.invokeExact(handle, p.desc, alpha, w, p.a, x, p.b, beta, y, p.c, y, p.c,
                     p.result, workspace, workspaceBytes, stream), "cublasLtMatmul");
+            if (t != null) profiler.end(t, String.format("linear %s%d x %d -> %d", abType == CUDA_R_16BF ? "bf16 " : "f32 ", n, in, out));
         } catch (Throwable t) { throw CudaDriver.rethrow(t); }
         return fused;
     }

@@ -64,6 +64,13 @@ public final class CudaBackend implements Backend {
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
     private final ProductAttention products = new ProductAttention(this);
+    private CudaProfiler profiler;
+
+    /**
+     * With VLM4J_CUDA_PROFILE set: the kernels and products taking the most GPU time since the last call, one line
+     * each (the report waits for the GPU); otherwise null.
+     */
+    public String profileReport(int top) { return profiler == null ? null : profiler.report(top); }
     private final CudaGradOps gradOps = new CudaGradOps(this, products);
 
     private CudaBackend(int ordinal, Precision precision) {
@@ -91,6 +98,11 @@ public final class CudaBackend implements Backend {
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
         this.graphs = new StepGraphs(drv, stream, this::wrote);
         this.ops = new StreamOps(drv, stream, graphs, fns);
+        if (CudaProfiler.ON) {
+            profiler = new CudaProfiler(drv, stream);
+            ops.profiler(profiler);
+            blas.profiler(profiler);
+        }
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     flashShared(FLASH_MAX_D));

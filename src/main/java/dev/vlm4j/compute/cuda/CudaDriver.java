@@ -9,6 +9,7 @@ import java.util.List;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -28,7 +29,7 @@ final class CudaDriver {
             cuStreamSynchronize, cuStreamDestroy, cuGetErrorString, cuMemGetInfo, cuMemHostAlloc, cuMemFreeHost,
             cuMemsetD8Async, cuFuncSetAttribute, cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate,
             cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy, cuEventCreate, cuEventRecord, cuEventSynchronize,
-            cuEventDestroy;
+            cuEventDestroy, cuEventElapsedTime;
 
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 
@@ -74,6 +75,7 @@ final class CudaDriver {
         cuEventRecord = NativeLibs.fn(lib, "cuEventRecord", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuEventSynchronize = NativeLibs.fn(lib, "cuEventSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         cuEventDestroy = NativeLibs.fn(lib, "cuEventDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuEventElapsedTime = optionalFn(lib, FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS), "cuEventElapsedTime_v2", "cuEventElapsedTime");
     }
 
     /** cuStreamBeginCapture mode that allows other API calls (allocation) on this thread while capturing. */
@@ -119,6 +121,36 @@ final class CudaDriver {
             MemorySegment p = a.allocate(ADDRESS);
             check((int) cuEventCreate.invokeExact(p, 2), "cuEventCreate");
             return p.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    private static MethodHandle optionalFn(SymbolLookup lib, FunctionDescriptor fd, String... names) {
+        for (String n : names) {
+            try {
+                return NativeLibs.fn(lib, n, fd);
+            } catch (RuntimeException | LinkageError e) {
+                // try the next name
+            }
+        }
+        return null;
+    }
+
+    /** An event with timing (for {@link CudaProfiler}). */
+    MemorySegment createTimingEvent() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(ADDRESS);
+            check((int) cuEventCreate.invokeExact(p, 0), "cuEventCreate");
+            return p.get(ADDRESS, 0);
+        } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** Milliseconds between two recorded, completed timing events. */
+    float elapsedMs(MemorySegment start, MemorySegment end) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ms = a.allocate(JAVA_FLOAT);
+            if (cuEventElapsedTime == null) throw new CudaException("the driver has no cuEventElapsedTime", -1);
+            check((int) cuEventElapsedTime.invokeExact(ms, start, end), "cuEventElapsedTime");
+            return ms.get(JAVA_FLOAT, 0);
         } catch (Throwable t) { throw rethrow(t); }
     }
 

@@ -65,8 +65,15 @@ final class StreamOps implements AutoCloseable {
                 default -> throw new IllegalArgumentException("kernel argument " + args[i]);
             }
         }
+        MemorySegment t = profiler == null || graphs.active() ? null : profiler.start();
         drv.launch(f, gx, gy, gz, bx, 1, 1, shared, stream, argPointers);
+        if (t != null) profiler.end(t, fn);
     }
+
+    /** Times every launch from now on (see {@link CudaProfiler}). */
+    void profiler(CudaProfiler p) { profiler = p; }
+
+    private CudaProfiler profiler;
 
     /**
      * Copies host bytes (any segment, heap or native) to device memory: small copies are queued from the staging
