@@ -225,13 +225,19 @@ public interface Backend extends AutoCloseable {
     /** Whether {@link #dropout} with this seed and probability keeps element {@code i}. */
     static boolean dropoutKeeps(long seed, long i, float p) { return dropoutBits(seed, i) >= dropoutThreshold(p); }
 
-    /** The 24-bit draw for element {@code i}: the top bits of SplitMix64's finalizer of {@code seed + (i + 1) * golden}. */
+    /**
+     * The 24-bit draw for element {@code i}: the top bits of MurmurHash3's 32-bit finalizer of
+     * {@code (i + 1) * golden + low(seed)}, xor {@code high(seed)} (32-bit arithmetic, cheap on a GPU).
+     */
     static int dropoutBits(long seed, long i) {
-        long z = seed + (i + 1) * 0x9E3779B97F4A7C15L;
-        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
-        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
-        z = z ^ (z >>> 31);
-        return (int) (z >>> 40);
+        int z = (int) (i + 1) * 0x9E3779B9 + (int) seed;
+        z ^= (int) (seed >>> 32);
+        z ^= z >>> 16;
+        z *= 0x85EBCA6B;
+        z ^= z >>> 13;
+        z *= 0xC2B2AE35;
+        z ^= z >>> 16;
+        return z >>> 8;
     }
 
     /** Draws below this value are dropped: {@code round(p * 2^24)}. */

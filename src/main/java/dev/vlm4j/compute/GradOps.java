@@ -80,6 +80,13 @@ public interface GradOps {
     /** The sum of squares of the elements, in float64 on the host. */
     double sumSquares(Tensor g);
 
+    /** The sum of squares of all elements of several tensors (a global gradient norm); a backend may read it back once. */
+    default double sumSquares(java.util.List<Tensor> gs) {
+        double s = 0;
+        for (Tensor g : gs) s += sumSquares(g);
+        return s;
+    }
+
     /** In place: {@code g *= s} (each product rounded once to float32). */
     void scale(Tensor g, double s);
 

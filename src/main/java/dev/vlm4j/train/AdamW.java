@@ -92,7 +92,9 @@ public final class AdamW {
      */
     public static double clipGradNorm(List<GradBackend.Parameter> params, double maxNorm) {
         double ss = 0;
-        for (GradBackend.Parameter p : params) ss += p.ops().sumSquares(p.gradTensor());
+        java.util.Map<dev.vlm4j.compute.GradOps, List<Tensor>> byOps = new java.util.LinkedHashMap<>();
+        for (GradBackend.Parameter p : params) byOps.computeIfAbsent(p.ops(), k -> new java.util.ArrayList<>()).add(p.gradTensor());
+        for (var e : byOps.entrySet()) ss += e.getKey().sumSquares(e.getValue());
         double norm = Math.sqrt(ss);
         double coef = maxNorm / (norm + 1e-6);
         if (coef < 1) for (GradBackend.Parameter p : params) p.ops().scale(p.gradTensor(), coef);

@@ -50,13 +50,15 @@ class CudaTrainParityTest {
     }
 
     /** The model on a backend with LoRA on every linear weight and B factors drawn from a fixed seed. */
-    private static TrainableModel model(Backend base) {
+    private static TrainableModel model(Backend base) { return model(base, true, 0.1f); }
+
+    private static TrainableModel model(Backend base, boolean vision, float dropout) {
         TrainableModel tm = TrainableModel.load(Fixtures.tinyModel(), base);
         List<String> targets = new ArrayList<>();
         for (var e : tm.model().parameters().entrySet())
             if (e.getKey().endsWith(".weight") && e.getValue().rank() == 2 && !e.getKey().contains("embed") && !e.getKey().startsWith("lm_head")
-                    && !e.getKey().contains("patch_embed")) targets.add(e.getKey());
-        tm.addNewLora(targets, 4, 2.0, 0.1f, 7);
+                    && !e.getKey().contains("patch_embed") && (vision || !e.getKey().startsWith("visual"))) targets.add(e.getKey());
+        tm.addNewLora(targets, 4, 2.0, dropout, 7);
         Random rnd = new Random(11);
         for (LoraBackend.Target t : tm.lora().targets()) {
             float[] b = new float[Math.toIntExact(t.b().numel())];
@@ -101,6 +103,28 @@ class CudaTrainParityTest {
         }
         System.out.printf("%s: %d gradients, loss %.9f (CPU %.9f), worst relative L2 %.2e (%s)%n", what, ref.grads().size(),
                 got.loss(), ref.loss(), worst, worstName);
+    }
+
+    /** Losses per variant on both backends (no assertion): where a difference starts. */
+    @Test
+    void lossesPerVariant() throws Exception {
+        assumeCuda();
+        for (boolean vision : new boolean[]{false, true})
+            for (float dropout : new float[]{0f, 0.1f})
+                for (int sample = 0; sample < 2; sample++) {
+                    double[] loss = new double[2];
+                    for (int side = 0; side < 2; side++) {
+                        try (TrainableModel tm = model(side == 0 ? new CpuBackend() : CudaBackend.create(0, Precision.F32), vision, dropout)) {
+                            List<SftDataset.Example> data = batch(tm);
+                            SftDataset.Example e = data.get(sample);
+                            tm.lora().training(true, 99);
+                            loss[side] = tm.lossAndBackward(e.ids(), e.labels(), e.images(), e.videos(), 1.0, false).loss();
+                            tm.lora().training(false, 0);
+                        }
+                    }
+                    System.out.printf("variant vision-lora=%s dropout=%.1f sample=%s: cpu %.7f cuda %.7f%n", vision, dropout,
+                            sample == 0 ? "image" : "text", loss[0], loss[1]);
+                }
     }
 
     @Test

@@ -221,6 +221,20 @@ final class CublasLt implements AutoCloseable {
         return fused;
     }
 
+    /**
+     * {@code y[n, out] = c[n, out] + x[n, in] w[out, in]^T} (c and y float32, may be the same), the sum done by the
+     * product's epilogue ({@code beta = 1} with C = c, D = y): a residual or LoRA update added without another pass.
+     */
+    void linearAdd(long x, long w, long c, long y, int n, int in, int out, int abType, MemorySegment stream) {
+        Plan p = plan(n, in, out, abType, false);
+        try {
+            MemorySegment t = profiler == null ? null : profiler.start();
+            check((int) matmul.invokeExact(handle, p.desc, alpha, w, p.a, x, p.b, alpha, c, p.c, y, p.c,
+                    p.result, workspace, workspaceBytes, stream), "cublasLtMatmul (add)");
+            if (t != null) profiler.end(t, String.format("linear+add %s%d x %d -> %d", abType == CUDA_R_16BF ? "bf16 " : "f32 ", n, in, out));
+        } catch (Throwable t) { throw CudaDriver.rethrow(t); }
+    }
+
     @Override
     public void close() {
         try {

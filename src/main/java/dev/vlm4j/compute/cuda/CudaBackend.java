@@ -478,7 +478,18 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
         bind();
-        if (!fusable(x, w) || residual.numel() != w.dim(0)) return Backend.super.addLinear(residual, x, w);
+        if (!fusable(x, w) || residual.numel() != w.dim(0)) {
+            Tensor wd = upload(w);
+            int n = rows(x), in = (int) x.dim(-1), out = (int) wd.dim(0);
+            boolean typed = wd.dtype() == DType.BF16 || wd.dtype() == DType.F32;
+            if (graphs.active() || n < 2 || !typed || wd.dim(1) != in || residual.numel() != (long) n * out)
+                return Backend.super.addLinear(residual, x, w);
+            // many rows (prefill, training): the product's epilogue adds the residual
+            Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
+            if (wd.dtype() == DType.BF16) blas.linearAdd(bf16Of(xd).address(), addr(wd), addr(rd), addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
+            else blas.linearAdd(addr(xd), addr(wd), addr(rd), addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+            return y;
+        }
         Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
         fusedGemv(xd, (int) x.dim(-1), new Tensor[]{w}, new Tensor[]{null}, new Tensor[]{y}, rd, false);
         return y;

@@ -259,6 +259,38 @@ final class CudaGradOps implements GradOps {
         return s;
     }
 
+    /** One partial-sum buffer for all tensors and a single read-back (a sync per tensor costs more than the sums). */
+    @Override
+    public double sumSquares(java.util.List<Tensor> gs) {
+        be.bind();
+        be.noSyncInStep("sumSquares");
+        int[] blocks = new int[gs.size()];
+        int total = 0;
+        for (int i = 0; i < gs.size(); i++) {
+            long n = gs.get(i).numel();
+            blocks[i] = (int) Math.min(256, (n + BLOCK - 1) / BLOCK);
+            total += blocks[i];
+        }
+        if (total == 0) return 0;
+        MemorySegment part = be.scratch(8L * total);
+        long off = 0;
+        for (int i = 0; i < gs.size(); i++) {
+            if (blocks[i] == 0) continue;
+            Tensor g = be.dev(gs.get(i));
+            be.launch("sum_squares_f32", blocks[i], 1, BLOCK, 0, addr(g), part.address() + 8 * off, g.numel());
+            off += blocks[i];
+        }
+        double s = 0;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(8L * total, 8);
+            be.synchronize();
+            be.drv.copyDtoH(h, part.address(), 8L * total);
+            for (int i = 0; i < total; i++) s += h.get(F64, 8L * i);
+        }
+        Reference.reachabilityFence(part);
+        return s;
+    }
+
     @Override
     public void scale(Tensor g, double s) {
         be.bind();

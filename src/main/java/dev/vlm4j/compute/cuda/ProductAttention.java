@@ -32,8 +32,23 @@ final class ProductAttention {
     /** One block of queries against one block of keys: rows [q0, q0 + nq) and [k0, k0 + nk); causal offset. */
     private record Unit(int q0, int nq, int k0, int nk, boolean causal, int offset) {}
 
+    /** Causal blocks of at least twice this many queries are split into row blocks of this many. */
+    static final int CAUSAL_CHUNK = 512;
+
+    /**
+     * The blocks of work: each segment, or the whole sequence; a long causal block is split into row blocks that
+     * each take only the keys they may see (about 5/8 of the products and softmax traffic for 4 blocks).
+     */
     private static Unit[] units(int n, int kvLen, AttentionMask mask) {
         int[] seg = mask.segments();
+        if (seg == null && mask.causal() && n >= 2 * CAUSAL_CHUNK) {
+            java.util.List<Unit> u = new java.util.ArrayList<>();
+            for (int q0 = 0; q0 < n; q0 += CAUSAL_CHUNK) {
+                int nq = Math.min(CAUSAL_CHUNK, n - q0), off = mask.queryOffset() + q0;
+                u.add(new Unit(q0, nq, 0, Math.min(kvLen, off + nq), true, off));
+            }
+            return u.toArray(new Unit[0]);
+        }
         if (seg == null) return new Unit[]{new Unit(0, n, 0, kvLen, mask.causal(), mask.queryOffset())};
         Unit[] u = new Unit[seg.length - 1];
         for (int s = 0; s + 1 < seg.length; s++) u[s] = new Unit(seg[s], seg[s + 1] - seg[s], seg[s], seg[s + 1] - seg[s], mask.causal(), 0);

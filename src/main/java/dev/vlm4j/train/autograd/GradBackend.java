@@ -450,6 +450,21 @@ public final class GradBackend implements Backend {
         return y;
     }
 
+    /** {@code residual + x W^T} as one op (the backend may add in the product's epilogue); backward as linear + add. */
+    @Override
+    public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
+        Tensor y = inner.addLinear(residual, x, w);
+        Node nr = node(residual), nx = node(x), nw = node(w);
+        if (!any(nr, nx, nw)) return y;
+        Saved sx = nw == null ? null : new Saved(x), sw = nx == null ? null : new Saved(w);
+        push("addLinear", y, ny -> {
+            if (nx != null) ops.linearDx(ny.grad, sw.values("addLinear"), nx.grad());
+            if (nw != null) ops.linearDw(ny.grad, sx.values("addLinear"), nw.grad(), null);
+            if (nr != null) contribute(nr, ny.grad);   // last: it may take the gradient itself
+        });
+        return y;
+    }
+
     @Override
     public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
         Tensor y = inner.rmsNorm(x, w, eps);

@@ -106,13 +106,24 @@ public final class LoraBackend implements Backend {
     public Tensor linear(Tensor x, Tensor w, Tensor bias) {
         Tensor y = inner.linear(x, w, bias);
         List<Target> ts = targets.get(w);
-        if (ts == null) return y;
+        return ts == null ? y : addLora(y, x, ts);
+    }
+
+    /** {@code residual + x W^T} with the LoRA updates of W added too (o_proj, down_proj). */
+    @Override
+    public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
+        Tensor y = inner.addLinear(residual, x, w);
+        List<Target> ts = targets.get(w);
+        return ts == null ? y : addLora(y, x, ts);
+    }
+
+    /** {@code y + scale B A dropout(x)} for each pair; the scale applies to the rank-r product, the smallest tensor. */
+    private Tensor addLora(Tensor y, Tensor x, List<Target> ts) {
         for (Target t : ts) {
             Tensor xin = x;
             if (training && t.dropout() > 0) xin = inner.dropout(x, t.dropout(), rng.nextSeed());
-            // the scale applies to the rank-r product (B (s A x) = s B A x), the smallest tensor of the path
             Tensor u = inner.scale(inner.linear(xin, t.a(), null), t.scale());
-            y = inner.add(y, inner.linear(u, t.b(), null));
+            y = inner.addLinear(y, u, t.b());
         }
         return y;
     }

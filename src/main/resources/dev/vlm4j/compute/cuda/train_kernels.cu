@@ -172,15 +172,18 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
     }
 }
 
-// Inverted dropout with the mask of Backend.dropoutBits: SplitMix64's finalizer of seed + (i + 1) * golden, top 24 bits
+// Inverted dropout with the mask of Backend.dropoutBits: MurmurHash3's 32-bit finalizer, top 24 bits
 extern "C" __global__ void dropout_f32(const float* x, float* y, long long n, unsigned long long seed, int threshold, float scale) {
+    unsigned int lo = (unsigned int) seed, hi = (unsigned int) (seed >> 32);
     GRID_STRIDE(i, n) {
-        unsigned long long z = seed + (unsigned long long) (i + 1) * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z = z ^ (z >> 31);
-        int bits = (int) (z >> 40);
-        y[i] = bits >= threshold ? x[i] * scale : 0.f;
+        unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + lo;
+        z ^= hi;
+        z ^= z >> 16;
+        z *= 0x85EBCA6Bu;
+        z ^= z >> 13;
+        z *= 0xC2B2AE35u;
+        z ^= z >> 16;
+        y[i] = (int) (z >> 8) >= threshold ? x[i] * scale : 0.f;
     }
 }
 
