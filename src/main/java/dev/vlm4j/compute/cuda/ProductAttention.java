@@ -86,11 +86,11 @@ final class ProductAttention {
     }
 
     /** {@code S = scale K^T Q} for heads [h0, h0 + g) into scores {@code [g][nq][nk]}, then P = masked softmax. */
-    private void probabilities(Unit u, MemorySegment qb, MemorySegment kb, MemorySegment s, MemorySegment p, int h0, int g,
+    private void probabilities(Unit u, long qb, long kb, MemorySegment s, MemorySegment p, int h0, int g,
                                int width, int d, float scale) {
         long off = (long) h0 * d * elem(), nn = (long) u.nq * u.nk;
-        be.blas.batched(kb.address() + off, new CublasLt.Operand(true, d, u.nk, width, d),
-                qb.address() + off, new CublasLt.Operand(false, d, u.nq, width, d),
+        be.blas.batched(kb + off, new CublasLt.Operand(true, d, u.nk, width, d),
+                qb + off, new CublasLt.Operand(false, d, u.nq, width, d),
                 s.address(), new CublasLt.Operand(false, u.nk, u.nq, u.nk, nn), g, type(), CublasLt.CUDA_R_32F, scale, be.stream);
         be.launch("masked_softmax", g * u.nq, 1, BLOCK, 0, s.address(), p.address(), u.nq, u.nk, u.causal ? 1 : 0, u.offset,
                 bf16() ? 1 : 0);
@@ -100,10 +100,12 @@ final class ProductAttention {
     void forward(Tensor q, Tensor k, Tensor v, Tensor y, int kvLen, int hq, int hkv, AttentionMask mask) {
         int n = rows(q), d = (int) (q.dim(-1) / hq), width = hq * d, rep = hq / hkv;
         float scale = (float) (1.0 / Math.sqrt(d));
+        // the operands once (bf16 or float32, KV heads expanded); each block reads its rows
+        MemorySegment qAll = operand(q, 0, n, hq, 1, d), kAll = operand(k, 0, kvLen, hkv, rep, d), vAll = operand(v, 0, kvLen, hkv, rep, d);
+        long rowBytes = (long) width * elem();
         for (Unit u : units(n, kvLen, mask)) {
             if (u.nq == 0) continue;
-            MemorySegment qb = operand(q, u.q0, u.nq, hq, 1, d), kb = operand(k, u.k0, u.nk, hkv, rep, d),
-                    vb = operand(v, u.k0, u.nk, hkv, rep, d);
+            long qb = qAll.address() + u.q0 * rowBytes, kb = kAll.address() + u.k0 * rowBytes, vb = vAll.address() + u.k0 * rowBytes;
             int group = group(u, hq);
             long nn = (long) u.nq * u.nk;
             MemorySegment s = be.scratch(group * nn * 4), p = be.scratch(group * nn * elem());
@@ -112,17 +114,17 @@ final class ProductAttention {
                 probabilities(u, qb, kb, s, p, h0, g, width, d, scale);
                 long off = (long) h0 * d;
                 // O^T (d x nq) = V^T (d x nk) * P^T (nk x nq)
-                be.blas.batched(vb.address() + off * elem(), new CublasLt.Operand(false, d, u.nk, width, d),
+                be.blas.batched(vb + off * elem(), new CublasLt.Operand(false, d, u.nk, width, d),
                         p.address(), new CublasLt.Operand(false, u.nk, u.nq, u.nk, nn),
                         addr(y) + 4L * ((long) u.q0 * width + off), new CublasLt.Operand(false, d, u.nq, width, d), g, type(),
                         CublasLt.CUDA_R_32F, 1f, be.stream);
             }
-            Reference.reachabilityFence(qb);
-            Reference.reachabilityFence(kb);
-            Reference.reachabilityFence(vb);
             Reference.reachabilityFence(s);
             Reference.reachabilityFence(p);
         }
+        Reference.reachabilityFence(qAll);
+        Reference.reachabilityFence(kAll);
+        Reference.reachabilityFence(vAll);
     }
 
     /** The backward: accumulates into dq {@code [n, hq d]}, dk and dv {@code [>= kvLen, hkv d]} (any may be null). */
@@ -131,10 +133,13 @@ final class ProductAttention {
         int n = rows(q), d = (int) (q.dim(-1) / hq), width = hq * d, rep = hq / hkv, kvWidth = hkv * d;
         if (hq % hkv != 0) throw new IllegalArgumentException("attention: " + hq + " query heads over " + hkv + " KV heads");
         float scale = (float) (1.0 / Math.sqrt(d));
+        MemorySegment qAll = operand(q, 0, n, hq, 1, d), kAll = operand(k, 0, kvLen, hkv, rep, d), vAll = operand(v, 0, kvLen, hkv, rep, d),
+                oAll = operand(dOut, 0, n, hq, 1, d);
+        long rowBytes = (long) width * elem();
         for (Unit u : units(n, kvLen, mask)) {
             if (u.nq == 0 || u.nk == 0) continue;
-            MemorySegment qb = operand(q, u.q0, u.nq, hq, 1, d), kb = operand(k, u.k0, u.nk, hkv, rep, d),
-                    vb = operand(v, u.k0, u.nk, hkv, rep, d), ob = operand(dOut, u.q0, u.nq, hq, 1, d);
+            long qb = qAll.address() + u.q0 * rowBytes, kb = kAll.address() + u.k0 * rowBytes, vb = vAll.address() + u.k0 * rowBytes,
+                    ob = oAll.address() + u.q0 * rowBytes;
             MemorySegment dkx = dk == null ? null : be.scratch(4L * u.nk * width), dvx = dv == null ? null : be.scratch(4L * u.nk * width);
             int group = group(u, hq);
             long nn = (long) u.nq * u.nk;
@@ -146,18 +151,18 @@ final class ProductAttention {
                 probabilities(u, qb, kb, s, p, h0, g, width, d, scale);
                 CublasLt.Operand headCols = new CublasLt.Operand(false, d, u.nq, width, d), keyCols = new CublasLt.Operand(false, d, u.nk, width, d);
                 if (dvx != null)   // dV^T (d x nk) = dO^T (d x nq) * P (nq x nk)
-                    be.blas.batched(ob.address() + off * elem(), headCols, p.address(), new CublasLt.Operand(true, u.nk, u.nq, u.nk, nn),
+                    be.blas.batched(ob + off * elem(), headCols, p.address(), new CublasLt.Operand(true, u.nk, u.nq, u.nk, nn),
                             dvx.address() + 4 * off, keyCols, g, type(), CublasLt.CUDA_R_32F, 1f, be.stream);
                 // dP^T (nk x nq) = V (nk x d) * dO^T (d x nq), into the score buffer (P is computed)
-                be.blas.batched(vb.address() + off * elem(), new CublasLt.Operand(true, d, u.nk, width, d), ob.address() + off * elem(),
+                be.blas.batched(vb + off * elem(), new CublasLt.Operand(true, d, u.nk, width, d), ob + off * elem(),
                         headCols, s.address(), new CublasLt.Operand(false, u.nk, u.nq, u.nk, nn), g, type(), CublasLt.CUDA_R_32F, 1f, be.stream);
                 be.launch("softmax_backward_rows", g * u.nq, 1, BLOCK, 0, p.address(), s.address(), ds.address(), u.nk, bf16() ? 1 : 0);
                 CublasLt.Operand dsCols = new CublasLt.Operand(false, u.nk, u.nq, u.nk, nn);
                 if (dq != null)    // dQ^T (d x nq) += scale K^T (d x nk) * dS^T (nk x nq)
-                    be.blas.batched(kb.address() + off * elem(), keyCols, ds.address(), dsCols,
+                    be.blas.batched(kb + off * elem(), keyCols, ds.address(), dsCols,
                             addr(dq) + 4L * ((long) u.q0 * width + off), headCols, g, type(), CublasLt.CUDA_R_32F, scale, 1f, be.stream);
                 if (dkx != null)   // dK^T (d x nk) = scale Q^T (d x nq) * dS (nq x nk)
-                    be.blas.batched(qb.address() + off * elem(), headCols, ds.address(), new CublasLt.Operand(true, u.nk, u.nq, u.nk, nn),
+                    be.blas.batched(qb + off * elem(), headCols, ds.address(), new CublasLt.Operand(true, u.nk, u.nq, u.nk, nn),
                             dkx.address() + 4 * off, keyCols, g, type(), CublasLt.CUDA_R_32F, scale, be.stream);
             }
             int cb = (int) Math.min(64, (kvWidth + BLOCK - 1) / BLOCK);
@@ -165,7 +170,8 @@ final class ProductAttention {
                     (long) kvWidth, u.nk, hkv, rep, d);
             if (dvx != null) be.launch("reduce_heads_add", u.nk, cb, BLOCK, 0, dvx.address(), addr(dv) + 4L * u.k0 * kvWidth,
                     (long) kvWidth, u.nk, hkv, rep, d);
-            for (MemorySegment m : new MemorySegment[]{qb, kb, vb, ob, dkx, dvx, s, p, ds}) Reference.reachabilityFence(m);
+            for (MemorySegment m : new MemorySegment[]{dkx, dvx, s, p, ds}) Reference.reachabilityFence(m);
         }
+        for (MemorySegment m : new MemorySegment[]{qAll, kAll, vAll, oAll}) Reference.reachabilityFence(m);
     }
 }
