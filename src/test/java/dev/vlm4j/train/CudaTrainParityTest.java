@@ -105,37 +105,6 @@ class CudaTrainParityTest {
                 got.loss(), ref.loss(), worst, worstName);
     }
 
-    /** Losses per variant on both backends (no assertion): where a difference starts. */
-    @Test
-    void lossesPerVariant() throws Exception {
-        assumeCuda();
-        for (int variant = 0; variant < 6; variant++) {
-            boolean zeroB = variant == 0 || variant == 1, record = variant != 1, flash = variant != 3, graphsOff = variant == 4;
-            boolean textOnly = variant == 5;
-            double[] loss = new double[2];
-            for (int side = 0; side < 2; side++) {
-                Backend base;
-                if (side == 0) base = new CpuBackend();
-                else {
-                    CudaBackend c = CudaBackend.create(0, Precision.F32);
-                    c.useFlashAttention(flash);
-                    if (graphsOff) c.useBatchedKernels(false);
-                    base = c;
-                }
-                try (TrainableModel tm = model(base, false, 0f)) {
-                    if (zeroB) for (LoraBackend.Target t : tm.lora().targets())
-                        tm.grad().gradOps().copyFromHost(t.b(), new float[Math.toIntExact(t.b().numel())]);
-                    List<SftDataset.Example> data = batch(tm);
-                    SftDataset.Example e = data.get(textOnly ? 1 : 0);
-                    loss[side] = record ? tm.lossAndBackward(e.ids(), e.labels(), e.images(), e.videos(), 1.0, false).loss()
-                            : tm.loss(e.ids(), e.labels(), e.images(), e.videos());
-                }
-            }
-            System.out.printf("variant %d (B zero %s, recording %s, flash %s, batched kernels %s, %s): cpu %.7f cuda %.7f%n", variant,
-                    zeroB, record, flash, !graphsOff, textOnly ? "text" : "image", loss[0], loss[1]);
-        }
-    }
-
     @Test
     void loraGradientsMatchTheCpu() throws Exception {
         assumeCuda();

@@ -227,14 +227,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    @Override
-    public Tensor dropout(Tensor x, float p, long seed) {
-        bind();
-        int threshold = Backend.dropoutThreshold(p);
-        Tensor xd = dev(x), y = newF32(x.shape());
-        elementwise("dropout_f32", x.numel(), addr(xd), addr(y), x.numel(), seed, threshold, 1f / (1f - p));
-        return y;
-    }
+    @Override public Tensor dropout(Tensor x, float p, long seed) { return gradOps.dropout(x, p, seed); }
+
+    /** {@code x * s} on the device (the interface default would round-trip through the host and wait for the GPU). */
+    @Override public Tensor scale(Tensor x, float s) { return gradOps.scaled(x, s); }
+
+    @Override public Tensor mul(Tensor a, Tensor b) { return gradOps.product(a, b); }
 
     /** Forgets the cached bf16 copy of {@code t} when t is about to change in place (gradients accumulating). */
     void modifies(Tensor t) {
@@ -482,12 +480,15 @@ public final class CudaBackend implements Backend {
             Tensor wd = upload(w);
             int n = rows(x), in = (int) x.dim(-1), out = (int) wd.dim(0);
             boolean typed = wd.dtype() == DType.BF16 || wd.dtype() == DType.F32;
-            if (graphs.active() || n < 2 || !typed || wd.dim(1) != in || residual.numel() != (long) n * out)
+            if (n < 2 || !typed || wd.dim(1) != in || residual.numel() != (long) n * out)
                 return Backend.super.addLinear(residual, x, w);
-            // many rows (prefill, training): the product's epilogue adds the residual
+            // several rows (batched decode, prefill, training): the product's epilogue adds the residual
             Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
-            if (wd.dtype() == DType.BF16) blas.linearAdd(bf16Of(xd).address(), addr(wd), addr(rd), addr(y), n, in, out, CublasLt.CUDA_R_16BF, stream);
-            else blas.linearAdd(addr(xd), addr(wd), addr(rd), addr(y), n, in, out, CublasLt.CUDA_R_32F, stream);
+            boolean bf16 = wd.dtype() == DType.BF16;
+            long xa = bf16 ? bf16Of(xd).address() : addr(xd);
+            int type = bf16 ? CublasLt.CUDA_R_16BF : CublasLt.CUDA_R_32F;
+            if (!graphs.active() || graphs.op(new long[]{StreamOps.OP_GEMM, xa, addr(wd), addr(rd), addr(y), n, in, out, type, 1}))
+                blas.linearAdd(xa, addr(wd), addr(rd), addr(y), n, in, out, type, stream);
             return y;
         }
         Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());

@@ -47,6 +47,36 @@ final class CudaGradOps implements GradOps {
         if (a.numel() != b.numel()) throw new IllegalArgumentException(op + ": " + a + " and " + b + " differ in size");
     }
 
+    // ---- forward ops the training path uses (CudaBackend delegates here) ----
+
+    /** {@link dev.vlm4j.compute.Backend#dropout} with the same seeded mask as the host default. */
+    Tensor dropout(Tensor x, float p, long seed) {
+        be.bind();
+        int threshold = dev.vlm4j.compute.Backend.dropoutThreshold(p);
+        Tensor xd = be.dev(x), y = be.newF32(x.shape());
+        be.elementwise("dropout_f32", x.numel(), addr(xd), addr(y), x.numel(), seed, threshold, 1f / (1f - p));
+        return y;
+    }
+
+    /** {@code x * s}. */
+    Tensor scaled(Tensor x, float s) {
+        be.bind();
+        Tensor xd = be.dev(x), y = be.newF32(x.shape());
+        be.elementwise("scale_copy_f32", x.numel(), addr(xd), addr(y), s, x.numel());
+        return y;
+    }
+
+    /** {@code a * b}, elementwise. */
+    Tensor product(Tensor a, Tensor b) {
+        be.bind();
+        sameSize(a, b, "mul");
+        Tensor ad = be.dev(a), bd = be.dev(b), y = be.newF32(a.shape());
+        be.elementwise("mul_f32", a.numel(), addr(ad), addr(bd), addr(y), a.numel());
+        return y;
+    }
+
+    // ---- GradOps ----
+
     @Override
     public void axpy(Tensor dst, Tensor src, float alpha) {
         be.bind();

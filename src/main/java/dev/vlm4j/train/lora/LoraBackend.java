@@ -21,6 +21,8 @@ public final class LoraBackend implements Backend {
 
     private final Backend inner;
     private final IdentityHashMap<Tensor, List<Target>> targets = new IdentityHashMap<>();
+    /** The same pairs in attachment order (an identity map iterates in no fixed order). */
+    private final List<Target> attached = new ArrayList<>();
     private boolean training;
     private final MaskRandom rng = new MaskRandom(42);
 
@@ -34,14 +36,11 @@ public final class LoraBackend implements Backend {
             throw new IllegalArgumentException("LoRA factors of " + t.module() + " (A " + Arrays.toString(t.a().shape()) + ", B "
                     + Arrays.toString(t.b().shape()) + ") do not fit the weight " + Arrays.toString(baseWeight.shape()));
         targets.computeIfAbsent(baseWeight, k -> new ArrayList<>()).add(t);
+        attached.add(t);
     }
 
     /** Every attached pair, in attachment order. */
-    public List<Target> targets() {
-        List<Target> out = new ArrayList<>();
-        targets.values().forEach(out::addAll);
-        return out;
-    }
+    public List<Target> targets() { return Collections.unmodifiableList(attached); }
 
     /** Training mode turns dropout on (with the given seed for its masks). */
     public void training(boolean on, long seed) {

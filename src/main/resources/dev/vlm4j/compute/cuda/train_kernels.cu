@@ -68,6 +68,16 @@ extern "C" __global__ void scale_f32(float* g, float s, long long n) {
     GRID_STRIDE(i, n) g[i] *= s;
 }
 
+// y = x * s (Backend.scale)
+extern "C" __global__ void scale_copy_f32(const float* x, float* y, float s, long long n) {
+    GRID_STRIDE(i, n) y[i] = x[i] * s;
+}
+
+// y = a * b (Backend.mul)
+extern "C" __global__ void mul_f32(const float* a, const float* b, float* y, long long n) {
+    GRID_STRIDE(i, n) y[i] = a[i] * b[i];
+}
+
 // y = silu(a) * u: dA += g u s (1 + a (1 - s)), dU += g a s, s = sigmoid(a)
 extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n) {
     GRID_STRIDE(i, n) {
