@@ -15,7 +15,7 @@ m2=${M2_REPO:-$HOME/.m2/repository}
 rm -rf "$out" && mkdir -p "$out/cp" "$out/lib" "$out/ptx/dev/vlm4j/compute/cuda"
 cp -r target/classes "$out/cp/classes"
 cp -r target/test-classes "$out/cp/test-classes"
-cp target/lib/jackson-*.jar target/lib/picocli-*.jar "$out/lib/"
+cp target/lib/jackson-*.jar target/lib/picocli-*.jar target/lib/xchart-*.jar "$out/lib/"   # xchart: the loss plots of sft
 for j in org/junit/jupiter/junit-jupiter-api/5.11.4/junit-jupiter-api-5.11.4.jar \
          org/junit/jupiter/junit-jupiter-engine/5.11.4/junit-jupiter-engine-5.11.4.jar \
          org/junit/jupiter/junit-jupiter-params/5.11.4/junit-jupiter-params-5.11.4.jar \

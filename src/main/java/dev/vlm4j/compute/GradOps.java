@@ -16,6 +16,12 @@ public interface GradOps {
     /** {@code dst += alpha * src}, elementwise over the same number of elements. */
     void axpy(Tensor dst, Tensor src, float alpha);
 
+    /**
+     * {@code dst += dropout(g)} with the mask of {@link Backend#dropout}{@code (., p, seed)} (the backward of dropout
+     * when the gradient already has other contributions: one pass instead of a masked copy and an add).
+     */
+    void addDropout(Tensor dst, Tensor g, float p, long seed);
+
     /** {@code dst += a * b}, elementwise (the backward of {@link Backend#mul}). */
     void addProduct(Tensor dst, Tensor a, Tensor b);
 

@@ -35,6 +35,14 @@ public final class HostGradOps implements GradOps {
     }
 
     @Override
+    public void addDropout(Tensor dst, Tensor g, float p, long seed) {
+        float[] d = g(dst), s = v(g);
+        int threshold = Backend.dropoutThreshold(p);
+        float scale = 1f / (1f - p);
+        for (int i = 0; i < s.length; i++) d[i] += Backend.dropoutBits(seed, i) >= threshold ? s[i] * scale : 0f;
+    }
+
+    @Override
     public void addProduct(Tensor dst, Tensor a, Tensor b) {
         float[] d = g(dst), x = v(a), z = v(b);
         for (int i = 0; i < d.length; i++) d[i] += x[i] * z[i];

@@ -87,6 +87,16 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
+    public void addDropout(Tensor dst, Tensor g, float p, long seed) {
+        be.bind();
+        grad(dst, "addDropout");
+        sameSize(dst, g, "addDropout");
+        Tensor s = be.dev(g);
+        be.elementwise("add_dropout_f32", dst.numel(), addr(dst), addr(s), dst.numel(), seed,
+                dev.vlm4j.compute.Backend.dropoutThreshold(p), 1f / (1f - p));
+    }
+
+    @Override
     public void addProduct(Tensor dst, Tensor a, Tensor b) {
         be.bind();
         grad(dst, "addProduct");

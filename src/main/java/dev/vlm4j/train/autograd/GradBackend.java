@@ -645,7 +645,11 @@ public final class GradBackend implements Backend {
         Tensor y = inner.dropout(x, p, seed);
         Node nx = node(x);
         if (nx == null) return y;
-        push("dropout", y, ny -> contribute(nx, inner.dropout(ny.grad, p, seed)));
+        push("dropout", y, ny -> {
+            nx.uses--;
+            if (nx.grad == null && nx.param == null && nx.uses == 0) nx.grad = inner.dropout(ny.grad, p, seed);   // the masked copy itself
+            else ops.addDropout(nx.grad(), ny.grad, p, seed);
+        });
         return y;
     }
 

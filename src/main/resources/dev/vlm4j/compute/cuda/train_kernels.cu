@@ -197,6 +197,21 @@ extern "C" __global__ void dropout_f32(const float* x, float* y, long long n, un
     }
 }
 
+// dst += dropout(g) with the same mask
+extern "C" __global__ void add_dropout_f32(float* dst, const float* g, long long n, unsigned long long seed, int threshold, float scale) {
+    unsigned int lo = (unsigned int) seed, hi = (unsigned int) (seed >> 32);
+    GRID_STRIDE(i, n) {
+        unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + lo;
+        z ^= hi;
+        z ^= z >> 16;
+        z *= 0x85EBCA6Bu;
+        z ^= z >> 13;
+        z *= 0xC2B2AE35u;
+        z ^= z >> 16;
+        if ((int) (z >> 8) >= threshold) dst[i] += g[i] * scale;
+    }
+}
+
 // Cross-entropy, one block per row: lse[r] = logsumexp(row), loss[r] = lse - row[target] (0 without a target)
 extern "C" __global__ void cross_entropy_forward(const float* logits, const int* targets, float* lse, float* loss, int vocab) {
     __shared__ float red[32];

@@ -93,6 +93,16 @@ class CudaGradOpsTest {
         host().addProduct(dx.h, a.h, u.h);
         g.addProduct(dx.d, a.d, u.d);
         assertClose(dx, gpu, 1e-6, "addProduct");
+        host().addDropout(dx.h, dy.h, 0.3f, 0xfeedbeefL);
+        g.addDropout(dx.d, dy.d, 0.3f, 0xfeedbeefL);
+        assertClose(dx, gpu, 1e-6, "addDropout");
+        Tensor sc = gpu.scale(dy.d, 1.5f), pr = gpu.mul(a.d, u.d);
+        float[] dyh = dy.h.heapFloats(), ah = a.h.heapFloats(), uh = u.h.heapFloats();
+        float[] sch = gpu.toHost(sc), prh = gpu.toHost(pr);
+        for (int i = 0; i < dyh.length; i++) {
+            assertEquals(dyh[i] * 1.5f, sch[i], "scale element " + i);
+            assertEquals(ah[i] * uh[i], prh[i], "mul element " + i);
+        }
         host().scale(dx.h, 0.25);
         g.scale(dx.d, 0.25);
         assertClose(dx, gpu, 1e-6, "scale");
