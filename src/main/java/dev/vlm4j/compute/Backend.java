@@ -203,6 +203,9 @@ public interface Backend extends AutoCloseable {
         return fn.apply(input);
     }
 
+    /** The most device memory in use since the backend started (GPU backends), or -1 where tensors live on the host. */
+    default long peakDeviceBytes() { return -1; }
+
     /**
      * The backward operations on this backend's tensors, for training ({@link GradOps}). By default the host
      * implementation, which needs heap float32 gradients ({@link #zeros} of the CPU backend).

@@ -169,7 +169,7 @@ public final class SftTrainer {
                     row.put("grad_norm", round(st.logGradNormSum / st.logCount));
                     row.put("learning_rate", lr);
                     row.put("epoch", st.epoch);
-                    putProgress(row, done, total, st.elapsedSeconds, speed);
+                    putProgress(row, done, total, st.elapsedSeconds, speed, tm.grad().peakDeviceBytes());
                     emit(row, st, logFile, log, progress);
                     st.logLossSum = st.logGradNormSum = 0;
                     st.logCount = 0;
@@ -182,7 +182,7 @@ public final class SftTrainer {
                     row.put("eval_loss", round(evalLoss));
                     row.put("eval_runtime", round((System.nanoTime() - e0) / 1e9));
                     row.put("epoch", st.epoch);
-                    putProgress(row, done, total, st.elapsedSeconds, speed);
+                    putProgress(row, done, total, st.elapsedSeconds, speed, tm.grad().peakDeviceBytes());
                     emit(row, st, logFile, log, progress);
                 }
                 progress.step(done, loss);
@@ -235,13 +235,18 @@ public final class SftTrainer {
         return tokens == 0 ? Double.NaN : sum / tokens;
     }
 
-    private static void putProgress(Map<String, Object> row, int done, int total, double elapsed, double speed) {
+    /**
+     * ms-swift's progress keys; {@code memory(GiB)} is the device's peak memory in use when training on a GPU (as
+     * ms-swift reports for CUDA), else the JVM heap in use.
+     */
+    private static void putProgress(Map<String, Object> row, int done, int total, double elapsed, double speed, long deviceBytes) {
         row.put("global_step/max_steps", done + "/" + total);
         row.put("percentage", String.format(Locale.ROOT, "%.2f%%", 100.0 * done / total));
         row.put("elapsed_time", formatTime(elapsed));
         row.put("remaining_time", formatTime((total - done) / Math.max(1e-9, speed)));
         Runtime rt = Runtime.getRuntime();
-        row.put("memory(GiB)", Math.round((rt.totalMemory() - rt.freeMemory()) / (double) (1L << 30) * 100) / 100.0);
+        long bytes = deviceBytes >= 0 ? deviceBytes : rt.totalMemory() - rt.freeMemory();
+        row.put("memory(GiB)", Math.round(bytes / (double) (1L << 30) * 100) / 100.0);
         row.put("train_speed(iter/s)", round(speed));
     }
 

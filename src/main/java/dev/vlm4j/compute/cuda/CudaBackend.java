@@ -209,6 +209,8 @@ public final class CudaBackend implements Backend {
 
     public void resetPeakBytesInUse() { pool.resetPeakInUse(); }
 
+    @Override public long peakDeviceBytes() { return pool.inUse()[1]; }
+
     @Override public dev.vlm4j.compute.GradOps gradOps() { return gradOps; }
 
     /** Frees what {@code body} allocated when it returns (see {@link Backend#scoped}), without waiting for the GC. */

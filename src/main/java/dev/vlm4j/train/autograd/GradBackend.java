@@ -655,6 +655,8 @@ public final class GradBackend implements Backend {
 
     @Override public GradOps gradOps() { return ops; }
 
+    @Override public long peakDeviceBytes() { return inner.peakDeviceBytes(); }
+
     @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
 
     /** The indices of the false entries. */

@@ -147,6 +147,7 @@ public final class LoraBackend implements Backend {
     @Override public Tensor view(Tensor x, long... shape) { return inner.view(x, shape); }
     @Override public Tensor dropout(Tensor x, float p, long seed) { return inner.dropout(x, p, seed); }
     @Override public dev.vlm4j.compute.GradOps gradOps() { return inner.gradOps(); }
+    @Override public long peakDeviceBytes() { return inner.peakDeviceBytes(); }
     @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
 
     @Override
