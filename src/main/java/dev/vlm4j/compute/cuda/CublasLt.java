@@ -22,7 +22,17 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class CublasLt implements AutoCloseable {
     static final int CUDA_R_32F = 0, CUDA_R_16BF = 14;
-    static final int CUBLAS_COMPUTE_32F = 68;
+    static final int CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+
+    /**
+     * Float32 x float32 products on the tensor cores with TF32 inputs (set for the bf16 mode, where they are the LoRA
+     * factors' products: TF32 keeps more mantissa than the bf16 activations around them); off: exact float32.
+     */
+    private boolean tf32;
+
+    void tf32(boolean on) { tf32 = on; }
+
+    private int computeType(int abType) { return tf32 && abType == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; }
     static final int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8;
     static final int EPILOGUE_BIAS = 4;
     static final int OP_N = 0, OP_T = 1;
@@ -124,7 +134,7 @@ final class CublasLt implements AutoCloseable {
             Plan p = batchedPlans.get(key);
             if (p == null) {
                 MemorySegment ptr = arena.allocate(ADDRESS);
-                check((int) descCreate.invokeExact(ptr, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+                check((int) descCreate.invokeExact(ptr, computeType(abType), CUDA_R_32F), "cublasLtMatmulDescCreate");
                 MemorySegment desc = ptr.get(ADDRESS, 0);
                 check((int) descSet.invokeExact(desc, DESC_TRANSA, arena.allocateFrom(JAVA_INT, oa.trans() ? OP_T : OP_N), 4L), "set TRANSA");
                 check((int) descSet.invokeExact(desc, DESC_TRANSB, arena.allocateFrom(JAVA_INT, ob.trans() ? OP_T : OP_N), 4L), "set TRANSB");
@@ -178,7 +188,7 @@ final class CublasLt implements AutoCloseable {
     private Plan newPlan(int n, int in, int out, int abType, boolean bias) {
         try {
             MemorySegment p = arena.allocate(ADDRESS);
-            check((int) descCreate.invokeExact(p, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+            check((int) descCreate.invokeExact(p, computeType(abType), CUDA_R_32F), "cublasLtMatmulDescCreate");
             MemorySegment desc = p.get(ADDRESS, 0);
             MemorySegment t = arena.allocateFrom(JAVA_INT, OP_T), nn = arena.allocateFrom(JAVA_INT, OP_N);
             check((int) descSet.invokeExact(desc, DESC_TRANSA, t, 4L), "set TRANSA");

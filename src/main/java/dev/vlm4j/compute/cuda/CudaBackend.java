@@ -96,6 +96,7 @@ public final class CudaBackend implements Backend {
         loadModule(Kernels.ptx(major * 10 + minor), Kernels.NAMES);
         loadModule(Kernels.ptx(major * 10 + minor, Kernels.TRAIN_SOURCE, Kernels.TRAIN_PTX), Kernels.TRAIN_NAMES);
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
+        blas.tf32(precision == Precision.BF16 && !"0".equals(System.getenv("VLM4J_CUDA_TF32")));
         this.graphs = new StepGraphs(drv, stream, this::wrote);
         this.ops = new StreamOps(drv, stream, graphs, fns);
         if (CudaProfiler.ON) {
