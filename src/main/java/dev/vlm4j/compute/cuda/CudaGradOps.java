@@ -279,25 +279,7 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public double sumSquares(Tensor g) {
-        be.bind();
-        be.noSyncInStep("sumSquares");
-        Tensor gd = be.dev(g);
-        long n = gd.numel();
-        if (n == 0) return 0;
-        int blocks = (int) Math.min(1024, (n + BLOCK - 1) / BLOCK);
-        MemorySegment part = be.scratch(8L * blocks);
-        be.launch("sum_squares_f32", blocks, 1, BLOCK, 0, addr(gd), part.address(), n);
-        double s = 0;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment h = a.allocate(8L * blocks, 8);
-            be.synchronize();
-            be.drv.copyDtoH(h, part.address(), 8L * blocks);
-            for (int i = 0; i < blocks; i++) s += h.get(F64, 8L * i);
-        }
-        Reference.reachabilityFence(part);
-        return s;
-    }
+    public double sumSquares(Tensor g) { return sumSquares(java.util.List.of(g)); }
 
     /** One partial-sum buffer for all tensors and a single read-back (a sync per tensor costs more than the sums). */
     @Override

@@ -182,34 +182,26 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
     }
 }
 
-// Inverted dropout with the mask of Backend.dropoutBits: MurmurHash3's 32-bit finalizer, top 24 bits
+// Whether dropout keeps element i: Backend.dropoutBits (MurmurHash3's 32-bit finalizer, top 24 bits) >= threshold
+__device__ __forceinline__ bool dropout_keeps(unsigned long long seed, long long i, int threshold) {
+    unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + (unsigned int) seed;
+    z ^= (unsigned int) (seed >> 32);
+    z ^= z >> 16;
+    z *= 0x85EBCA6Bu;
+    z ^= z >> 13;
+    z *= 0xC2B2AE35u;
+    z ^= z >> 16;
+    return (int) (z >> 8) >= threshold;
+}
+
+// Inverted dropout with the mask of Backend.dropout
 extern "C" __global__ void dropout_f32(const float* x, float* y, long long n, unsigned long long seed, int threshold, float scale) {
-    unsigned int lo = (unsigned int) seed, hi = (unsigned int) (seed >> 32);
-    GRID_STRIDE(i, n) {
-        unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + lo;
-        z ^= hi;
-        z ^= z >> 16;
-        z *= 0x85EBCA6Bu;
-        z ^= z >> 13;
-        z *= 0xC2B2AE35u;
-        z ^= z >> 16;
-        y[i] = (int) (z >> 8) >= threshold ? x[i] * scale : 0.f;
-    }
+    GRID_STRIDE(i, n) y[i] = dropout_keeps(seed, i, threshold) ? x[i] * scale : 0.f;
 }
 
 // dst += dropout(g) with the same mask
 extern "C" __global__ void add_dropout_f32(float* dst, const float* g, long long n, unsigned long long seed, int threshold, float scale) {
-    unsigned int lo = (unsigned int) seed, hi = (unsigned int) (seed >> 32);
-    GRID_STRIDE(i, n) {
-        unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + lo;
-        z ^= hi;
-        z ^= z >> 16;
-        z *= 0x85EBCA6Bu;
-        z ^= z >> 13;
-        z *= 0xC2B2AE35u;
-        z ^= z >> 16;
-        if ((int) (z >> 8) >= threshold) dst[i] += g[i] * scale;
-    }
+    GRID_STRIDE(i, n) if (dropout_keeps(seed, i, threshold)) dst[i] += g[i] * scale;
 }
 
 // Cross-entropy, one block per row: lse[r] = logsumexp(row), loss[r] = lse - row[target] (0 without a target)
