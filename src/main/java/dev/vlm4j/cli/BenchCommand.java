@@ -63,7 +63,9 @@ public final class BenchCommand implements Callable<Integer> {
         out.put("cpu", cpuModel());
         out.put("vectorized", CpuBackend.vectorized());
         out.put("vector_bits", MachineLimits.vectorBits());
-        say("machine: %s, %d threads, %d-bit vectors", out.get("cpu").asText(), Parallel.threads(), MachineLimits.vectorBits());
+        out.put("native_kernels", dev.vlm4j.compute.cpu.NativeKernels.status());
+        say("machine: %s, %d threads, %d-bit vectors; native decode kernels %s", out.get("cpu").asText(), Parallel.threads(),
+                MachineLimits.vectorBits(), dev.vlm4j.compute.cpu.NativeKernels.status());
 
         double peak = MachineLimits.peakFlops(50_000_000, 5);
         double bw = MachineLimits.readBandwidth((long) bandwidthMb << 20, 6);

@@ -104,6 +104,32 @@ public final class CpuBackend implements Backend {
         return Tensor.of(y, n, out);
     }
 
+    /** Products of one activation with several matrices; few rows against Q8_0 weights share one parallel region. */
+    @Override
+    public Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
+        int in = (int) x.dim(-1), n = rows(x);
+        float[][] ys = new float[ws.length][];
+        for (int i = 0; i < ws.length; i++) ys[i] = new float[n * (int) ws[i].dim(0)];
+        if (!Simd.AVAILABLE || n >= MatMul.GEMM_MIN_ROWS || !Gemv.quantMany(f32(x), n, in, ws, ys))
+            return Backend.super.linears(x, ws, biases);
+        Tensor[] out = new Tensor[ws.length];
+        for (int i = 0; i < ws.length; i++) {
+            int o = (int) ws[i].dim(0);
+            if (biases[i] != null) {
+                float[] b = f32(biases[i]);
+                for (int r = 0; r < n; r++) for (int j = 0; j < o; j++) ys[i][r * o + j] += b[j];
+            }
+            out[i] = Tensor.of(ys[i], n, o);
+        }
+        return out;
+    }
+
+    @Override
+    public Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
+        Tensor[] gu = linears(x, new Tensor[]{gateW, upW}, new Tensor[2]);
+        return siluMul(gu[0], gu[1]);
+    }
+
     @Override
     public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
         int d = (int) x.dim(-1), n = rows(x);

@@ -14,7 +14,8 @@ import java.nio.ByteOrder;
  * row is streamed from memory once per call, converted on the fly; workers own contiguous ranges of output rows
  * (prefetch-friendly), in groups of {@link #G} rows that share each activation load.
  * <p>Q8_0: the group's f16 block scales are widened into a per-worker float buffer first, so the inner loop is, per
- * block and row, two int8-to-float conversions, a multiply, an FMA and one FMA with a broadcast scale.
+ * block and row, two int8-to-float conversions, a multiply, an FMA and one FMA with a broadcast scale. Where the
+ * native kernel runs ({@link NativeKernels}: the same sums, plus a software prefetch) it replaces this one.
  */
 final class Gemv {
     private static final VectorSpecies<Float> F = MatMul.F;
@@ -32,6 +33,9 @@ final class Gemv {
     private static final ThreadLocal<float[]> SCALES = ThreadLocal.withInitial(() -> new float[0]);
 
     private Gemv() {}
+
+    /** Whether Q8_0 uses the native kernel where available (tests and probes compare the two paths). */
+    static volatile boolean nativeQ8 = true;
 
     /** Whether the Q8_0 kernel's block loop fits this vector length (two vectors per 32-value block). */
     static final boolean Q8_FAST = L == BLK / 2;
@@ -207,6 +211,13 @@ final class Gemv {
         final float[] xx = xp;
         MemorySegment m = w.data();
         long so = Quant.scalesOffset(w.dtype(), w.shape());
+        if (w.dtype() == DType.Q8_0 && nativeQ8 && NativeKernels.q8Available() && m.isNative()) {
+            long q = m.address();
+            int groups = (out + G - 1) / G;
+            Parallel.forRange(groups, 4, (g0, g1) ->
+                    NativeKernels.q8Gemv(xx, n, pin, q, q + so, nb, g0 * G, Math.min(out, g1 * G), out, y));
+            return;
+        }
         if (w.dtype() == DType.Q8_0 && Q8_FAST) {
             Parallel.forRange((out + G - 1) / G, 4, (g0, g1) -> q8Groups(xx, n, pin, m, so, nb, out, y, g0, g1));
             return;
@@ -220,6 +231,40 @@ final class Gemv {
                     y[r * out + j] = q8 ? dotQ8(xx, r * pin, m, qOff, sOff, nb) : dotQ4(xx, r * pin, m, qOff, sOff, nb);
             }
         });
+    }
+
+    /**
+     * Several Q8_0 matrices of the same input width against the same activation rows (q/k/v, gate/up) in one
+     * parallel region, so the workers meet once instead of once per matrix; {@code ys[i]} gets {@code n x out_i}.
+     * Returns false (nothing done) unless the native kernel runs and every matrix is an off-heap Q8_0 one.
+     */
+    static boolean quantMany(float[] x, int n, int in, Tensor[] ws, float[][] ys) {
+        if (!nativeQ8 || !NativeKernels.q8Available()) return false;
+        int nb = Quant.blocksPerRow(in), pin = nb * BLK;
+        int[] first = new int[ws.length + 1];   // first row group of each matrix in the joint range
+        for (int i = 0; i < ws.length; i++) {
+            Tensor w = ws[i];
+            if (w.dtype() != DType.Q8_0 || !w.data().isNative() || w.rank() != 2 || w.dim(1) != in) return false;
+            first[i + 1] = first[i] + (int) ((w.dim(0) + G - 1) / G);
+        }
+        float[] xx = x;
+        if (pin != in) {
+            xx = new float[n * pin];
+            for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xx, r * pin, in);
+        }
+        final float[] xp = xx;
+        Parallel.forRange(first[ws.length], 4, (g0, g1) -> {
+            for (int i = 0; i < ws.length; i++) {
+                int a = Math.max(g0, first[i]), b = Math.min(g1, first[i + 1]);
+                if (a >= b) continue;
+                Tensor w = ws[i];
+                int out = (int) w.dim(0);
+                long q = w.data().address();
+                NativeKernels.q8Gemv(xp, n, pin, q, q + Quant.scalesOffset(DType.Q8_0, w.shape()), nb,
+                        (a - first[i]) * G, Math.min(out, (b - first[i]) * G), out, ys[i]);
+            }
+        });
+        return true;
     }
 
     /** Q8_0 output rows [G * g0, G * g1): whole groups of G rows, then single rows at the end of the matrix. */

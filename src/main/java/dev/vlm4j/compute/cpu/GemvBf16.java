@@ -37,6 +37,9 @@ final class GemvBf16 {
 
     private GemvBf16() {}
 
+    /** Single activation rows go to the native kernel where it runs (same sums); tests and probes switch it. */
+    static volatile boolean nativeRows = NativeKernels.bf16Available();
+
     private static VectorMask<Float> mask(int level) {
         int h = L >> (level + 1);
         if (h == 0) return null;
@@ -62,6 +65,8 @@ final class GemvBf16 {
                 int t1 = Math.min(whole, t0 + tile), r = 0;
                 if (WIDE) for (; r + 8 <= n; r += 8) rows8x2(x, r * in, in, kv, w, y, r * out, out, t0, t1, sums);
                 for (; r + 4 <= n; r += 4) rows4x2(x, r * in, in, kv, w, y, r * out, out, t0, t1, sums);
+                if (nativeRows && w.isNative())
+                    for (; r < n; r++) NativeKernels.bf16Rows(x, r * in, kv, w.address() + 2L * t0 * in, in, t1 - t0, y, r * out + t0);
                 for (; r < n; r++) rows1x4(x, r * in, in, kv, w, y, r * out, t0, t1, sums);
             }
             for (int j = whole; j < j1; j++) for (int r = 0; r < n; r++) rows1x1(x, r * in, kv, w, 2L * j * in, y, r * out + j);

@@ -1,0 +1,150 @@
+/*
+ * vlm4j native CPU kernels (linux-x86_64, AVX-512F/BW + F16C), called from Java through the FFM API
+ * (dev.vlm4j.compute.cpu.NativeKernels). Built by scripts/build-native.sh into
+ * src/main/resources/native/linux-x86_64/libvlm4j_cpu.so; no libc, no global state.
+ *
+ * Why native at all: a Q8_0 matrix-vector product must convert each int8 weight to float, which costs about four
+ * times the vector operations per byte of a bf16 one. With that much work per cache line the out-of-order window
+ * covers too few lines to keep enough memory reads in flight, and the hardware prefetcher does not run far enough
+ * ahead, so the kernel reaches only about half the read bandwidth (Java and C alike). A software prefetch a few
+ * KiB ahead fixes it; Java has no prefetch instruction. The bf16 kernel (about 0.8 of the bandwidth in Java) gains
+ * from the same prefetch. See docs/BENCHMARKS.md, "Q8_0 decode and prefetch".
+ */
+#include <immintrin.h>
+#include <stdint.h>
+
+#define BLK 32
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __m512 q8_lanes(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) p)));
+}
+
+/*
+ * Weight rows [j, j + R) (R <= 4; quant bytes at q + row * pin, f16 block scales at s + row * nb) against N <= 4
+ * zero-padded activation rows x + r * pin; y[r * out + row]. Per block and pair (activation row, weight row): one
+ * multiply and two FMAs, the second with the block scale (the same sums as the Java kernel Gemv.dot4Q8).
+ */
+INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j, int R,
+                       int out, float *y, long pf) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[r][i] = _mm512_setzero_ps();
+    const int8_t *w = q + j * pin;
+    const uint16_t *sc = s + j * nb;
+    for (int b = 0; b < nb; b++) {
+        long o = (long) b * BLK;
+        if (pf > 0 && (b & 1) == 0) {
+            /* pf bytes ahead in reading order: R rows advance together, so pf / R ahead in each row, continuing
+               into the same row of the next group of R rows past the row end. */
+            long po = o + pf / R;
+            const int8_t *p = po < pin ? w + po : w + R * (long) pin + po - pin;
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) _mm_prefetch((const char *) (p + i * (long) pin), _MM_HINT_T0);
+        }
+        __m512 wl[4], wh[4], d[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            wl[i] = q8_lanes(w + i * (long) pin + o);
+            wh[i] = q8_lanes(w + i * (long) pin + o + 16);
+            d[i] = _mm512_set1_ps(_cvtsh_ss(sc[i * (long) nb + b]));
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < N; r++) {
+            __m512 xl = _mm512_loadu_ps(x + r * (long) pin + o), xh = _mm512_loadu_ps(x + r * (long) pin + o + 16);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++)
+                acc[r][i] = _mm512_fmadd_ps(_mm512_fmadd_ps(xh, wh[i], _mm512_mul_ps(xl, wl[i])), d[i], acc[r][i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < N; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) y[r * (long) out + j + i] = _mm512_reduce_add_ps(acc[r][i]);
+}
+
+#define CASE(N, R) rows_block(x + r0 * (long) pin, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+
+/*
+ * y[r * out + j] = sum_k x[r * pin + k] * w[j, k] for r in [0, n), j in [j0, j1); w is a Q8_0 matrix of nb blocks per
+ * row (pin = nb * 32 quant bytes per row from q, f16 scales from s). pf: prefetch distance in bytes (0: none).
+ */
+void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint16_t *s, int nb, int j0, int j1,
+                     int out, float *y, long pf) {
+    for (long j = j0; j < j1;) {
+        int R = j1 - j >= 4 ? 4 : 1;
+        for (int r0 = 0; r0 < n;) {
+            int N = n - r0 >= 4 ? 4 : n - r0;
+            if (R == 4) {
+                switch (N) {
+                    case 4: CASE(4, 4); break;
+                    case 3: CASE(3, 4); break;
+                    case 2: CASE(2, 4); break;
+                    default: CASE(1, 4); break;
+                }
+            } else {
+                switch (N) {
+                    case 4: CASE(4, 1); break;
+                    case 3: CASE(3, 1); break;
+                    case 2: CASE(2, 1); break;
+                    default: CASE(1, 1); break;
+                }
+            }
+            r0 += N;
+        }
+        j += R;
+    }
+}
+
+INLINE __m512 bf16_lanes(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) p)), 16));
+}
+
+/* The lane tree of GemvBf16: lane l + lane l ^ 8, then ^ 4, ^ 2, ^ 1; lane 0 holds the sum. */
+INLINE float lane_tree(__m512 a) {
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(1, 0, 3, 2)));
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(a);
+}
+
+/*
+ * y[yo + i] = the vector part of x[xo ..] . w[i, ..] for the count (a multiple of 4) bf16 weight rows from w, in
+ * values apart: one 16-lane FMA accumulator per row over k < kv (a multiple of 16) in order, then the lane tree,
+ * exactly as GemvBf16 computes every output (so results do not depend on the kernel or the batch size); the Java
+ * caller adds the in % 16 leftover products. pf: prefetch distance in bytes (0: none).
+ */
+void vlm4j_bf16_rows(const float *x, int xo, int kv, const uint16_t *w, long in, int count, float *y, int yo, long pf) {
+    x += xo;
+    y += yo;
+    long rowBytes = 2 * in;
+    for (int j = 0; j < count; j += 4) {
+        const uint16_t *r0 = w + j * in;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int k = 0; k < kv; k += 16) {
+            if (pf > 0 && (k & 31) == 0) {
+                long po = 2L * k + pf / 4;   /* bytes into the row, 4 rows read together */
+                const char *p = po < rowBytes ? (const char *) r0 + po : (const char *) r0 + 4 * rowBytes + po - rowBytes;
+                _mm_prefetch(p, _MM_HINT_T0);
+                _mm_prefetch(p + rowBytes, _MM_HINT_T0);
+                _mm_prefetch(p + 2 * rowBytes, _MM_HINT_T0);
+                _mm_prefetch(p + 3 * rowBytes, _MM_HINT_T0);
+            }
+            __m512 xv = _mm512_loadu_ps(x + k);
+            a0 = _mm512_fmadd_ps(xv, bf16_lanes(r0 + k), a0);
+            a1 = _mm512_fmadd_ps(xv, bf16_lanes(r0 + in + k), a1);
+            a2 = _mm512_fmadd_ps(xv, bf16_lanes(r0 + 2 * in + k), a2);
+            a3 = _mm512_fmadd_ps(xv, bf16_lanes(r0 + 3 * in + k), a3);
+        }
+        y[j] = lane_tree(a0);
+        y[j + 1] = lane_tree(a1);
+        y[j + 2] = lane_tree(a2);
+        y[j + 3] = lane_tree(a3);
+    }
+}
+
+/* The version of this file's interface; NativeKernels refuses a library that reports another one. */
+int vlm4j_cpu_abi(void) { return 2; }

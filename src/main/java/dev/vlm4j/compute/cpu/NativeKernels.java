@@ -1,0 +1,149 @@
+package dev.vlm4j.compute.cpu;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * The few CPU kernels that Java cannot express at full speed, from {@code src/main/c/vlm4j_cpu.c} (built by
+ * {@code scripts/build-native.sh}, carried in the jar for linux-x86_64) and called through the FFM API.
+ * <p>Two kernels, the matrix-vector products of decoding: Q8_0 and bf16 weights against one activation row at a
+ * time, with a software prefetch so that the weights stream near the read bandwidth (the Vector API has no prefetch;
+ * see the C file). Each computes the same sums in the same order as its Vector API counterpart
+ * ({@code Gemv.dot4Q8}, {@code GemvBf16}'s one-row kernels), up to the final lane reduction for Q8_0.
+ * <p>Used when the OS is Linux on x86-64, the CPU has AVX-512F/BW, F16C and FMA, and neither
+ * {@code -Dvlm4j.native=false} nor {@code VLM4J_NATIVE=0} is set; otherwise the Vector API kernels run and
+ * {@link #status()} says why. {@code -Dvlm4j.prefetch=BYTES} sets the prefetch distance (default 4096, 0 = none).
+ */
+public final class NativeKernels {
+    static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
+    private static final int ABI = 2;
+    /** Prefetch distance in bytes ahead of the weight row being read. */
+    static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
+
+    private static final MethodHandle Q8_GEMV, BF16_ROWS;
+    private static final String STATUS;
+
+    static {
+        MethodHandle q8 = null, bf = null;
+        String status;
+        try {
+            String why = unsupportedReason();
+            if (why != null) {
+                status = "off (" + why + ")";
+            } else {
+                SymbolLookup lib = load();
+                Linker linker = Linker.nativeLinker();
+                MethodHandle abi = linker.downcallHandle(lib.find("vlm4j_cpu_abi").orElseThrow(),
+                        FunctionDescriptor.of(ValueLayout.JAVA_INT));
+                int v = (int) abi.invokeExact();
+                if (v != ABI) throw new IllegalStateException("library interface " + v + ", expected " + ABI);
+                // x, n, pin, q, s, nb, j0, j1, out, y, pf; x and y are heap arrays (critical: no copies, short calls).
+                q8 = linker.downcallHandle(lib.find("vlm4j_q8_0_gemv").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+                        Linker.Option.critical(true));
+                // x, xo, kv, w, in, count, y, yo, pf
+                bf = linker.downcallHandle(lib.find("vlm4j_bf16_rows").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
+                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
+                        Linker.Option.critical(true));
+                status = "on (AVX-512, prefetch " + PREFETCH + " bytes)";
+            }
+        } catch (Throwable t) {
+            q8 = null;
+            bf = null;
+            status = "off (could not load " + RESOURCE + ": " + t + ")";
+            System.err.println("vlm4j: WARNING: native CPU kernels unavailable, using the Vector API ones: " + t);
+        }
+        Q8_GEMV = q8;
+        BF16_ROWS = bf;
+        STATUS = status;
+    }
+
+    private NativeKernels() {}
+
+    /** Whether the native Q8_0 matrix-vector kernel is in use. */
+    public static boolean q8Available() { return Q8_GEMV != null; }
+
+    /** Whether the native bf16 one-row kernel is in use. */
+    public static boolean bf16Available() { return BF16_ROWS != null; }
+
+    /**
+     * {@code y[yo + i]} for i in [0, count) (a multiple of 4) = the vector part ({@code k < kv}, kv a multiple of 16) of
+     * {@code x[xo ..] . w[i, ..]}, w bf16 rows of {@code in} values from native address {@code w}, summed exactly as
+     * {@code GemvBf16} sums (one 16-lane accumulator in k order, then its lane tree).
+     */
+    static void bf16Rows(float[] x, int xo, int kv, long w, int in, int count, float[] y, int yo) {
+        if ((count & 3) != 0 || (kv & 15) != 0 || kv > in || xo + kv > x.length || yo + count > y.length || xo < 0 || yo < 0)
+            throw new IllegalArgumentException("bf16Rows: bad shapes xo=" + xo + " kv=" + kv + " in=" + in + " count=" + count
+                    + " yo=" + yo + " x.length=" + x.length + " y.length=" + y.length);
+        try {
+            BF16_ROWS.invokeExact(MemorySegment.ofArray(x), xo, kv, w, (long) in, count, MemorySegment.ofArray(y), yo, PREFETCH);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native bf16 kernel failed", t);
+        }
+    }
+
+    /** "on (...)" or "off (why)", for logs and {@code vlm4j bench}. */
+    public static String status() { return STATUS; }
+
+    /**
+     * {@code y[r * out + j] = sum_k x[r * pin + k] * w[j, k]} for r in [0, n), j in [j0, j1), w a Q8_0 matrix whose
+     * quant rows (pin bytes each, zero-padded to whole blocks) start at native address {@code q} and whose f16 block
+     * scales (nb per row) start at {@code s}. x holds n zero-padded rows of pin floats.
+     */
+    static void q8Gemv(float[] x, int n, int pin, long q, long s, int nb, int j0, int j1, int out, float[] y) {
+        if (x.length < (long) n * pin || y.length < (long) (n - 1) * out + j1 || j0 < 0 || j1 > out || nb * 32 != pin)
+            throw new IllegalArgumentException("q8Gemv: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1
+                    + " of " + out + " x.length=" + x.length + " y.length=" + y.length);
+        try {
+            Q8_GEMV.invokeExact(MemorySegment.ofArray(x), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native Q8_0 kernel failed", t);
+        }
+    }
+
+    /** Null when this machine can run the library, else the reason it cannot. */
+    private static String unsupportedReason() throws IOException {
+        if ("false".equalsIgnoreCase(System.getProperty("vlm4j.native")) || "0".equals(System.getenv("VLM4J_NATIVE")))
+            return "disabled by -Dvlm4j.native=false or VLM4J_NATIVE=0";
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT), arch = System.getProperty("os.arch", "");
+        if (!os.contains("linux") || !(arch.equals("amd64") || arch.equals("x86_64")))
+            return "no library for " + os + "/" + arch;
+        Path cpuinfo = Path.of("/proc/cpuinfo");
+        if (!Files.isReadable(cpuinfo)) return "/proc/cpuinfo not readable";
+        Set<String> flags = Set.of();
+        for (String line : Files.readAllLines(cpuinfo))
+            if (line.startsWith("flags")) { flags = Set.of(line.substring(line.indexOf(':') + 1).trim().split("\\s+")); break; }
+        for (String need : new String[] {"avx512f", "avx512bw", "f16c", "fma"})
+            if (!flags.contains(need)) return "the CPU lacks " + need;
+        return null;
+    }
+
+    /** Copies the library out of the jar into a temporary file, opens it, and deletes the file (it stays mapped). */
+    private static SymbolLookup load() throws IOException {
+        try (InputStream in = NativeKernels.class.getResourceAsStream(RESOURCE)) {
+            if (in == null) throw new IOException("resource " + RESOURCE + " missing from the class path");
+            Path tmp = Files.createTempFile("vlm4j_cpu", ".so");
+            try {
+                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+                return SymbolLookup.libraryLookup(tmp, Arena.global());
+            } finally {
+                Files.deleteIfExists(tmp);
+            }
+        }
+    }
+}

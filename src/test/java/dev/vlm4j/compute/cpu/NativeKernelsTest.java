@@ -1,0 +1,106 @@
+package dev.vlm4j.compute.cpu;
+
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Quant;
+import dev.vlm4j.tensor.Tensor;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The native Q8_0 kernel against the Vector API one (the same sums) and its source against the library built from it. */
+class NativeKernelsTest {
+
+    @Test
+    void libraryWasBuiltFromTheCurrentSource() throws Exception {
+        Path src = Path.of("src/main/c/vlm4j_cpu.c"), rec = Path.of("src/main/resources/native/linux-x86_64/libvlm4j_cpu.so.source-sha256");
+        Assumptions.assumeTrue(Files.exists(src), "not run from the project folder");
+        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(src)));
+        assertEquals(Files.readString(rec).trim(), sha,
+                src + " changed since libvlm4j_cpu.so was built: run scripts/build-native.sh and commit both files");
+    }
+
+    @Test
+    void loadsOnAnAvx512Linux() throws Exception {
+        boolean avx512 = Files.isReadable(Path.of("/proc/cpuinfo")) && Files.readString(Path.of("/proc/cpuinfo")).contains(" avx512bw")
+                && System.getProperty("os.arch").equals("amd64") && !"0".equals(System.getenv("VLM4J_NATIVE"))
+                && !"false".equals(System.getProperty("vlm4j.native"));
+        Assumptions.assumeTrue(avx512, "no AVX-512 Linux here: " + NativeKernels.status());
+        assertTrue(NativeKernels.q8Available(), NativeKernels.status());
+        assertTrue(NativeKernels.status().startsWith("on"), NativeKernels.status());
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1,32,1", "1,64,4", "1,2048,517", "2,2048,9", "3,3420,37", "4,3456,8", "5,100,6", "7,3420,13", "9,1176,65",
+            "15,64,5", "1,11008,64", "2,96,3"})
+    void q8GemvEqualsTheVectorKernel(int n, int in, int out) {
+        Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
+        Tensor w = Quant.quantize(Tensor.of(CpuKernelsTest.randn(out * in, 11, 0.02f), out, in), DType.Q8_0);
+        float[] x = CpuKernelsTest.randn(n * in, 12, 1f);
+        float[] vec;
+        try {
+            Gemv.nativeQ8 = false;
+            vec = MatMul.linear(x, n, in, w, null);
+        } finally {
+            Gemv.nativeQ8 = true;
+        }
+        float[] nat = MatMul.linear(x, n, in, w, null);
+        double worst = 0;
+        int at = -1;
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < out; j++) {
+                // the same products and block sums; only the final 16-lane reduction may associate differently, so the
+                // difference is float32 rounding: bounded by a few ulps of sum_k |x_k * w_jk|
+                double l1 = 0;
+                for (int k = 0; k < in; k++) l1 += Math.abs(x[r * in + k] * w.getFloat((long) j * in + k));
+                int i = r * out + j;
+                double d = Math.abs(vec[i] - nat[i]) / l1;
+                if (d > worst) { worst = d; at = i; }
+            }
+        assertTrue(worst <= 1e-6, "n=" + n + " in=" + in + " out=" + out + ": native differs from the Vector API kernel by "
+                + worst + " of sum|x*w| at " + at + ": " + (at < 0 ? "" : vec[at] + " vs " + nat[at]));
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1,2048,16", "1,3420,37", "2,64,8", "3,3456,12", "5,2048,20", "1,16,4", "9,100,13", "1,11008,64"})
+    void bf16RowsEqualTheVectorKernelExactly(int n, int in, int out) {
+        Assumptions.assumeTrue(NativeKernels.bf16Available(), NativeKernels.status());
+        Tensor w = CpuKernelsTest.weight("BF16N", CpuKernelsTest.randn(out * in, 21, 0.02f), out, in);
+        assertTrue(w.data().isNative());
+        float[] x = CpuKernelsTest.randn(n * in, 22, 1f), vec = new float[n * out], nat = new float[n * out];
+        try {
+            GemvBf16.nativeRows = false;
+            GemvBf16.linear(x, n, in, w.data(), out, vec);
+        } finally {
+            GemvBf16.nativeRows = true;
+        }
+        GemvBf16.linear(x, n, in, w.data(), out, nat);
+        for (int i = 0; i < vec.length; i++)
+            assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(nat[i]),
+                    "n=" + n + " in=" + in + " out=" + out + " at " + i + ": Java " + vec[i] + " native " + nat[i]);
+        // and a row decoded alone equals the same row inside a batch of 8 (the batch kernels stay in Java)
+        float[] x8 = new float[8 * in], y8 = new float[8 * out], y1 = new float[out];
+        for (int r = 0; r < 8; r++) System.arraycopy(x, 0, x8, r * in, in);
+        GemvBf16.linear(x8, 8, in, w.data(), out, y8);
+        GemvBf16.linear(x, 1, in, w.data(), out, y1);
+        for (int j = 0; j < out; j++)
+            assertEquals(Float.floatToRawIntBits(y8[5 * out + j]), Float.floatToRawIntBits(y1[j]), "batch of 8 vs alone at " + j);
+    }
+
+    @Test
+    void rejectsBadShapes() {
+        Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> NativeKernels.q8Gemv(new float[10], 1, 64, 0, 0, 2, 0, 4, 4, new float[4]));
+        assertTrue(e.getMessage().contains("x.length=10"), e.getMessage());
+        Assumptions.assumeTrue(NativeKernels.bf16Available(), NativeKernels.status());
+        assertThrows(IllegalArgumentException.class, () -> NativeKernels.bf16Rows(new float[64], 0, 64, 0, 64, 3, new float[4], 0));
+    }
+}
