@@ -70,15 +70,26 @@ public final class LanguageModel {
      * layer (the last one with the final norm applied), as transformers' output_hidden_states does.
      */
     public Tensor forward(Tensor x, long[][] pos, KvCache cache, BiConsumer<String, Tensor> tap) {
+        return forward(x, pos, cache, tap, null);
+    }
+
+    /**
+     * As {@link #forward(Tensor, long[][], KvCache, BiConsumer)}; with {@code cuSeqlens} ({@code [0, n1, n1+n2, ...,
+     * n]}) the rows are several sequences packed end to end (padding_free training): each attends causally within
+     * its own sequence only. Packed rows need an empty cache.
+     */
+    public Tensor forward(Tensor x, long[][] pos, KvCache cache, BiConsumer<String, Tensor> tap, int[] cuSeqlens) {
         int n = (int) x.dim(0);
+        if (cuSeqlens != null && cache.length() != 0) throw new IllegalArgumentException("packed sequences need an empty cache");
         float[][] cs = rope.tables(pos, 0, n);
         Tensor cos = be.fromHost(cs[0], n, cfg.headDim()), sin = be.fromHost(cs[1], n, cfg.headDim());
         cache.reserve(n);
         int past = cache.length();
+        AttentionMask mask = cuSeqlens == null ? AttentionMask.causal(past) : AttentionMask.causalSegments(cuSeqlens);
         if (tap != null) tap.accept("hidden_state0", x);
         for (int li = 0; li < layers.length; li++) {
             int l = li;
-            x = be.checkpoint("model.layers." + li, x, in -> layer(l, in, cos, sin, cache, past));
+            x = be.checkpoint("model.layers." + li, x, in -> layer(l, in, cos, sin, cache, past, mask));
             if (tap != null && li < layers.length - 1) tap.accept("hidden_state" + (li + 1), x);
         }
         cache.advance(n);
@@ -143,7 +154,7 @@ public final class LanguageModel {
      * keys and values written into the cache at row {@code past}, then the MLP, each with its residual. Re-running
      * it rewrites the same cache rows with the same values (gradient checkpointing re-runs it in the backward).
      */
-    private Tensor layer(int li, Tensor x, Tensor cos, Tensor sin, KvCache cache, int past) {
+    private Tensor layer(int li, Tensor x, Tensor cos, Tensor sin, KvCache cache, int past, AttentionMask mask) {
         Layer L = layers[li];
         int n = (int) x.dim(0), hq = cfg.numHeads(), hkv = cfg.numKvHeads();
         Tensor xn = be.rmsNorm(x, L.inputNorm, eps);
@@ -152,7 +163,7 @@ public final class LanguageModel {
         be.rotary(q, hq, cos, sin);
         be.rotary(k, hkv, cos, sin);
         cache.put(li, past, k, v);
-        Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, AttentionMask.causal(past));
+        Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, mask);
         Tensor h = be.addLinear(x, a, L.oW);
         return mlpResidual(h, L);
     }

@@ -15,7 +15,40 @@ import java.util.function.BiConsumer;
  */
 public final class Qwen25VLModel implements AutoCloseable {
     /** Pixel values of the vision items of one request, in prompt order, and their grids. */
-    public record VisionInput(Tensor pixelValues, List<int[]> grids, List<Double> secondsPerGrid, boolean video) {}
+    public record VisionInput(Tensor pixelValues, List<int[]> grids, List<Double> secondsPerGrid, boolean video) {
+        /**
+         * The inputs of several sequences one after the other (patch rows, grids and seconds per grid in order),
+         * for a packed forward; null when none has any.
+         */
+        public static VisionInput concat(List<VisionInput> parts) {
+            List<int[]> grids = new ArrayList<>();
+            List<Double> spg = new ArrayList<>();
+            long rows = 0, cols = -1;
+            boolean video = false;
+            for (VisionInput v : parts) {
+                if (v == null || v.grids().isEmpty()) continue;
+                if (cols >= 0 && v.pixelValues().dim(1) != cols)
+                    throw new IllegalArgumentException("pixel rows of " + v.pixelValues().dim(1) + " and " + cols + " values cannot be packed");
+                cols = v.pixelValues().dim(1);
+                rows += v.pixelValues().dim(0);
+                video |= v.video();
+                for (int g = 0; g < v.grids().size(); g++) {
+                    grids.add(v.grids().get(g));
+                    spg.add(v.secondsPerGrid() == null || v.secondsPerGrid().size() <= g ? 1.0 : v.secondsPerGrid().get(g));
+                }
+            }
+            if (grids.isEmpty()) return null;
+            float[] px = new float[Math.toIntExact(rows * cols)];
+            int at = 0;
+            for (VisionInput v : parts) {
+                if (v == null || v.grids().isEmpty()) continue;
+                float[] a = v.pixelValues().toFloatArray();
+                System.arraycopy(a, 0, px, at, a.length);
+                at += a.length;
+            }
+            return new VisionInput(Tensor.of(px, rows, cols), grids, spg, video);
+        }
+    }
 
     /** The state of one sequence after prefill: its cache and the rope delta for decoding. */
     public static final class Sequence {
@@ -90,11 +123,20 @@ public final class Qwen25VLModel implements AutoCloseable {
      */
     public Prefill embedPrompt(int[] ids, VisionInput images, VisionInput videos, BiConsumer<String, Tensor> tap) {
         Tensor x = lm.embed(ids);
-        List<RopeIndex.Grid> grids = new ArrayList<>();
         scatter(x, ids, images, config.imageTokenId(), tap, "image");
         scatter(x, ids, videos, config.videoTokenId(), tap, "video");
+        RopeIndex.Result r = ropeIndex(ids, images, videos, new int[2]);
+        return new Prefill(x, r.positions(), r.ropeDelta());
+    }
+
+    /**
+     * The 3-D positions of one sequence whose images and videos are {@code images.grids()} / {@code videos.grids()}
+     * from {@code cursor[0]} / {@code cursor[1]} on, in placeholder order; advances the cursors past them.
+     */
+    private RopeIndex.Result ropeIndex(int[] ids, VisionInput images, VisionInput videos, int[] cursor) {
+        List<RopeIndex.Grid> grids = new ArrayList<>();
         // Grids in prompt order: images and videos interleave as their placeholders do.
-        int ii = 0, vi = 0;
+        int ii = cursor[0], vi = cursor[1];
         int merge = config.vision().spatialMergeSize();
         for (int i = 0; i < ids.length; ) {
             if (ids[i] == config.imageTokenId() && images != null && ii < images.grids().size()) {
@@ -111,9 +153,9 @@ public final class Qwen25VLModel implements AutoCloseable {
                 i++;
             }
         }
-        RopeIndex.Result r = RopeIndex.compute(ids, grids, config.imageTokenId(), config.videoTokenId(), merge,
-                config.vision().tokensPerSecond());
-        return new Prefill(x, r.positions(), r.ropeDelta());
+        cursor[0] = ii;
+        cursor[1] = vi;
+        return RopeIndex.compute(ids, grids, config.imageTokenId(), config.videoTokenId(), merge, config.vision().tokensPerSecond());
     }
 
     /** Embeddings and positions of a prompt, ready for the decoder. */
@@ -162,6 +204,32 @@ public final class Qwen25VLModel implements AutoCloseable {
     public Tensor trainingLogits(int[] ids, VisionInput images, VisionInput videos) {
         Sequence seq = newSequence(ids.length);
         Tensor hidden = prefill(seq, ids, images, videos, null);
+        return lm.logits(hidden);
+    }
+
+    /**
+     * The padding_free training forward: several whole sequences concatenated into one row of
+     * {@code sum(len_i)} tokens, every sequence with its own positions (from 0, M-RoPE per sequence) and attention
+     * within itself only; the images and videos of all sequences (in order) go through the vision tower in one pass,
+     * each attending within itself. Returns the logits {@code [sum(len_i), vocab]} (row t predicts token t + 1 of
+     * the same sequence; the last row of a sequence predicts nothing).
+     */
+    public Tensor packedTrainingLogits(List<int[]> sequences, VisionInput images, VisionInput videos) {
+        int total = 0;
+        int[] cu = new int[sequences.size() + 1];
+        for (int s = 0; s < sequences.size(); s++) cu[s + 1] = total += sequences.get(s).length;
+        int[] ids = new int[total];
+        for (int s = 0; s < sequences.size(); s++) System.arraycopy(sequences.get(s), 0, ids, cu[s], sequences.get(s).length);
+        Tensor x = lm.embed(ids);
+        scatter(x, ids, images, config.imageTokenId(), null, "image");
+        scatter(x, ids, videos, config.videoTokenId(), null, "video");
+        long[][] pos = new long[3][total];
+        int[] cursor = new int[2];
+        for (int s = 0; s < sequences.size(); s++) {
+            long[][] p = ropeIndex(sequences.get(s), images, videos, cursor).positions();
+            for (int a = 0; a < 3; a++) System.arraycopy(p[a], 0, pos[a], cu[s], p[a].length);
+        }
+        Tensor hidden = lm.forward(x, pos, lm.newCache(total), null, cu);
         return lm.logits(hidden);
     }
 

@@ -89,6 +89,12 @@ public final class SftArgs {
     @Option(names = "--gradient_accumulation_steps", paramLabel = "N",
             description = "Micro-batches per optimizer step (default: ${DEFAULT-VALUE}).")
     public int gradientAccumulationSteps = 1;
+    @Option(names = "--padding_free", arity = "1", paramLabel = "BOOL",
+            description = "Pack each micro-batch's samples into one sequence without padding: one forward per micro-batch, "
+                    + "positions and attention kept within each sample (also in the vision tower); same loss and gradients as "
+                    + "one sample at a time, up to float rounding (LoRA dropout masks are drawn over the packed rows, so they differ) "
+                    + "(default: ${DEFAULT-VALUE}, as ms-swift).")
+    public boolean paddingFree = false;
     /** Recompute each decoder layer and ViT block in the backward instead of keeping its activations (ms-swift's default: true). */
     @Option(names = "--gradient_checkpointing", arity = "1", paramLabel = "BOOL",
             description = "Keep only each decoder layer's and ViT block's input and recompute the layer in the backward: "

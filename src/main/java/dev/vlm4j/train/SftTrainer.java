@@ -63,6 +63,25 @@ public final class SftTrainer {
         return TrainableModel.loadForFullTraining(dir, n -> LoraTargets.trainable(n, a), from);
     }
 
+    /**
+     * padding_free: each micro-batch of {@code micro} samples packed into one sequence, one forward and backward per
+     * micro-batch, its mean loss weighted by its share of the step's loss tokens. Returns the step's loss.
+     */
+    static double packedSteps(TrainableModel tm, List<SftDataset.Example> batch, int micro, int tokens) {
+        double loss = 0;
+        for (int m = 0; m < batch.size(); m += micro) {
+            List<SftDataset.Example> part = batch.subList(m, Math.min(batch.size(), m + micro));
+            int partTokens = 0;
+            for (SftDataset.Example e : part) partTokens += e.lossTokens();
+            if (partTokens == 0) continue;
+            double w = (double) partTokens / tokens;
+            loss += w * tm.lossAndBackwardPacked(part.stream().map(SftDataset.Example::ids).toList(),
+                    part.stream().map(SftDataset.Example::labels).toList(), part.stream().map(SftDataset.Example::images).toList(),
+                    part.stream().map(SftDataset.Example::videos).toList(), w);
+        }
+        return loss;
+    }
+
     /** Trains to the end. */
     public static Result train(TrainableModel tm, SftArgs a, SftDataset trainSet, SftDataset valSet, Consumer<String> log) throws IOException {
         return train(tm, a, trainSet, valSet, log, Integer.MAX_VALUE);
@@ -144,12 +163,13 @@ public final class SftTrainer {
                 for (SftDataset.Example e : batch) tokens += e.lossTokens();
                 tm.lora().training(true, stepSeed(a.seed, step));
                 tm.grad().zeroGrad();
-                double loss = 0;
-                for (SftDataset.Example e : batch) {
-                    if (e.lossTokens() == 0) continue;
-                    double w = (double) e.lossTokens() / tokens;
-                    loss += w * tm.lossAndBackward(e.ids(), e.labels(), e.images(), e.videos(), w, false).loss();
-                }
+                double loss = a.paddingFree ? packedSteps(tm, batch, a.perDeviceTrainBatchSize, tokens) : 0;
+                if (!a.paddingFree)
+                    for (SftDataset.Example e : batch) {
+                        if (e.lossTokens() == 0) continue;
+                        double w = (double) e.lossTokens() / tokens;
+                        loss += w * tm.lossAndBackward(e.ids(), e.labels(), e.images(), e.videos(), w, false).loss();
+                    }
                 tm.lora().training(false, 0);
                 double norm = AdamW.clipGradNorm(params, a.maxGradNorm);
                 double lr = AdamW.cosineWithWarmup(a.learningRate, step, warmup, total);

@@ -237,6 +237,42 @@ public final class TrainableModel implements AutoCloseable {
         }
     }
 
+    /**
+     * As {@link #lossAndBackward} for several sequences packed into one row (padding_free): one forward over their
+     * concatenation, attention and positions kept within each sequence, the loss the mean over all their loss tokens
+     * (the first token of each sequence after the first predicts nothing across the boundary). Returns that loss.
+     */
+    public double lossAndBackwardPacked(List<int[]> ids, List<long[]> labels, List<Qwen25VLModel.VisionInput> images,
+                                        List<Qwen25VLModel.VisionInput> videos, double lossScale) {
+        if (ids.size() != labels.size()) throw new IllegalArgumentException(ids.size() + " sequences but " + labels.size() + " label rows");
+        int total = 0;
+        for (int i = 0; i < ids.size(); i++) {
+            if (ids.get(i).length != labels.get(i).length)
+                throw new IllegalArgumentException("sequence " + i + ": " + ids.get(i).length + " ids but " + labels.get(i).length + " labels");
+            total += ids.get(i).length;
+        }
+        long[] packed = new long[total];
+        for (int i = 0, at = 0; i < labels.size(); at += labels.get(i).length, i++) {
+            System.arraycopy(labels.get(i), 0, packed, at, labels.get(i).length);
+            packed[at] = -100;   // predicted by the previous sequence's last row: not a target
+        }
+        Qwen25VLModel.VisionInput img = Qwen25VLModel.VisionInput.concat(images), vid = Qwen25VLModel.VisionInput.concat(videos);
+        grad.record(true);
+        try {
+            double[] loss = new double[1];
+            grad.scoped(() -> {
+                Tensor logits = model().packedTrainingLogits(ids, img, vid);
+                loss[0] = grad.crossEntropy(logits, packed, lossScale);
+                grad.backward();
+                return null;
+            });
+            return loss[0];
+        } finally {
+            grad.record(false);
+            grad.clearTape();
+        }
+    }
+
     /** The mean loss of one sequence, forward only (nothing recorded, no gradient): evaluation. */
     public double loss(int[] ids, long[] labels, Qwen25VLModel.VisionInput images, Qwen25VLModel.VisionInput videos) {
         grad.record(false);
