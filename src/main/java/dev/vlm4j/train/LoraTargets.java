@@ -69,7 +69,17 @@ public final class LoraTargets {
                 throw new IllegalArgumentException("--target_modules " + tm.get(0) + " is not a valid regular expression: " + e.getDescription());
             }
         }
+        List<String> ex = a.excludeModules == null ? List.of() : a.excludeModules;
+        Pattern exRe = null;
+        if (isRegex(ex)) {
+            try {
+                exRe = Pattern.compile(ex.get(0));
+            } catch (PatternSyntaxException e) {
+                throw new IllegalArgumentException("--exclude_modules " + ex.get(0) + " is not a valid regular expression: " + e.getDescription());
+            }
+        }
         List<String> out = new ArrayList<>();
+        int excluded = 0;
         for (var e : params.entrySet()) {
             String name = e.getKey();
             if (!name.endsWith(".weight") || e.getValue().rank() != 2 || name.contains("embed_tokens")) continue;
@@ -80,12 +90,34 @@ public final class LoraTargets {
                 hit = allLinear && isLinear(name, e.getValue()) && trainable(name, a);
                 for (String t : tm) if (!t.equals("all-linear") && (module.equals(t) || module.endsWith("." + t))) hit = true;
             }
+            if (hit && matches(module, ex, exRe)) {
+                excluded++;
+                continue;
+            }
             if (hit) out.add(name);
         }
         if (out.isEmpty())
             throw new IllegalArgumentException("--target_modules " + tm + " selects no linear layer (freeze_vit " + a.freezeVit
-                    + ", freeze_aligner " + a.freezeAligner + ", freeze_llm " + a.freezeLlm + ")");
+                    + ", freeze_aligner " + a.freezeAligner + ", freeze_llm " + a.freezeLlm
+                    + (excluded > 0 ? ", " + excluded + " excluded by --exclude_modules " + ex : "") + ")");
+        if (!ex.isEmpty() && excluded == 0)
+            throw new IllegalArgumentException("--exclude_modules " + ex + " excludes none of the " + out.size() + " modules --target_modules selects");
         return out;
+    }
+
+    /** PEFT's module rule in either naming scheme: one regex (fullmatch), else equal to an entry or ending with {@code .entry}. */
+    private static boolean matches(String module, List<String> entries, Pattern re) {
+        if (entries.isEmpty()) return false;
+        String alt = newStyleName(module);
+        if (re != null) return re.matcher(module).matches() || re.matcher(alt).matches();
+        for (String t : entries) if (module.equals(t) || module.endsWith("." + t) || alt.equals(t) || alt.endsWith("." + t)) return true;
+        return false;
+    }
+
+    /** The adapter_config.json {@code exclude_modules}: null, the regex, or the list, as given. */
+    public static Object excludeConfigValue(SftArgs a) {
+        if (a.excludeModules == null || a.excludeModules.isEmpty()) return null;
+        return isRegex(a.excludeModules) ? a.excludeModules.get(0) : new ArrayList<>(a.excludeModules);
     }
 
     /**

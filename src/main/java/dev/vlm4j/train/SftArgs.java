@@ -57,6 +57,10 @@ public final class SftArgs {
     @Option(names = "--target_modules", split = ",", paramLabel = "M",
             description = "all-linear (every linear of the unfrozen parts), module names (matched as name suffixes), or one regex (fullmatch) (default: all-linear).")
     public List<String> targetModules = new ArrayList<>(List.of("all-linear"));
+    @Option(names = "--exclude_modules", split = ",", paramLabel = "M",
+            description = "Modules LoRA leaves alone even when --target_modules selects them: module names (matched as name "
+                    + "suffixes) or one regex (fullmatch), PEFT's exclude_modules (default: none).")
+    public List<String> excludeModules = new ArrayList<>();
     @Option(names = "--use_rslora", arity = "1", paramLabel = "BOOL",
             description = "Rank-stabilised LoRA: scale alpha / sqrt(r) (default: ${DEFAULT-VALUE}).")
     public boolean useRslora = false;

@@ -364,7 +364,7 @@ public final class SftTrainer {
         ac.put("lora_alpha", a.loraAlpha);
         ac.put("lora_dropout", Double.parseDouble(Float.toString(a.loraDropout)));
         ac.put("target_modules", LoraTargets.adapterConfigValue(targets, a));
-        ac.put("exclude_modules", null);
+        ac.put("exclude_modules", LoraTargets.excludeConfigValue(a));
         ac.put("use_rslora", a.useRslora);
         ac.put("bias", "none");
         ac.put("use_dora", false);

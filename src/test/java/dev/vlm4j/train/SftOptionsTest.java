@@ -69,6 +69,36 @@ class SftOptionsTest {
     }
 
     @Test
+    void excludeModulesFollowsPeft() {
+        Map<String, Tensor> p = params();
+        SftArgs a = new SftArgs();
+        a.excludeModules = List.of("down_proj", "model.layers.1.self_attn.q_proj");
+        List<String> sel = LoraTargets.select(p, a);
+        assertEquals(14 - 2 - 1, sel.size(), "all-linear minus both down_proj and layer 1's q_proj: " + sel);
+        assertTrue(sel.stream().noneMatch(n -> n.contains("down_proj")), sel.toString());
+        assertFalse(sel.contains("model.layers.1.self_attn.q_proj.weight"));
+        assertTrue(sel.contains("model.layers.0.self_attn.q_proj.weight"));
+        assertEquals(List.of("down_proj", "model.layers.1.self_attn.q_proj"), LoraTargets.excludeConfigValue(a));
+        String re = (String) LoraTargets.adapterConfigValue(sel, a);
+        assertFalse("model.layers.0.mlp.down_proj".matches(re), "the adapter_config regex leaves the excluded modules out");
+
+        SftArgs r = new SftArgs();
+        r.excludeModules = List.of("model\\.language_model\\.layers\\.\\d+\\.mlp\\..*");   // one regex, new-style names
+        List<String> attn = LoraTargets.select(p, r);
+        assertEquals(2 * 4, attn.size(), "only attention projections are left: " + attn);
+        assertEquals(r.excludeModules.get(0), LoraTargets.excludeConfigValue(r));
+
+        SftArgs none = new SftArgs();
+        none.excludeModules = List.of("no_such_proj");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraTargets.select(p, none));
+        assertTrue(e.getMessage().contains("excludes none"), e.getMessage());
+        SftArgs all = new SftArgs();
+        all.excludeModules = List.of(".*_proj");
+        e = assertThrows(IllegalArgumentException.class, () -> LoraTargets.select(p, all), "nothing left to adapt");
+        assertTrue(e.getMessage().contains("14 excluded by --exclude_modules"), e.getMessage());
+    }
+
+    @Test
     void sftCliWithSplitEvalFreezeFlagsAndRslora() throws Exception {
         Path ds = SftResumeTest.threeSamples(tmp);
         Path image = Fixtures.cases().resolve("lora/image0.png");
