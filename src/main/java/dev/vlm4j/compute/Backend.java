@@ -250,6 +250,15 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * {@code scale * dropout(x, p, seed) A^T} for a LoRA factor {@code A [r, in]} ({@code p = 0}: no dropout): the
+     * rank-r half of a LoRA update. By default the composition of {@link #dropout}, {@link #linear} and
+     * {@link #scale}; the CUDA backend fuses the mask into the product (no masked copy of x is written).
+     */
+    default Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) {
+        return scale(linear(p > 0 ? dropout(x, p, seed) : x, a, null), scale);
+    }
+
+    /**
      * Runs {@code body}, a piece of work whose intermediate tensors are not used after it returns, and gives the memory
      * the backend allocated for it back right away, except the returned tensor's (which may be null). Tensors
      * allocated inside and referenced afterwards by anything other than the result become invalid, so callers keep

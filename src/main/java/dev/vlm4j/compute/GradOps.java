@@ -25,6 +25,18 @@ public interface GradOps {
     /** {@code dst += a * b}, elementwise (the backward of {@link Backend#mul}). */
     void addProduct(Tensor dst, Tensor a, Tensor b);
 
+    /** Whether {@link #loraDownBackward} runs for LoRA factors of this rank (else the tape records the composition). */
+    default boolean fusesLoraDown(int rank) { return false; }
+
+    /**
+     * The backward of {@link dev.vlm4j.compute.Backend#loraDown}, fused: {@code da += scale * dh^T dropout(x)} and
+     * {@code dx += scale * dropout(dh A)} with the forward's mask (either gradient null: not wanted). Only where
+     * {@link #fusesLoraDown} says so.
+     */
+    default void loraDownBackward(Tensor dh, Tensor x, Tensor a, float scale, float p, long seed, Tensor dx, Tensor da) {
+        throw new UnsupportedOperationException("no fused LoRA backward here");
+    }
+
     /** Backward of {@link Backend#linear} to its input: {@code dx[n, in] += dy[n, out] W[out, in]} (W as the backend keeps it). */
     void linearDx(Tensor dy, Tensor w, Tensor dx);
 

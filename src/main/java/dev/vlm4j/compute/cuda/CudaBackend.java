@@ -232,6 +232,11 @@ public final class CudaBackend implements Backend {
 
     @Override public Tensor dropout(Tensor x, float p, long seed) { return gradOps.dropout(x, p, seed); }
 
+    @Override
+    public Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) {
+        return gradOps.fusesLoraDown((int) a.dim(0)) ? gradOps.loraDown(x, a, scale, p, seed) : Backend.super.loraDown(x, a, scale, p, seed);
+    }
+
     /** {@code x * s} on the device (the interface default would round-trip through the host and wait for the GPU). */
     @Override public Tensor scale(Tensor x, float s) { return gradOps.scaled(x, s); }
 

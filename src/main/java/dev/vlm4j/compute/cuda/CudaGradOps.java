@@ -75,6 +75,60 @@ final class CudaGradOps implements GradOps {
         return y;
     }
 
+    /** LoRA ranks up to this run through the fused down-projection kernels (VLM4J_CUDA_FUSED_LORA=0: none). */
+    static final int FUSED_LORA_MAX_RANK = "0".equals(System.getenv("VLM4J_CUDA_FUSED_LORA")) ? 0 : 16;
+
+    @Override
+    public boolean fusesLoraDown(int rank) { return rank <= FUSED_LORA_MAX_RANK; }
+
+    /** {@code scale * dropout(x) A^T} without a masked copy of x (lora_down_part + lora_down_sum), the mask drawn on the fly. */
+    Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) {
+        be.bind();
+        int r = (int) a.dim(0), in = (int) a.dim(1), n = rows(x);
+        if (x.dim(-1) != in || a.dtype() != DType.F32)
+            throw new IllegalArgumentException("loraDown: x " + x + " does not fit the float32 factor " + a);
+        Tensor xd = be.dev(x), ad = be.dev(a);
+        long[] shape = x.shape().clone();
+        shape[shape.length - 1] = r;
+        Tensor h = be.newF32(shape);
+        if (n == 0) return h;
+        int chunks = (in + 511) / 512;   // LORA_KC columns per block, partial sums per chunk, summed in order
+        MemorySegment part = be.scratch((long) chunks * n * r * 4);
+        be.launch("lora_down_part", (n + 7) / 8, chunks, BLOCK, r * 512 * 4, addr(xd), addr(ad), part.address(), n, in, r, seed,
+                p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0);
+        be.elementwise("lora_down_sum", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f));
+        Reference.reachabilityFence(part);
+        return h;
+    }
+
+    @Override
+    public void loraDownBackward(Tensor dh, Tensor x, Tensor a, float scale, float p, long seed, Tensor dx, Tensor da) {
+        be.bind();
+        int r = (int) a.dim(0), in = (int) a.dim(1), n = rows(dh);
+        if (r > FUSED_LORA_MAX_RANK || dh.dim(-1) != r) throw new IllegalArgumentException("loraDownBackward: dh " + dh + " for factor " + a);
+        int threshold = p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0;
+        float factor = scale * (p > 0 ? 1f / (1f - p) : 1f);
+        Tensor g = be.dev(dh);
+        if (da != null && n > 0) {
+            grad(da, "loraDownBackward");
+            Tensor xd = be.dev(x);
+            int colBlocks = (in + BLOCK - 1) / BLOCK;
+            int parts = Math.max(1, Math.min(Math.max(1, n / 32), (4 * 132 + colBlocks - 1) / colBlocks));
+            int per = (n + parts - 1) / parts;
+            parts = (n + per - 1) / per;
+            MemorySegment part = be.scratch((long) parts * r * in * 4);
+            be.launch("lora_down_da_part", colBlocks, parts, BLOCK, 0, addr(xd), addr(g), part.address(), n, in, r, per, seed, threshold);
+            be.elementwise("lora_down_da_sum", (long) r * in, part.address(), addr(da), parts, (long) r * in, factor);
+            Reference.reachabilityFence(part);
+        }
+        if (dx != null && n > 0) {
+            grad(dx, "loraDownBackward");
+            Tensor ad = be.dev(a);
+            be.launch("lora_down_dx", (in + BLOCK - 1) / BLOCK, (n + 31) / 32, BLOCK, 0, addr(ad), addr(g), addr(dx), n, in, r,
+                    seed, threshold, factor);
+        }
+    }
+
     // ---- GradOps ----
 
     @Override

@@ -640,6 +640,27 @@ public final class GradBackend implements Backend {
         return y;
     }
 
+    /**
+     * The LoRA down-projection as one recorded op where the backend fuses it (CUDA: the mask is recomputed in the
+     * backward, x itself is what is kept); otherwise the composition of dropout, linear and scale is recorded.
+     */
+    @Override
+    public Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) {
+        if (!recording) {
+            node(x);   // a checkpointed segment's first run notes what it reads
+            node(a);
+            return inner.loraDown(x, a, scale, p, seed);
+        }
+        if (!ops.fusesLoraDown((int) a.dim(0))) return Backend.super.loraDown(x, a, scale, p, seed);
+        Tensor y = inner.loraDown(x, a, scale, p, seed);
+        Node nx = node(x), na = node(a);
+        if (!any(nx, na)) return y;
+        Saved sx = na == null ? null : new Saved(x), sa = nx == null ? null : new Saved(a);
+        push("loraDown", y, ny -> ops.loraDownBackward(ny.grad, sx == null ? null : sx.values("loraDown"),
+                sa == null ? a : sa.values("loraDown"), scale, p, seed, gradOrNull(nx), gradOrNull(na)));
+        return y;
+    }
+
     @Override
     public Tensor dropout(Tensor x, float p, long seed) {
         Tensor y = inner.dropout(x, p, seed);

@@ -119,9 +119,8 @@ public final class LoraBackend implements Backend {
     /** {@code y + scale B A dropout(x)} for each pair; the scale applies to the rank-r product, the smallest tensor. */
     private Tensor addLora(Tensor y, Tensor x, List<Target> ts) {
         for (Target t : ts) {
-            Tensor xin = x;
-            if (training && t.dropout() > 0) xin = inner.dropout(x, t.dropout(), rng.nextSeed());
-            Tensor u = inner.scale(inner.linear(xin, t.a(), null), t.scale());
+            boolean drop = training && t.dropout() > 0;
+            Tensor u = inner.loraDown(x, t.a(), t.scale(), drop ? t.dropout() : 0f, drop ? rng.nextSeed() : 0L);
             y = inner.addLinear(y, u, t.b());
         }
         return y;
@@ -146,6 +145,7 @@ public final class LoraBackend implements Backend {
     @Override public Tensor mul(Tensor a, Tensor b) { return inner.mul(a, b); }
     @Override public Tensor view(Tensor x, long... shape) { return inner.view(x, shape); }
     @Override public Tensor dropout(Tensor x, float p, long seed) { return inner.dropout(x, p, seed); }
+    @Override public Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) { return inner.loraDown(x, a, scale, p, seed); }
     @Override public dev.vlm4j.compute.GradOps gradOps() { return inner.gradOps(); }
     @Override public long peakDeviceBytes() { return inner.peakDeviceBytes(); }
     @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
