@@ -98,6 +98,138 @@ void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint
     }
 }
 
+/* ---- Q8_0 x Q8 activations with VNNI (vpdpbusd): the activation rows quantized per 32-block like the weights ---- */
+
+/*
+ * xu[r * pin + k] = round(x / d) + 128 (unsigned, for vpdpbusd), xd[r * nb + b] = d = max|x| / 127 over block b of
+ * row r (0 for an all-zero block), for n zero-padded rows of pin = nb * 32 floats. Round half away from zero.
+ */
+void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *xd) {
+    int nb = pin / BLK;
+    for (long r = 0; r < n; r++)
+        for (int b = 0; b < nb; b++) {
+            const float *v = x + r * pin + b * BLK;
+            float amax = 0.f;
+            for (int k = 0; k < BLK; k++) {
+                float a = v[k] < 0 ? -v[k] : v[k];
+                if (a > amax) amax = a;
+            }
+            float d = amax / 127.f;
+            xd[r * nb + b] = d;
+            for (int k = 0; k < BLK; k++) {
+                int q = 0;
+                if (d > 0) {
+                    float t = v[k] / d;
+                    q = (int) (t < 0 ? t - 0.5f : t + 0.5f);
+                    if (q > 127) q = 127;
+                    if (q < -127) q = -127;
+                }
+                xu[r * pin + b * BLK + k] = (uint8_t) (q + 128);
+            }
+        }
+}
+
+/* Lanes 0-7 = lane 2k of v, lanes 8-15 = lane 2k + 1: the two blocks of pair k of a 16-block scale pack. */
+INLINE __m512 pair_lanes(__m512 v, int k) {
+    __m512i idx = _mm512_set_epi32(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                   2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k);
+    return _mm512_permutexvar_ps(idx, v);
+}
+
+/*
+ * Weight rows [j, j + R) against N quantized activation rows: per pair of blocks (64 bytes of a row) one vpdpbusd of
+ * the activation's unsigned bytes with the weight bytes, minus one of 128s with the weight bytes (the offset), then
+ * the integer sums to float times (weight scale x activation scale) of each block.
+ */
+#define VNNI __attribute__((target("avx512vnni")))
+
+INLINE VNNI void rows_vnni(const uint8_t *xu, const float *xd, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j,
+                      int R, int out, float *y, long pf) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[r][i] = _mm512_setzero_ps();
+    const int8_t *w = q + j * pin;
+    const uint16_t *sc = s + j * nb;
+    const __m512i c128 = _mm512_set1_epi8((char) 0x80);
+    for (int b0 = 0; b0 < nb; b0 += 16) {          /* 16 blocks: one pack of scales, 8 pairs */
+        int left = nb - b0 < 16 ? nb - b0 : 16;
+        __mmask16 sm = (__mmask16) ((1u << left) - 1);
+        __m512 sw[4], sx[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++)
+            sw[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(sm, sc + i * (long) nb + b0));
+#pragma GCC unroll 4
+        for (int r = 0; r < N; r++) sx[r] = _mm512_maskz_loadu_ps(sm, xd + r * (long) nb + b0);
+        for (int k = 0; k < 8 && 2 * k < left; k++) {
+            long o = (long) (b0 + 2 * k) * BLK;
+            __mmask64 bm = left - 2 * k >= 2 ? ~(__mmask64) 0 : (__mmask64) 0xffffffffu;   /* the last block alone */
+            if (pf > 0) {
+                long po = o + pf / R;
+                const int8_t *p = po < pin ? w + po : w + R * (long) pin + po - pin;
+#pragma GCC unroll 4
+                for (int i = 0; i < R; i++) _mm_prefetch((const char *) (p + i * (long) pin), _MM_HINT_T0);
+            }
+            __m512i wv[4], cw[4];
+            __m512 ws[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                wv[i] = _mm512_maskz_loadu_epi8(bm, w + i * (long) pin + o);
+                cw[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, wv[i]);
+                ws[i] = pair_lanes(sw[i], k);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < N; r++) {
+                __m512i xv = _mm512_maskz_loadu_epi8(bm, xu + r * (long) pin + o);
+                __m512 xs = pair_lanes(sx[r], k);
+#pragma GCC unroll 4
+                for (int i = 0; i < R; i++) {
+                    __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, wv[i]), cw[i]);
+                    acc[r][i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), ws[i]), xs, acc[r][i]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < N; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) y[r * (long) out + j + i] = _mm512_reduce_add_ps(acc[r][i]);
+}
+
+#define VCASE(N, R) rows_vnni(xu + r0 * (long) pin, xd + r0 * (long) nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+
+/*
+ * As vlm4j_q8_0_gemv with the activation rows quantized by vlm4j_q8_quantize_rows (xu, xd): integer dot products per
+ * block (exact), scaled in float32. Needs AVX512-VNNI.
+ */
+VNNI void vlm4j_q8_0_gemv_vnni(const uint8_t *xu, const float *xd, int n, int pin, const int8_t *q, const uint16_t *s, int nb,
+                          int j0, int j1, int out, float *y, long pf) {
+    for (long j = j0; j < j1;) {
+        int R = j1 - j >= 4 ? 4 : 1;
+        for (int r0 = 0; r0 < n;) {
+            int N = n - r0 >= 4 ? 4 : n - r0;
+            if (R == 4) {
+                switch (N) {
+                    case 4: VCASE(4, 4); break;
+                    case 3: VCASE(3, 4); break;
+                    case 2: VCASE(2, 4); break;
+                    default: VCASE(1, 4); break;
+                }
+            } else {
+                switch (N) {
+                    case 4: VCASE(4, 1); break;
+                    case 3: VCASE(3, 1); break;
+                    case 2: VCASE(2, 1); break;
+                    default: VCASE(1, 1); break;
+                }
+            }
+            r0 += N;
+        }
+        j += R;
+    }
+}
+
 INLINE __m512 bf16_lanes(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) p)), 16));
 }
@@ -147,4 +279,4 @@ void vlm4j_bf16_rows(const float *x, int xo, int kv, const uint16_t *w, long in,
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 2; }
+int vlm4j_cpu_abi(void) { return 3; }

@@ -28,15 +28,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 2;
+    private static final int ABI = 3;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -60,16 +60,32 @@ public final class NativeKernels {
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                                 ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
                         Linker.Option.critical(true));
-                status = "on (AVX-512, prefetch " + PREFETCH + " bytes)";
+                if (cpuFlags().contains("avx512_vnni")) {
+                    qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
+                            FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                                    ValueLayout.ADDRESS), Linker.Option.critical(true));
+                    // xu, xd, n, pin, q, s, nb, j0, j1, out, y, pf
+                    vn = linker.downcallHandle(lib.find("vlm4j_q8_0_gemv_vnni").orElseThrow(),
+                            FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                    ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                    ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+                            Linker.Option.critical(true));
+                }
+                status = "on (AVX-512, prefetch " + PREFETCH + " bytes" + (vn == null ? "" : Gemv.vnniQ8
+                        ? "; Q8_0 with 8-bit activations and VNNI" : "; VNNI available, off: -Dvlm4j.q8.vnni=true") + ")";
             }
         } catch (Throwable t) {
             q8 = null;
             bf = null;
+            qz = null;
+            vn = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
             System.err.println("vlm4j: WARNING: native CPU kernels unavailable, using the Vector API ones: " + t);
         }
         Q8_GEMV = q8;
         BF16_ROWS = bf;
+        Q8_QUANTIZE = qz;
+        Q8_VNNI = vn;
         STATUS = status;
     }
 
@@ -77,6 +93,34 @@ public final class NativeKernels {
 
     /** Whether the native Q8_0 matrix-vector kernel is in use. */
     public static boolean q8Available() { return Q8_GEMV != null; }
+
+    /** Whether this CPU can run the 8-bit-activation VNNI kernels ({@link #q8Quantize}, {@link #q8GemvVnni}); see {@code Gemv.vnniQ8}. */
+    public static boolean q8VnniAvailable() { return Q8_VNNI != null; }
+
+    /**
+     * Quantizes n zero-padded activation rows of pin floats per 32-block: {@code xu} the values as round(x / d) + 128
+     * (unsigned bytes), {@code xd[r * nb + b]} the block scale d = max|x| / 127.
+     */
+    static void q8Quantize(float[] x, int n, int pin, byte[] xu, float[] xd) {
+        if (x.length < (long) n * pin || xu.length < (long) n * pin || xd.length < (long) n * (pin / 32) || pin % 32 != 0)
+            throw new IllegalArgumentException("q8Quantize: bad shapes n=" + n + " pin=" + pin);
+        try {
+            Q8_QUANTIZE.invokeExact(MemorySegment.ofArray(x), n, pin, MemorySegment.ofArray(xu), MemorySegment.ofArray(xd));
+        } catch (Throwable t) {
+            throw new IllegalStateException("native Q8 quantization failed", t);
+        }
+    }
+
+    /** As {@link #q8Gemv} with activation rows from {@link #q8Quantize}: integer block dot products, scaled in float32. */
+    static void q8GemvVnni(byte[] xu, float[] xd, int n, int pin, long q, long s, int nb, int j0, int j1, int out, float[] y) {
+        if (xu.length < (long) n * pin || xd.length < (long) n * nb || y.length < (long) (n - 1) * out + j1 || j0 < 0 || j1 > out || nb * 32 != pin)
+            throw new IllegalArgumentException("q8GemvVnni: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1 + " of " + out);
+        try {
+            Q8_VNNI.invokeExact(MemorySegment.ofArray(xu), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native Q8_0 VNNI kernel failed", t);
+        }
+    }
 
     /** Whether the native bf16 one-row kernel is in use. */
     public static boolean bf16Available() { return BF16_ROWS != null; }
@@ -123,14 +167,22 @@ public final class NativeKernels {
         String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT), arch = System.getProperty("os.arch", "");
         if (!os.contains("linux") || !(arch.equals("amd64") || arch.equals("x86_64")))
             return "no library for " + os + "/" + arch;
-        Path cpuinfo = Path.of("/proc/cpuinfo");
-        if (!Files.isReadable(cpuinfo)) return "/proc/cpuinfo not readable";
-        Set<String> flags = Set.of();
-        for (String line : Files.readAllLines(cpuinfo))
-            if (line.startsWith("flags")) { flags = Set.of(line.substring(line.indexOf(':') + 1).trim().split("\\s+")); break; }
-        for (String need : new String[] {"avx512f", "avx512bw", "f16c", "fma"})
+        if (!Files.isReadable(Path.of("/proc/cpuinfo"))) return "/proc/cpuinfo not readable";
+        Set<String> flags = cpuFlags();
+        for (String need : new String[] {"avx512f", "avx512bw", "avx512vl", "f16c", "fma"})
             if (!flags.contains(need)) return "the CPU lacks " + need;
         return null;
+    }
+
+    /** The first CPU's flags in /proc/cpuinfo (empty when unreadable). */
+    private static Set<String> cpuFlags() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo")))
+                if (line.startsWith("flags")) return Set.of(line.substring(line.indexOf(':') + 1).trim().split("\\s+"));
+        } catch (IOException e) {
+            return Set.of();
+        }
+        return Set.of();
     }
 
     /** Copies the library out of the jar into a temporary file, opens it, and deletes the file (it stays mapped). */

@@ -51,7 +51,14 @@ class NativeKernelsTest {
         } finally {
             Gemv.nativeQ8 = true;
         }
-        float[] nat = MatMul.linear(x, n, in, w, null);
+        float[] nat;
+        boolean was = Gemv.vnniQ8;
+        try {
+            Gemv.vnniQ8 = false;
+            nat = MatMul.linear(x, n, in, w, null);
+        } finally {
+            Gemv.vnniQ8 = was;
+        }
         double worst = 0;
         int at = -1;
         for (int r = 0; r < n; r++)
@@ -66,6 +73,57 @@ class NativeKernelsTest {
             }
         assertTrue(worst <= 1e-6, "n=" + n + " in=" + in + " out=" + out + ": native differs from the Vector API kernel by "
                 + worst + " of sum|x*w| at " + at + ": " + (at < 0 ? "" : vec[at] + " vs " + nat[at]));
+    }
+
+    /**
+     * With 8-bit activations (VNNI): each output differs from the float-activation product only by the activation
+     * rounding, |sum_k w_k (x_k - xq_k)| <= sum_b d_b/2 * sum_{k in b} |w_k| (d_b the block's activation scale), plus
+     * float32 rounding; and the integer path itself is exact: it equals the dequantized sum computed in double.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,32,1", "1,64,4", "1,2048,517", "2,2048,9", "3,3420,37", "4,3456,8", "5,100,6", "7,3420,13", "1,11008,64",
+            "2,96,3", "1,544,5", "1,480,4"})
+    void vnniErrorIsTheActivationRounding(int n, int in, int out) {
+        Assumptions.assumeTrue(NativeKernels.q8VnniAvailable(), "no AVX512-VNNI here: " + NativeKernels.status());
+        Tensor w = Quant.quantize(Tensor.of(CpuKernelsTest.randn(out * in, 31, 0.02f), out, in), DType.Q8_0);
+        float[] x = CpuKernelsTest.randn(n * in, 32, 1f);
+        x[0] = 40f;   // an outlier channel, as LLM activations have
+        float[] got;
+        boolean was = Gemv.vnniQ8;
+        try {
+            Gemv.vnniQ8 = true;
+            got = MatMul.linear(x, n, in, w, null);
+        } finally {
+            Gemv.vnniQ8 = was;
+        }
+        int nb = Quant.blocksPerRow(in), pin = nb * 32;
+        float[] xp = new float[n * pin];
+        for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xp, r * pin, in);
+        byte[] xu = new byte[n * pin];
+        float[] xd = new float[n * nb];
+        NativeKernels.q8Quantize(xp, n, pin, xu, xd);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < out; j++) {
+                double exactQ = 0, exactF = 0, bound = 0, l1 = 0;
+                for (int b = 0; b < nb; b++) {
+                    double blockQ = 0, wabs = 0;
+                    for (int c = 0; c < 32 && b * 32 + c < in; c++) {
+                        int k = b * 32 + c;
+                        double wk = w.getFloat((long) j * in + k);
+                        blockQ += wk * ((xu[r * pin + k] & 0xff) - 128);
+                        exactF += wk * x[r * in + k];
+                        wabs += Math.abs(wk);
+                        l1 += Math.abs(wk * x[r * in + k]);
+                    }
+                    exactQ += blockQ * xd[r * nb + b];
+                    bound += xd[r * nb + b] / 2 * wabs;
+                }
+                float g = got[r * out + j];
+                String at = "n=" + n + " in=" + in + " out=" + out + " row " + r + " output " + j;
+                assertEquals(exactQ, g, 1e-5 * l1 + 1e-7, at + ": VNNI result against the dequantized sum");
+                assertTrue(Math.abs(g - exactF) <= bound * 1.0001 + 1e-5 * l1 + 1e-7,
+                        at + ": error " + Math.abs(g - exactF) + " above the activation rounding bound " + bound);
+            }
     }
 
     @ParameterizedTest
