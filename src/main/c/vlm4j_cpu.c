@@ -101,8 +101,12 @@ void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint
 /* ---- Q8_0 x Q8 activations with VNNI (vpdpbusd): the activation rows quantized per 32-block like the weights ---- */
 
 /*
- * xu[r * pin + k] = round(x / d) + 128 (unsigned, for vpdpbusd), xd[r * nb + b] = d = max|x| / 127 over block b of
- * row r (0 for an all-zero block), for n zero-padded rows of pin = nb * 32 floats. Round half away from zero.
+ * Each activation as two 8-bit digits of one block scale: x / d = q1 + q2 / 256 with d = max|x| / 127 over its
+ * 32-block (0 for an all-zero block), q1 = round(x / d), q2 = round((x / d - q1) * 256) clamped to [-127, 127], so
+ * the activation keeps about 15 bits (float activations' products are matched to ~1e-5 of the block's largest
+ * value; one 8-bit digit alone measurably changed decoded tokens of the fixture model). Stored unsigned for
+ * vpdpbusd: xu[r * pin + k] = q1 + 128, xu[(n + r) * pin + k] = q2 + 128; xd[r * nb + b] = d. n zero-padded rows of
+ * pin = nb * 32 floats. Round half away from zero.
  */
 void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *xd) {
     int nb = pin / BLK;
@@ -117,14 +121,19 @@ void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *
             float d = amax / 127.f;
             xd[r * nb + b] = d;
             for (int k = 0; k < BLK; k++) {
-                int q = 0;
+                int q = 0, q2 = 0;
                 if (d > 0) {
                     float t = v[k] / d;
                     q = (int) (t < 0 ? t - 0.5f : t + 0.5f);
                     if (q > 127) q = 127;
                     if (q < -127) q = -127;
+                    float u = (t - (float) q) * 256.f;
+                    q2 = (int) (u < 0 ? u - 0.5f : u + 0.5f);
+                    if (q2 > 127) q2 = 127;
+                    if (q2 < -127) q2 = -127;
                 }
                 xu[r * pin + b * BLK + k] = (uint8_t) (q + 128);
+                xu[((long) n + r) * pin + b * BLK + k] = (uint8_t) (q2 + 128);
             }
         }
 }
@@ -143,7 +152,7 @@ INLINE __m512 pair_lanes(__m512 v, int k) {
  */
 #define VNNI __attribute__((target("avx512vnni")))
 
-INLINE VNNI void rows_vnni(const uint8_t *xu, const float *xd, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j,
+INLINE VNNI void rows_vnni(const uint8_t *xu, const uint8_t *xl, const float *xd, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j,
                       int R, int out, float *y, long pf) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
@@ -161,7 +170,7 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const float *xd, int N, int pin, c
         for (int i = 0; i < R; i++)
             sw[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(sm, sc + i * (long) nb + b0));
 #pragma GCC unroll 4
-        for (int r = 0; r < N; r++) sx[r] = _mm512_maskz_loadu_ps(sm, xd + r * (long) nb + b0);
+        for (int r = 0; r < N; r++) sx[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(sm, xd + r * (long) nb + b0), _mm512_set1_ps(1.f / 256.f));
         for (int k = 0; k < 8 && 2 * k < left; k++) {
             long o = (long) (b0 + 2 * k) * BLK;
             __mmask64 bm = left - 2 * k >= 2 ? ~(__mmask64) 0 : (__mmask64) 0xffffffffu;   /* the last block alone */
@@ -181,11 +190,14 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const float *xd, int N, int pin, c
             }
 #pragma GCC unroll 4
             for (int r = 0; r < N; r++) {
-                __m512i xv = _mm512_maskz_loadu_epi8(bm, xu + r * (long) pin + o);
+                __m512i xv = _mm512_maskz_loadu_epi8(bm, xu + r * (long) pin + o), xw = _mm512_maskz_loadu_epi8(bm, xl + r * (long) pin + o);
                 __m512 xs = pair_lanes(sx[r], k);
 #pragma GCC unroll 4
                 for (int i = 0; i < R; i++) {
-                    __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, wv[i]), cw[i]);
+                    /* 256 * (high digits . w) + (low digits . w), each without the +128 offsets: exact in int32 */
+                    __m512i hi = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, wv[i]), cw[i]);
+                    __m512i lo = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xw, wv[i]), cw[i]);
+                    __m512i d = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
                     acc[r][i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), ws[i]), xs, acc[r][i]);
                 }
             }
@@ -197,11 +209,11 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const float *xd, int N, int pin, c
         for (int i = 0; i < R; i++) y[r * (long) out + j + i] = _mm512_reduce_add_ps(acc[r][i]);
 }
 
-#define VCASE(N, R) rows_vnni(xu + r0 * (long) pin, xd + r0 * (long) nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+#define VCASE(N, R) rows_vnni(xu + r0 * (long) pin, xu + ((long) n + r0) * pin, xd + r0 * (long) nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
 
 /*
- * As vlm4j_q8_0_gemv with the activation rows quantized by vlm4j_q8_quantize_rows (xu, xd): integer dot products per
- * block (exact), scaled in float32. Needs AVX512-VNNI.
+ * As vlm4j_q8_0_gemv with the n activation rows quantized by vlm4j_q8_quantize_rows (xu: 2 * n * pin bytes, xd):
+ * integer dot products per block (exact), scaled in float32. Needs AVX512-VNNI.
  */
 VNNI void vlm4j_q8_0_gemv_vnni(const uint8_t *xu, const float *xd, int n, int pin, const int8_t *q, const uint16_t *s, int nb,
                           int j0, int j1, int out, float *y, long pf) {

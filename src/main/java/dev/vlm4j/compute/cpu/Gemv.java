@@ -38,11 +38,11 @@ final class Gemv {
     static volatile boolean nativeQ8 = true;
     /**
      * Whether Q8_0 decoding quantizes its activation rows to 8 bits per 32-block and uses VNNI integer dot products
-     * (as llama.cpp's Q8_0 x Q8_0) where the CPU has them: off unless {@code -Dvlm4j.q8.vnni=true}. Measured 10-25%
-     * faster than float activations, but on the fixture model the top-1 of decoded positions fell from 65/65 to
-     * 61/65 (QuantizedParityTest), below the 98% the float path keeps.
+     * where the CPU has them ({@code -Dvlm4j.q8.vnni=false}: float activations). Each activation is kept as two 8-bit
+     * digits (about 15 bits, see vlm4j_q8_quantize_rows): with one digit, as llama.cpp's Q8_0 x Q8_0, the top-1 of
+     * decoded positions of the fixture model fell from 65/65 to 61/65 (QuantizedParityTest).
      */
-    static volatile boolean vnniQ8 = Boolean.getBoolean("vlm4j.q8.vnni");
+    static volatile boolean vnniQ8 = !"false".equalsIgnoreCase(System.getProperty("vlm4j.q8.vnni"));
 
     /** Whether the Q8_0 kernel's block loop fits this vector length (two vectors per 32-value block). */
     static final boolean Q8_FAST = L == BLK / 2;
@@ -255,7 +255,7 @@ final class Gemv {
         }
         final float[] xp = xx;
         boolean vnni = vnniQ8 && NativeKernels.q8VnniAvailable();
-        byte[] xu = vnni ? new byte[n * pin] : null;
+        byte[] xu = vnni ? new byte[2 * n * pin] : null;
         float[] xd = vnni ? new float[n * nb] : null;
         if (vnni) NativeKernels.q8Quantize(xp, n, pin, xu, xd);
         Parallel.forRange(first[ws.length], 4, (g0, g1) -> {

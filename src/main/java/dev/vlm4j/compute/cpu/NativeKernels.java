@@ -72,7 +72,7 @@ public final class NativeKernels {
                             Linker.Option.critical(true));
                 }
                 status = "on (AVX-512, prefetch " + PREFETCH + " bytes" + (vn == null ? "" : Gemv.vnniQ8
-                        ? "; Q8_0 with 8-bit activations and VNNI" : "; VNNI available, off: -Dvlm4j.q8.vnni=true") + ")";
+                        ? "; Q8_0 x 2x8-bit activations with VNNI" : "; VNNI off: -Dvlm4j.q8.vnni=false") + ")";
             }
         } catch (Throwable t) {
             q8 = null;
@@ -98,11 +98,12 @@ public final class NativeKernels {
     public static boolean q8VnniAvailable() { return Q8_VNNI != null; }
 
     /**
-     * Quantizes n zero-padded activation rows of pin floats per 32-block: {@code xu} the values as round(x / d) + 128
-     * (unsigned bytes), {@code xd[r * nb + b]} the block scale d = max|x| / 127.
+     * Quantizes n zero-padded activation rows of pin floats per 32-block into two 8-bit digits each:
+     * {@code x / d = q1 + q2 / 256}, {@code xu[r * pin + k] = q1 + 128}, {@code xu[(n + r) * pin + k] = q2 + 128}
+     * (unsigned bytes, 2 n pin of them), {@code xd[r * nb + b] = d = max|x| / 127} of the block.
      */
     static void q8Quantize(float[] x, int n, int pin, byte[] xu, float[] xd) {
-        if (x.length < (long) n * pin || xu.length < (long) n * pin || xd.length < (long) n * (pin / 32) || pin % 32 != 0)
+        if (x.length < (long) n * pin || xu.length < 2L * n * pin || xd.length < (long) n * (pin / 32) || pin % 32 != 0)
             throw new IllegalArgumentException("q8Quantize: bad shapes n=" + n + " pin=" + pin);
         try {
             Q8_QUANTIZE.invokeExact(MemorySegment.ofArray(x), n, pin, MemorySegment.ofArray(xu), MemorySegment.ofArray(xd));
@@ -113,7 +114,7 @@ public final class NativeKernels {
 
     /** As {@link #q8Gemv} with activation rows from {@link #q8Quantize}: integer block dot products, scaled in float32. */
     static void q8GemvVnni(byte[] xu, float[] xd, int n, int pin, long q, long s, int nb, int j0, int j1, int out, float[] y) {
-        if (xu.length < (long) n * pin || xd.length < (long) n * nb || y.length < (long) (n - 1) * out + j1 || j0 < 0 || j1 > out || nb * 32 != pin)
+        if (xu.length < 2L * n * pin || xd.length < (long) n * nb || y.length < (long) (n - 1) * out + j1 || j0 < 0 || j1 > out || nb * 32 != pin)
             throw new IllegalArgumentException("q8GemvVnni: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1 + " of " + out);
         try {
             Q8_VNNI.invokeExact(MemorySegment.ofArray(xu), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);

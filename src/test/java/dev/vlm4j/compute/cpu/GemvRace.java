@@ -40,7 +40,7 @@ public final class GemvRace {
                     case "bw" -> { double b = MachineLimits.readBandwidth(1L << 30, 1); gbs[i][r] = b / 1e9; yield -1; }
                     case "q8old" -> { q8old(x, in, q8, out); yield Quant.bytesOf(q8); }
                     case "q8v" -> { Gemv.nativeQ8 = false; MatMul.linear(x, 1, in, q8, null); Gemv.nativeQ8 = true; yield Quant.bytesOf(q8); }
-                    case "q8i" -> { Gemv.vnniQ8 = true; MatMul.linear(x, 1, in, q8, null); Gemv.vnniQ8 = false; yield Quant.bytesOf(q8); }
+                    case "q8f" -> { Gemv.vnniQ8 = false; MatMul.linear(x, 1, in, q8, null); Gemv.vnniQ8 = true; yield Quant.bytesOf(q8); }
                     case "q8" -> { MatMul.linear(x, 1, in, q8, null); yield Quant.bytesOf(q8); }
                     case "bf16v" -> { GemvBf16.nativeRows = false; MatMul.linear(x, 1, in, bfn, null); GemvBf16.nativeRows = NativeKernels.bf16Available(); yield Quant.bytesOf(bf); }
                     case "bf16" -> { MatMul.linear(x, 1, in, bfn, null); yield Quant.bytesOf(bf); }
