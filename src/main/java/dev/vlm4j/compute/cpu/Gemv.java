@@ -258,7 +258,7 @@ final class Gemv {
         byte[] xu = vnni ? new byte[2 * n * pin] : null;
         float[] xd = vnni ? new float[n * nb] : null;
         if (vnni) NativeKernels.q8Quantize(xp, n, pin, xu, xd);
-        Parallel.forRange(first[ws.length], 4, (g0, g1) -> {
+        Parallel.forRange(first[ws.length], 4, Parallel.DECODE_CHUNKS_PER_WORKER, (g0, g1) -> {
             for (int i = 0; i < ws.length; i++) {
                 int a = Math.max(g0, first[i]), b = Math.min(g1, first[i + 1]);
                 if (a >= b) continue;

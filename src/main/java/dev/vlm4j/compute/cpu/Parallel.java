@@ -15,6 +15,8 @@ public final class Parallel {
     private static final ForkJoinPool POOL = new ForkJoinPool(Math.max(1, Runtime.getRuntime().availableProcessors()));
 
     private static final int CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.chunksPerWorker", 4);
+    /** Chunks per worker of the bandwidth-bound decode products ({@code -Dvlm4j.decodeChunksPerWorker}). */
+    static final int DECODE_CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.decodeChunksPerWorker", 16);
 
     private Parallel() {}
 
@@ -29,13 +31,21 @@ public final class Parallel {
     public interface Range { void run(int from, int to); }
 
     public static void forRange(int n, int minChunk, Range body) {
+        forRange(n, minChunk, CHUNKS_PER_WORKER, body);
+    }
+
+    /**
+     * As {@link #forRange(int, int, Range)} with {@code perWorker} chunks per worker: the decode products use more
+     * (a worker slowed by another guest on its core then holds up the region by a smaller piece).
+     */
+    public static void forRange(int n, int minChunk, int perWorker, Range body) {
         int t = threads;
         if (t == 1 || n <= minChunk || Thread.currentThread() instanceof ForkJoinWorkerThread w && w.getPool() == POOL) {
             body.run(0, n);
             return;
         }
         // A few chunks per worker, so work stealing evens out cores slowed by other load on the machine.
-        int chunks = Math.min(t * CHUNKS_PER_WORKER, (n + minChunk - 1) / minChunk);
+        int chunks = Math.min(t * perWorker, (n + minChunk - 1) / minChunk);
         POOL.invoke(new RecursiveAction() {
             @Override
             protected void compute() {
