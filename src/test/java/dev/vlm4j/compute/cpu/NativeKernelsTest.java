@@ -29,7 +29,9 @@ class NativeKernelsTest {
 
     @Test
     void loadsOnAnAvx512Linux() throws Exception {
-        boolean avx512 = Files.isReadable(Path.of("/proc/cpuinfo")) && Files.readString(Path.of("/proc/cpuinfo")).contains(" avx512bw")
+        String info = Files.isReadable(Path.of("/proc/cpuinfo")) ? Files.readString(Path.of("/proc/cpuinfo")) : "";
+        String flags = info.lines().filter(l -> l.startsWith("flags")).findFirst().orElse("") + " ";
+        boolean avx512 = java.util.stream.Stream.of("avx512f", "avx512bw", "avx512vl", "f16c", "fma").allMatch(f -> flags.contains(" " + f + " "))
                 && System.getProperty("os.arch").equals("amd64") && !"0".equals(System.getenv("VLM4J_NATIVE"))
                 && !"false".equals(System.getProperty("vlm4j.native"));
         Assumptions.assumeTrue(avx512, "no AVX-512 Linux here: " + NativeKernels.status());
