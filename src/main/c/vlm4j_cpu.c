@@ -1,5 +1,6 @@
 /*
- * vlm4j native CPU kernels (linux-x86_64, AVX-512F/BW + F16C), called from Java through the FFM API
+ * vlm4j native CPU kernels (linux-x86_64, AVX-512F/BW/VL + F16C; the VNNI kernel only where the CPU has AVX512-VNNI,
+ * checked by the caller), called from Java through the FFM API
  * (dev.vlm4j.compute.cpu.NativeKernels). Built by scripts/build-native.sh into
  * src/main/resources/native/linux-x86_64/libvlm4j_cpu.so; no libc, no global state.
  *
@@ -8,7 +9,8 @@
  * covers too few lines to keep enough memory reads in flight, and the hardware prefetcher does not run far enough
  * ahead, so the kernel reaches only about half the read bandwidth (Java and C alike). A software prefetch a few
  * KiB ahead fixes it; Java has no prefetch instruction. The bf16 kernel (about 0.8 of the bandwidth in Java) gains
- * from the same prefetch. See docs/BENCHMARKS.md, "Q8_0 decode and prefetch".
+ * from the same prefetch. Integer dot products (vpdpbusd) then cut the Q8_0 kernel's vector work per byte to about
+ * a half. See docs/BENCHMARKS.md, "Native decode kernels with a software prefetch".
  */
 #include <immintrin.h>
 #include <stdint.h>

@@ -18,11 +18,13 @@ import java.util.Set;
 /**
  * The few CPU kernels that Java cannot express at full speed, from {@code src/main/c/vlm4j_cpu.c} (built by
  * {@code scripts/build-native.sh}, carried in the jar for linux-x86_64) and called through the FFM API.
- * <p>Two kernels, the matrix-vector products of decoding: Q8_0 and bf16 weights against one activation row at a
- * time, with a software prefetch so that the weights stream near the read bandwidth (the Vector API has no prefetch;
- * see the C file). Each computes the same sums in the same order as its Vector API counterpart
- * ({@code Gemv.dot4Q8}, {@code GemvBf16}'s one-row kernels), up to the final lane reduction for Q8_0.
- * <p>Used when the OS is Linux on x86-64, the CPU has AVX-512F/BW, F16C and FMA, and neither
+ * <p>The matrix-vector products of decoding, with a software prefetch so that the weights stream near the read
+ * bandwidth (the Vector API has no prefetch; see the C file): bf16 weights against one activation row, the same
+ * sums in the same order as {@code GemvBf16}'s one-row kernel (bit-identical); Q8_0 weights against up to 4 rows at
+ * a time, either with float activations (the sums of {@code Gemv.dot4Q8} up to the final lane reduction) or, where
+ * the CPU has AVX512-VNNI and {@code Gemv.vnniQ8} is on (the default), with activations quantized per 32-block to two
+ * 8-bit digits and integer dot products.
+ * <p>Used when the OS is Linux on x86-64, the CPU has AVX-512F/BW/VL, F16C and FMA, and neither
  * {@code -Dvlm4j.native=false} nor {@code VLM4J_NATIVE=0} is set; otherwise the Vector API kernels run and
  * {@link #status()} says why. {@code -Dvlm4j.prefetch=BYTES} sets the prefetch distance (default 4096, 0 = none).
  */
