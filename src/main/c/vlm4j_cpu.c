@@ -67,6 +67,30 @@ INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const ui
         for (int i = 0; i < R; i++) y[r * (long) out + j + i] = _mm512_reduce_add_ps(acc[r][i]);
 }
 
+/*
+ * Weight rows [j0, j1) in groups of R = 4 (single rows at the end) against the n activation rows in groups of N <= 4:
+ * each (N, R) pair a call of KERNEL(N, R) with constant arguments, so the compiler specialises the inlined kernel.
+ */
+#define FOR_ROW_GROUPS(KERNEL) \
+    for (long j = j0; j < j1;) { \
+        int R = j1 - j >= 4 ? 4 : 1; \
+        for (int r0 = 0; r0 < n;) { \
+            int N = n - r0 >= 4 ? 4 : n - r0; \
+            switch (R * 8 + N) { \
+                case 36: KERNEL(4, 4); break; \
+                case 35: KERNEL(3, 4); break; \
+                case 34: KERNEL(2, 4); break; \
+                case 33: KERNEL(1, 4); break; \
+                case 12: KERNEL(4, 1); break; \
+                case 11: KERNEL(3, 1); break; \
+                case 10: KERNEL(2, 1); break; \
+                default: KERNEL(1, 1); break; \
+            } \
+            r0 += N; \
+        } \
+        j += R; \
+    }
+
 #define CASE(N, R) rows_block(x + r0 * (long) pin, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
 
 /*
@@ -75,29 +99,7 @@ INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const ui
  */
 void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint16_t *s, int nb, int j0, int j1,
                      int out, float *y, long pf) {
-    for (long j = j0; j < j1;) {
-        int R = j1 - j >= 4 ? 4 : 1;
-        for (int r0 = 0; r0 < n;) {
-            int N = n - r0 >= 4 ? 4 : n - r0;
-            if (R == 4) {
-                switch (N) {
-                    case 4: CASE(4, 4); break;
-                    case 3: CASE(3, 4); break;
-                    case 2: CASE(2, 4); break;
-                    default: CASE(1, 4); break;
-                }
-            } else {
-                switch (N) {
-                    case 4: CASE(4, 1); break;
-                    case 3: CASE(3, 1); break;
-                    case 2: CASE(2, 1); break;
-                    default: CASE(1, 1); break;
-                }
-            }
-            r0 += N;
-        }
-        j += R;
-    }
+    FOR_ROW_GROUPS(CASE)
 }
 
 /* ---- Q8_0 x Q8 activations with VNNI (vpdpbusd): the activation rows quantized per 32-block like the weights ---- */
@@ -219,29 +221,7 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const uint8_t *xl, const float *xd
  */
 VNNI void vlm4j_q8_0_gemv_vnni(const uint8_t *xu, const float *xd, int n, int pin, const int8_t *q, const uint16_t *s, int nb,
                           int j0, int j1, int out, float *y, long pf) {
-    for (long j = j0; j < j1;) {
-        int R = j1 - j >= 4 ? 4 : 1;
-        for (int r0 = 0; r0 < n;) {
-            int N = n - r0 >= 4 ? 4 : n - r0;
-            if (R == 4) {
-                switch (N) {
-                    case 4: VCASE(4, 4); break;
-                    case 3: VCASE(3, 4); break;
-                    case 2: VCASE(2, 4); break;
-                    default: VCASE(1, 4); break;
-                }
-            } else {
-                switch (N) {
-                    case 4: VCASE(4, 1); break;
-                    case 3: VCASE(3, 1); break;
-                    case 2: VCASE(2, 1); break;
-                    default: VCASE(1, 1); break;
-                }
-            }
-            r0 += N;
-        }
-        j += R;
-    }
+    FOR_ROW_GROUPS(VCASE)
 }
 
 INLINE __m512 bf16_lanes(const uint16_t *p) {

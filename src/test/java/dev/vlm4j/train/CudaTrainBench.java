@@ -75,13 +75,7 @@ public final class CudaTrainBench {
             double[] ms = new double[steps];
             for (int s = 0; s < warmup + steps; s++) {
                 long a = System.nanoTime();
-                tm.lora().training(true, 1000 + s);
-                tm.grad().zeroGrad();
-                double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
-                tm.lora().training(false, 0);
-                AdamW.clipGradNorm(params, 1.0);
-                opt.step(1e-4);
-                cuda.synchronize();
+                double loss = step(tm, cuda, opt, params, ids, labels, 1000 + s);
                 double t = (System.nanoTime() - a) / 1e6;
                 losses.add(loss);
                 if (s >= warmup) ms[s - warmup] = t;
@@ -102,13 +96,7 @@ public final class CudaTrainBench {
                 double[] t2 = new double[4];
                 for (int s = 0; s < 2 + t2.length; s++) {
                     long a = System.nanoTime();
-                    tm.lora().training(true, 2000 + s);
-                    tm.grad().zeroGrad();
-                    double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
-                    tm.lora().training(false, 0);
-                    AdamW.clipGradNorm(params, 1.0);
-                    opt.step(1e-4);
-                    cuda.synchronize();
+                    double loss = step(tm, cuda, opt, params, ids, labels, 2000 + s);
                     double t = (System.nanoTime() - a) / 1e6;
                     if (s >= 2) t2[s - 2] = t;
                     System.out.printf("checkpointing %s: step %d: %.1f ms, loss %.5f%n", !gc, s, t, loss);
@@ -159,5 +147,18 @@ public final class CudaTrainBench {
         } finally {
             cuda.close();
         }
+    }
+
+    /** One timed LoRA step: forward and backward with dropout seed {@code seed}, clipping, AdamW, device synchronised. */
+    private static double step(TrainableModel tm, CudaBackend cuda, AdamW opt, List<GradBackend.Parameter> params, int[] ids,
+                               long[] labels, long seed) {
+        tm.lora().training(true, seed);
+        tm.grad().zeroGrad();
+        double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
+        tm.lora().training(false, 0);
+        AdamW.clipGradNorm(params, 1.0);
+        opt.step(1e-4);
+        cuda.synchronize();
+        return loss;
     }
 }

@@ -209,6 +209,7 @@ final class Gemv {
     }
 
     static void quant(float[] x, int n, int in, Tensor w, int out, float[] y) {
+        if (w.dtype() == DType.Q8_0 && quantMany(x, n, in, new Tensor[]{w}, new float[][]{y})) return;   // native
         int nb = Quant.blocksPerRow(in), pin = nb * BLK;
         float[] xp = x;
         if (pin != in) { // zero-padded copy so every block is whole
@@ -218,7 +219,6 @@ final class Gemv {
         final float[] xx = xp;
         MemorySegment m = w.data();
         long so = Quant.scalesOffset(w.dtype(), w.shape());
-        if (w.dtype() == DType.Q8_0 && quantMany(x, n, in, new Tensor[]{w}, new float[][]{y})) return;
         if (w.dtype() == DType.Q8_0 && Q8_FAST) {
             Parallel.forRange((out + G - 1) / G, 4, (g0, g1) -> q8Groups(xx, n, pin, m, so, nb, out, y, g0, g1));
             return;

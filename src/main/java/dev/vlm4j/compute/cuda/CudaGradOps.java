@@ -81,7 +81,7 @@ final class CudaGradOps implements GradOps {
     @Override
     public boolean fusesLoraDown(int rank) { return rank <= FUSED_LORA_MAX_RANK; }
 
-    /** {@code scale * dropout(x) A^T} without a masked copy of x (lora_down_part + lora_down_sum), the mask drawn on the fly. */
+    /** {@code scale * dropout(x) A^T} without a masked copy of x (lora_down_part + sum_parts_f32), the mask drawn on the fly. */
     Tensor loraDown(Tensor x, Tensor a, float scale, float p, long seed) {
         be.bind();
         int r = (int) a.dim(0), in = (int) a.dim(1), n = rows(x);
@@ -96,7 +96,7 @@ final class CudaGradOps implements GradOps {
         MemorySegment part = be.scratch((long) chunks * n * r * 4);
         be.launch("lora_down_part", (n + 7) / 8, chunks, BLOCK, r * 512 * 4, addr(xd), addr(ad), part.address(), n, in, r, seed,
                 p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0);
-        be.elementwise("lora_down_sum", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f));
+        be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
         Reference.reachabilityFence(part);
         return h;
     }
@@ -118,7 +118,7 @@ final class CudaGradOps implements GradOps {
             parts = (n + per - 1) / per;
             MemorySegment part = be.scratch((long) parts * r * in * 4);
             be.launch("lora_down_da_part", colBlocks, parts, BLOCK, 0, addr(xd), addr(g), part.address(), n, in, r, per, seed, threshold);
-            be.elementwise("lora_down_da_sum", (long) r * in, part.address(), addr(da), parts, (long) r * in, factor);
+            be.elementwise("sum_parts_f32", (long) r * in, part.address(), addr(da), parts, (long) r * in, factor, 1);
             Reference.reachabilityFence(part);
         }
         if (dx != null && n > 0) {

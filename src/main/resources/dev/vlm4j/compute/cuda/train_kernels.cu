@@ -350,12 +350,14 @@ extern "C" __global__ void lora_down_part(const float* __restrict__ x, const flo
     }
 }
 
-// h[t][r] = factor * sum_ks part[ks][t][r], the chunks summed in order (deterministic)
-extern "C" __global__ void lora_down_sum(const float* __restrict__ part, float* __restrict__ h, int chunks, long long size, float factor) {
+// dst[i] (+)= factor * sum_p part[p][i] over parts of size values, summed in order (deterministic): the second stage
+// of lora_down_part (h =) and lora_down_da_part (dA +=)
+extern "C" __global__ void sum_parts_f32(const float* __restrict__ part, float* __restrict__ dst, int parts, long long size,
+                                         float factor, int accumulate) {
     GRID_STRIDE(i, size) {
         float s = 0.f;
-        for (int c = 0; c < chunks; c++) s += part[(long long) c * size + i];
-        h[i] = s * factor;
+        for (int p = 0; p < parts; p++) s += part[(long long) p * size + i];
+        dst[i] = accumulate ? dst[i] + s * factor : s * factor;
     }
 }
 
@@ -388,15 +390,6 @@ extern "C" __global__ void lora_down_da_part(const float* __restrict__ x, const 
     if (k < in)
 #pragma unroll
         for (int r = 0; r < LORA_MAXR; r++) if (r < R) part[((long long) p * R + r) * in + k] = acc[r];
-}
-
-// da[r][k] += factor * sum_p part[p][r][k], the parts summed in order (deterministic)
-extern "C" __global__ void lora_down_da_sum(const float* __restrict__ part, float* __restrict__ da, int parts, long long size, float factor) {
-    GRID_STRIDE(i, size) {
-        float s = 0.f;
-        for (int p = 0; p < parts; p++) s += part[(long long) p * size + i];
-        da[i] += s * factor;
-    }
 }
 
 // dx[t, k] += factor * mask(t, k) * sum_r dh[t, r] A[r, k]: a block covers 256 columns (A's column in registers)
