@@ -73,6 +73,22 @@ public interface GradOps {
                    Tensor dq, Tensor dk, Tensor dv);
 
     /**
+     * Whether {@link #attention(Tensor, Tensor, Tensor, int, int, int, AttentionMask, Tensor, Tensor, Tensor, Tensor, Tensor)}
+     * can use the forward's output for heads of size {@code headSize} (so that a tape keeps it for the backward).
+     */
+    default boolean usesAttentionOutput(int headSize) { return false; }
+
+    /**
+     * The backward of attention given also the forward's output {@code out} for these same arguments (unchanged since;
+     * null when not kept): a backend that kept state from that forward (a FlashAttention log-sum-exp) then need not run
+     * the forward again.
+     */
+    default void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor out,
+                           Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
+        attention(q, k, v, kvLen, hq, hkv, mask, dOut, dq, dk, dv);
+    }
+
+    /**
      * Cross-entropy of the rows of {@code logits [rows, vocab]} against {@code targets[row]} (-1: the row has no
      * loss). The returned {@link Loss} has the summed loss and computes the gradient later.
      */

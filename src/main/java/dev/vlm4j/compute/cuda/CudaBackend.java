@@ -60,18 +60,28 @@ public final class CudaBackend implements Backend {
      */
     private static final int GEMM_ATT_MIN = 1024;
     private boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
+    /**
+     * bf16 mode: attention over long sequences (where the products would run) and every attention backward through
+     * the tensor-core flash kernels ({@link FlashAttention}) for the head sizes they support; VLM4J_CUDA_FLASH_TC=0: off.
+     */
+    private boolean tensorCoreFlash = !"0".equals(System.getenv("VLM4J_CUDA_FLASH_TC"));
     /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
     private final ProductAttention products = new ProductAttention(this);
+    private final FlashAttention flash = new FlashAttention(this);
     private CudaProfiler profiler;
 
     /**
      * With VLM4J_CUDA_PROFILE set: the kernels and products taking the most GPU time since the last call, one line
      * each (the report waits for the GPU); otherwise null.
      */
-    public String profileReport(int top) { return profiler == null ? null : profiler.report(top); }
-    private final CudaGradOps gradOps = new CudaGradOps(this, products);
+    public String profileReport(int top) {
+        if (profiler == null) return null;
+        long[] c = flash.counts();
+        return profiler.report(top) + (c[0] + c[1] == 0 ? "" : String.format("%n  flash attention backwards: %d reused the kept forward, %d ran it again", c[0], c[1]));
+    }
+    private final CudaGradOps gradOps = new CudaGradOps(this, products, flash);
 
     private CudaBackend(int ordinal, Precision precision) {
         this.drv = CudaDriver.get();
@@ -95,6 +105,16 @@ public final class CudaBackend implements Backend {
         int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
         loadModule(Kernels.ptx(major * 10 + minor), Kernels.NAMES);
         loadModule(Kernels.ptx(major * 10 + minor, Kernels.TRAIN_SOURCE, Kernels.TRAIN_PTX), Kernels.TRAIN_NAMES);
+        if (major >= 8) {   // mma.sync with bf16 operands
+            loadModule(Kernels.ptx(major * 10 + minor, Kernels.FLASH_SOURCE, Kernels.FLASH_PTX), FlashAttention.names());
+            try {
+                FlashAttention.configure(drv, fns::get);
+            } catch (CudaException e) {
+                tensorCoreFlash = false;   // less shared memory per block than the backward kernel needs
+            }
+        } else {
+            tensorCoreFlash = false;
+        }
         this.blas = new CublasLt(pool.allocPermanent(WORKSPACE).address(), WORKSPACE);
         blas.tf32(precision == Precision.BF16 && !"0".equals(System.getenv("VLM4J_CUDA_TF32")));
         this.graphs = new StepGraphs(drv, stream, this::wrote);
@@ -128,6 +148,12 @@ public final class CudaBackend implements Backend {
 
     /** Switches the tiled (flash) attention for many queries (on by default; VLM4J_CUDA_FLASH=0). */
     public void useFlashAttention(boolean on) { flashAttention = on; }
+
+    /** Switches the tensor-core flash attention of bf16 mode (on by default; VLM4J_CUDA_FLASH_TC=0), for benchmarks and tests. */
+    public void useTensorCoreFlash(boolean on) { tensorCoreFlash = on; }
+
+    /** Whether bf16 attention of head size d (forward over long sequences, every backward) takes the flash kernels. */
+    boolean tensorCoreFlash(int d) { return tensorCoreFlash && precision == Precision.BF16 && FlashAttention.supports(d); }
 
     /** Switches full attention over long sequences as batched products (on by default), for benchmarks and tests. */
     public void useGemmAttention(boolean on) { gemmAttention = on; }
@@ -679,6 +705,10 @@ public final class CudaBackend implements Backend {
                     part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
             launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
             java.lang.ref.Reference.reachabilityFence(part);
+            return y;
+        }
+        if (gemmAttention && tensorCoreFlash(d) && longSegments(seg, n)) {
+            flash.forward(qd, kd, vd, y, kvLen, hq, hkv, mask);
             return y;
         }
         if (gemmAttention && precision == Precision.BF16 && d % 8 == 0 && longSegments(seg, n) && ProductAttention.fits(n, kvLen, seg)) {

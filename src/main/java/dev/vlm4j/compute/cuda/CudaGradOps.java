@@ -27,7 +27,10 @@ final class CudaGradOps implements GradOps {
     private final CudaBackend be;
     private final ProductAttention attention;
 
-    CudaGradOps(CudaBackend be, ProductAttention attention) {
+    private final FlashAttention flash;
+
+    CudaGradOps(CudaBackend be, ProductAttention attention, FlashAttention flash) {
+        this.flash = flash;
         this.be = be;
         this.attention = attention;
     }
@@ -275,11 +278,23 @@ final class CudaGradOps implements GradOps {
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor dOut,
                           Tensor dq, Tensor dk, Tensor dv) {
+        attention(q, k, v, kvLen, hq, hkv, mask, null, dOut, dq, dk, dv);
+    }
+
+    @Override
+    public boolean usesAttentionOutput(int headSize) { return be.tensorCoreFlash(headSize); }
+
+    @Override
+    public void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor out,
+                          Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
         be.bind();
         grad(dq, "attention");
         grad(dk, "attention");
         grad(dv, "attention");
-        attention.backward(be.dev(q), be.dev(k), be.dev(v), kvLen, hq, hkv, mask, be.dev(dOut), dq, dk, dv);
+        if (be.tensorCoreFlash((int) (q.dim(-1) / hq)))
+            flash.backward(be.dev(q), be.dev(k), be.dev(v), kvLen, hq, hkv, mask, out == null ? null : be.dev(out), be.dev(dOut), dq, dk, dv);
+        else
+            attention.backward(be.dev(q), be.dev(k), be.dev(v), kvLen, hq, hkv, mask, be.dev(dOut), dq, dk, dv);
     }
 
     @Override

@@ -33,6 +33,9 @@ final class Kernels {
     /** The training kernels (backward ops, optimizer, dropout, cross-entropy, product attention), a module of their own. */
     static final String TRAIN_SOURCE = "/dev/vlm4j/compute/cuda/train_kernels.cu",
             TRAIN_PTX = "/dev/vlm4j/compute/cuda/train_kernels.ptx";
+    /** Attention on the tensor cores without materialised scores (FlashAttention), a module of its own. */
+    static final String FLASH_SOURCE = "/dev/vlm4j/compute/cuda/flash_kernels.cu",
+            FLASH_PTX = "/dev/vlm4j/compute/cuda/flash_kernels.ptx";
 
     /** The entry points of {@link #TRAIN_SOURCE}. */
     static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "scale_f32", "silu_mul_backward",

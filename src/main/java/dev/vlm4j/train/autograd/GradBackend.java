@@ -604,8 +604,10 @@ public final class GradBackend implements Backend {
         Node nq = node(q), nk = node(k), nv = node(v);
         if (!any(nq, nk, nv)) return y;
         Saved sq = new Saved(q), sk = new Saved(k), sv = new Saved(v);
+        Saved sy = ops.usesAttentionOutput((int) (q.dim(-1) / hq)) ? new Saved(y) : null;
         push("attention", y, ny -> ops.attention(sq.values("attention"), sk.values("attention"), sv.values("attention"),
-                kvLen, hq, hkv, mask, ny.grad, gradOrNull(nq), gradOrNull(nk), gradOrNull(nv)));
+                kvLen, hq, hkv, mask, sy == null ? null : sy.values("attention"), ny.grad, gradOrNull(nq), gradOrNull(nk),
+                gradOrNull(nv)));
         return y;
     }
 

@@ -181,7 +181,18 @@ class CudaGradOpsTest {
 
     /** Attention backward for one configuration, float32 mode against the host; bf16 mode with a bf16 bound. */
     private static void attention(int n, int kvLen, int hq, int hkv, int d, AttentionMask mask, String what) {
-        for (CudaBackend dev : new CudaBackend[]{gpu, gpuBf16}) {
+        for (boolean flash : new boolean[]{true, false}) {
+            gpuBf16.useTensorCoreFlash(flash);
+            try {
+                attention(n, kvLen, hq, hkv, d, mask, what + (flash ? " (flash)" : " (products)"), flash ? new CudaBackend[]{gpu, gpuBf16} : new CudaBackend[]{gpuBf16});
+            } finally {
+                gpuBf16.useTensorCoreFlash(true);
+            }
+        }
+    }
+
+    private static void attention(int n, int kvLen, int hq, int hkv, int d, AttentionMask mask, String what, CudaBackend[] devs) {
+        for (CudaBackend dev : devs) {
             Pair q = rnd(dev, 1f, n, hq * d), k = rnd(dev, 1f, kvLen + 3, hkv * d), v = rnd(dev, 1f, kvLen + 3, hkv * d),
                     dO = rnd(dev, 1f, n, hq * d);
             Pair dq = acc(dev, n, hq * d), dk = acc(dev, kvLen + 3, hkv * d), dv = acc(dev, kvLen + 3, hkv * d);
@@ -201,6 +212,52 @@ class CudaGradOpsTest {
         attention(24, 64, 4, 4, 64, AttentionMask.causal(40), "causal with 40 cached keys");
         attention(50, 50, 2, 2, 64, AttentionMask.segments(new int[]{0, 20, 50}), "segments");
         attention(50, 50, 4, 2, 16, AttentionMask.causalSegments(new int[]{0, 7, 50}), "causal segments GQA");
+    }
+
+    /**
+     * The tensor-core flash kernels (bf16 mode) against the float32 host, forward and backward, for every head size
+     * they are built for, causal / cached keys / segments / causal segments, grouped heads, tiles cut off at the ends
+     * and peaked softmaxes (queries scaled by 4); the bound is bf16 rounding of the operands.
+     */
+    @Test
+    void tensorCoreFlashAttentionMatchesTheHost() {
+        Assumptions.assumeTrue(gpuBf16.tensorCoreFlash(128), "tensor-core flash attention unavailable on this device");
+        FlashAttention flash = new FlashAttention(gpuBf16);
+        Object[][] cases = {
+                {300, 300, 8, 2, 128, AttentionMask.causal(0), 1f},
+                {300, 300, 8, 2, 128, AttentionMask.causal(0), 4f},
+                {130, 170, 4, 1, 64, AttentionMask.causal(40), 1f},
+                {200, 200, 4, 4, 80, AttentionMask.segments(new int[]{0, 64, 128, 200}), 2f},
+                {257, 257, 6, 3, 128, AttentionMask.causalSegments(new int[]{0, 5, 100, 257}), 1f},
+                {97, 97, 2, 2, 16, new AttentionMask(null, false, 0), 1f},
+                {70, 70, 4, 2, 32, AttentionMask.causal(0), 1f},
+                {90, 90, 2, 1, 96, AttentionMask.causalSegments(new int[]{0, 33, 90}), 1f}};
+        for (Object[] c : cases) {
+            int n = (int) c[0], kvLen = (int) c[1], hq = (int) c[2], hkv = (int) c[3], d = (int) c[4];
+            AttentionMask mask = (AttentionMask) c[5];
+            float qs = (float) c[6];
+            String what = "flash n=" + n + " kv=" + kvLen + " heads " + hq + "/" + hkv + " d=" + d + (mask.causal() ? " causal" : "")
+                    + " offset " + mask.queryOffset() + " segments " + java.util.Arrays.toString(mask.segments()) + " q*" + qs;
+            Pair q = rnd(gpuBf16, qs, n, hq * d), k = rnd(gpuBf16, 1f, kvLen + 3, hkv * d), v = rnd(gpuBf16, 1f, kvLen + 3, hkv * d),
+                    dO = rnd(gpuBf16, 1f, n, hq * d);
+            Tensor want = cpu.attention(q.h, k.h, v.h, kvLen, hq, hkv, mask);
+            Tensor got = gpuBf16.newF32(n, (long) hq * d);
+            flash.forward(q.d, k.d, v.d, got, kvLen, hq, hkv, mask);
+            assertClose(new Pair(Tensor.of(cpu.toHost(want), n, hq * d), got), gpuBf16, 1e-2, what + " forward");
+            // the backward with the forward's output (its kept log-sum-exp reused) and without (the forward run again)
+            for (Tensor out : new Tensor[]{got, null}) {
+                long[] before = flash.counts();
+                Pair dq = acc(gpuBf16, n, hq * d), dk = acc(gpuBf16, kvLen + 3, hkv * d), dv = acc(gpuBf16, kvLen + 3, hkv * d);
+                host().attention(q.h, k.h, v.h, kvLen, hq, hkv, mask, dO.h, dq.h, dk.h, dv.h);
+                flash.backward(q.d, k.d, v.d, kvLen, hq, hkv, mask, out, dO.d, dq.d, dk.d, dv.d);
+                long[] after = flash.counts();
+                assertEquals(out != null ? 1 : 0, after[0] - before[0], what + ": backwards that reused the kept forward");
+                String w = what + (out != null ? " (kept forward)" : " (forward again)");
+                assertClose(dq, gpuBf16, 1e-2, w + " dq");
+                assertClose(dk, gpuBf16, 1e-2, w + " dk");
+                assertClose(dv, gpuBf16, 1e-2, w + " dv");
+            }
+        }
     }
 
     @Test

@@ -31,6 +31,9 @@ class KernelsCompileTest {
     @Test
     void trainingKernelsCompileWithNvcc() throws Exception { compiles(Kernels.TRAIN_SOURCE, Kernels.TRAIN_NAMES); }
 
+    @Test
+    void flashAttentionKernelsCompileWithNvcc() throws Exception { compiles(Kernels.FLASH_SOURCE, FlashAttention.names()); }
+
     private static void compiles(String source, java.util.List<String> names) throws Exception {
         String nvcc = nvcc();
         Assumptions.assumeTrue(nvcc != null, "nvcc not on the PATH: kernel compilation not checked");

@@ -1,0 +1,152 @@
+package dev.vlm4j.compute.cuda;
+
+import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.ref.Reference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.WeakHashMap;
+
+import static dev.vlm4j.compute.cuda.CudaBackend.addr;
+import static dev.vlm4j.compute.cuda.CudaBackend.rows;
+
+/**
+ * Attention on the tensor cores without materialised scores (bf16 mode), forward and backward in the manner of
+ * FlashAttention-2 ({@code flash_kernels.cu}): the float32 operands are rounded to bf16 once, tiles stream through
+ * shared memory, products accumulate in float32, the softmax is online, and the backward rebuilds each tile of
+ * probabilities from the forward's per-query log-sum-exp. Grouped KV heads are read in place (no expanded copies);
+ * the mask semantics (segments, causality, query offset) are {@link dev.vlm4j.compute.Backend#attention}'s.
+ * <p>
+ * A forward keeps its log-sum-exp next to its output (weakly, until the output is collected), so that a backward
+ * handed that output for the same arguments skips running the forward again. Head sizes {@link #HEAD_SIZES}.
+ */
+final class FlashAttention {
+    /** The head sizes the kernels are instantiated for. */
+    static final int[] HEAD_SIZES = {16, 32, 64, 80, 96, 128};
+    private static final int QUERIES_PER_BLOCK = 64, KEYS_PER_BLOCK = 64, THREADS = 128;
+
+    /** The entry points of the flash kernel module. */
+    static List<String> names() {
+        List<String> n = new ArrayList<>(List.of("flash_dvec", "flash_to_bf16"));
+        for (int d : HEAD_SIZES) {
+            n.add("flash_fwd_" + d);
+            n.add("flash_bwd_" + d);
+        }
+        return n;
+    }
+
+    /** A forward's log-sum-exp and the arguments it was computed for (identities: the backward checks them). */
+    private record Kept(MemorySegment lse, Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+        boolean matches(Tensor q2, Tensor k2, Tensor v2, int kvLen2, int hq2, int hkv2, AttentionMask m) {
+            return q == q2 && k == k2 && v == v2 && kvLen == kvLen2 && hq == hq2 && hkv == hkv2 && mask.causal() == m.causal()
+                    && mask.queryOffset() == m.queryOffset() && java.util.Arrays.equals(mask.segments(), m.segments());
+        }
+    }
+
+    private final CudaBackend be;
+    private final Map<Tensor, Kept> kept = new WeakHashMap<>();
+    private long reused, recomputed;
+
+    FlashAttention(CudaBackend be) { this.be = be; }
+
+    static boolean supports(int d) {
+        for (int s : HEAD_SIZES) if (s == d) return true;
+        return false;
+    }
+
+    /** Shared memory of the forward kernel: two stages of a K and a V tile [64][d+8], bf16. */
+    static int forwardShared(int d) { return 4 * 64 * (d + 8) * 2; }
+
+    /** Shared memory of the backward kernel: K and V tiles, two stages of Q and dO [32][d+8], dS, per-query arrays. */
+    static int backwardShared(int d) { return (2 * 64 * (d + 8) + 4 * 32 * (d + 8) + 32 * 72) * 2 + 4 * 64 * 4; }
+
+    /** Sets the dynamic shared memory limits the kernels need (above the default 48 KiB). */
+    static void configure(CudaDriver drv, java.util.function.Function<String, MemorySegment> fn) {
+        for (int d : HEAD_SIZES) {
+            drv.setFunctionAttribute(fn.apply("flash_bwd_" + d), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    backwardShared(d));
+            drv.setFunctionAttribute(fn.apply("flash_fwd_" + d), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    forwardShared(d));
+        }
+    }
+
+    /** How many backwards reused a kept forward and how many ran the forward again (for tests and profiles). */
+    long[] counts() { return new long[]{reused, recomputed}; }
+
+    private static int headSize(Tensor q, int hq) { return (int) (q.dim(-1) / hq); }
+
+    /** The first rows of x {@code [>= rows, width]} float32 as bf16 (scratch). */
+    private MemorySegment bf16(Tensor x, int rows) {
+        long count = (long) rows * x.dim(-1);
+        MemorySegment out = be.scratch(Math.max(4, 2 * count));
+        long pairs = count / 2;
+        if (pairs > 0)
+            be.launch("flash_to_bf16", (int) Math.min(65535, (pairs + 255) / 256), 1, 256, 0, addr(x), out.address(), pairs);
+        return out;
+    }
+
+    private MemorySegment segments(AttentionMask mask) {
+        int[] seg = mask.segments();
+        return seg == null ? null : be.ints(seg);
+    }
+
+    /** The forward into y {@code [n, hq d]} (every row written), keeping its log-sum-exp for a backward. */
+    void forward(Tensor q, Tensor k, Tensor v, Tensor y, int kvLen, int hq, int hkv, AttentionMask mask) {
+        int n = rows(q), d = headSize(q, hq);
+        if (n == 0) return;
+        MemorySegment lse = be.scratch(4L * hq * n), qb = bf16(q, n), kb = bf16(k, kvLen), vb = bf16(v, kvLen);
+        run(qb, kb, vb, y, lse, n, d, kvLen, hq, hkv, mask);
+        kept.put(y, new Kept(lse, q, k, v, kvLen, hq, hkv, mask));
+        for (MemorySegment m : new MemorySegment[]{qb, kb, vb}) Reference.reachabilityFence(m);
+    }
+
+    private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment lse, int n, int d,
+                     int kvLen, int hq, int hkv, AttentionMask mask) {
+        MemorySegment seg = segments(mask);
+        be.launch("flash_fwd_" + d, (n + QUERIES_PER_BLOCK - 1) / QUERIES_PER_BLOCK, hq, THREADS, forwardShared(d),
+                qb.address(), kb.address(), vb.address(), addr(y), lse == null ? 0L : lse.address(), n, kvLen, hq, hkv,
+                (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
+                mask.causal() ? 1 : 0, mask.queryOffset());
+        Reference.reachabilityFence(seg);
+    }
+
+    /**
+     * The backward: accumulates into dq {@code [n, hq d]}, dk and dv {@code [>= kvLen, hkv d]} (any may be null).
+     * {@code out} is the forward's output for these arguments when the caller kept it (else null): with its kept
+     * log-sum-exp the forward is not run again. Then FlashAttention-2's {@code D = rowsum(dO O)} and one pass over
+     * key tiles.
+     */
+    void backward(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor out, Tensor dOut,
+                  Tensor dq, Tensor dk, Tensor dv) {
+        int n = rows(q), d = headSize(q, hq);
+        if (n == 0 || kvLen == 0 || (dq == null && dk == null && dv == null)) return;
+        MemorySegment qb = bf16(q, n), kb = bf16(k, kvLen), vb = bf16(v, kvLen), ob = bf16(dOut, n);
+        Kept f = out == null ? null : kept.get(out);
+        Tensor o;
+        MemorySegment lse;
+        if (f != null && f.matches(q, k, v, kvLen, hq, hkv, mask)) {
+            o = out;
+            lse = f.lse;
+            reused++;
+        } else {
+            o = be.newF32(n, (long) hq * d);
+            lse = be.scratch(4L * hq * n);
+            run(qb, kb, vb, o, lse, n, d, kvLen, hq, hkv, mask);
+            recomputed++;
+        }
+        MemorySegment dvec = be.scratch(4L * hq * n);
+        long warps = (long) n * hq;
+        be.launch("flash_dvec", (int) ((warps * 32 + 255) / 256), 1, 256, 0, addr(dOut), addr(o), dvec.address(), n, hq, d);
+        MemorySegment seg = segments(mask);
+        be.launch("flash_bwd_" + d, (kvLen + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK, hq, THREADS, backwardShared(d),
+                qb.address(), kb.address(), vb.address(), ob.address(), lse.address(), dvec.address(),
+                dq == null ? 0L : addr(dq), dk == null ? 0L : addr(dk), dv == null ? 0L : addr(dv), n, kvLen, hq, hkv,
+                (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
+                mask.causal() ? 1 : 0, mask.queryOffset());
+        for (MemorySegment m : new MemorySegment[]{qb, kb, vb, ob, lse, dvec, seg}) Reference.reachabilityFence(m);
+        Reference.reachabilityFence(o);
+    }
+}
