@@ -272,5 +272,65 @@ void vlm4j_bf16_rows(const float *x, int xo, int kv, const uint16_t *w, long in,
     }
 }
 
+/*
+ * The GEMM micro-kernel of dev.vlm4j.compute.cpu.Gemm: c[M x 32] (+)= a[M rows, kc] * p[kc, 32], M = 6 or 12, with a
+ * k-major 6-row micro-panel (ap[k * 6 + i]; the second six rows at a2) and a k-major panel slice (p[k * 32 + j]).
+ * One FMA per (row, 16 columns, k), in k order, from c (acc) or zero: exactly the Java kernel's operations, so the
+ * results are bit-identical to it. Rows of c are ldc apart.
+ */
+#define GEMM_TILE(M)                                                                                          \
+    INLINE void gemm_tile##M(const float *a, const float *a2, const float *p, int kc, float *c, long ldc, int acc) { \
+        __m512 c0[M], c1[M];                                                                                   \
+        _Pragma("GCC unroll 12") for (int i = 0; i < M; i++) {                                                 \
+            c0[i] = acc ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();                                  \
+            c1[i] = acc ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();                             \
+        }                                                                                                      \
+        for (int k = 0; k < kc; k++) {                                                                         \
+            __m512 w0 = _mm512_loadu_ps(p + k * 32), w1 = _mm512_loadu_ps(p + k * 32 + 16);                    \
+            _Pragma("GCC unroll 12") for (int i = 0; i < M; i++) {                                             \
+                __m512 b = _mm512_set1_ps(i < 6 ? a[k * 6 + i] : a2[k * 6 + i - 6]);                            \
+                c0[i] = _mm512_fmadd_ps(w0, b, c0[i]);                                                         \
+                c1[i] = _mm512_fmadd_ps(w1, b, c1[i]);                                                         \
+            }                                                                                                  \
+        }                                                                                                      \
+        _Pragma("GCC unroll 12") for (int i = 0; i < M; i++) {                                                 \
+            _mm512_storeu_ps(c + i * ldc, c0[i]);                                                              \
+            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);                                                         \
+        }                                                                                                      \
+    }
+GEMM_TILE(6)
+GEMM_TILE(12)
+
+/*
+ * One panel of 32 weight columns [j0, j0 + cols) and one k-slice [k0, k0 + kc) of Gemm.gemm against every 6-row
+ * activation block: a = the packed activations (block b at a + (b * in + k) * 6), p + po = the panel slice,
+ * y[n, out] (+)= (acc) the products. Two full blocks at a time where they exist; a partial block or panel goes
+ * through a tile and adds its valid part, as the Java code does.
+ */
+void vlm4j_gemm_panel(const float *a, int blocks, int in, int k0, int kc, const float *p, int po, float *y, int n,
+                      int out, int j0, int cols, int acc) {
+    float tile[6 * 32];
+    p += po;
+    for (int b = 0; b < blocks;) {
+        int i0 = b * 6;
+        const float *ab = a + ((long) b * in + k0) * 6;
+        float *yb = y + (long) i0 * out + j0;
+        if (cols == 32 && b + 1 < blocks && n - i0 >= 12) {
+            gemm_tile12(ab, ab + 6L * in, p, kc, yb, out, acc);
+            b += 2;
+            continue;
+        }
+        int r = n - i0 < 6 ? n - i0 : 6;
+        if (r == 6 && cols == 32) {
+            gemm_tile6(ab, ab, p, kc, yb, out, acc);
+        } else {
+            gemm_tile6(ab, ab, p, kc, tile, 32, 0);
+            for (int i = 0; i < r; i++)
+                for (int c = 0; c < cols; c++) yb[(long) i * out + c] = (acc ? yb[(long) i * out + c] : 0.f) + tile[i * 32 + c];
+        }
+        b++;
+    }
+}
+
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 3; }
+int vlm4j_cpu_abi(void) { return 4; }

@@ -32,9 +32,21 @@ final class Gemm {
     /** Each worker's full-depth packed weight panel ({@code [in][NR]}), reused across calls. */
     private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[0]);
 
+    /**
+     * The micro-kernel loop in C ({@link NativeKernels#gemmPanel}: the same operations, bit-identical results, without
+     * the Java kernel's bounds checks) where the native library is loaded and vectors have 16 lanes;
+     * {@code -Dvlm4j.gemm.native=false} keeps the Vector API kernel.
+     */
+    static final boolean NATIVE = NR == 32 && NativeKernels.gemmAvailable()
+            && !"false".equals(System.getProperty("vlm4j.gemm.native"));
+
     private Gemm() {}
 
-    static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y) {
+    static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y) { gemm(x, n, in, w, out, y, NATIVE); }
+
+    /** As {@link #gemm(float[], int, int, Tensor, int, float[])}, choosing the C or the Vector API micro-kernel. */
+    static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y, boolean useNative) {
+        if (useNative && !NATIVE) throw new IllegalStateException("the native GEMM kernel is not available here");
         int blocks = (n + MR - 1) / MR;
         float[] a = Parallel.scratch(PACKED_A, blocks * MR * in);
         Parallel.forRange(blocks, 8, (b0, b1) -> { for (int b = b0; b < b1; b++) packA(x, n, in, b, a); });
@@ -49,6 +61,10 @@ final class Gemm {
                 for (int k0 = 0; k0 < in; k0 += KC) {
                     int kc = Math.min(KC, in - k0);
                     boolean accumulate = k0 > 0;
+                    if (useNative) {
+                        NativeKernels.gemmPanel(a, blocks, in, k0, kc, panel, k0 * NR, y, n, out, j0, cols, accumulate);
+                        continue;
+                    }
                     for (int b = 0; b < blocks; b++) {
                         int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
                         if (r == MR && cols == NR) {

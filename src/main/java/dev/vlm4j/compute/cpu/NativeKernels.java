@@ -30,15 +30,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 3;
+    private static final int ABI = 4;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -62,6 +62,12 @@ public final class NativeKernels {
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                                 ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
                         Linker.Option.critical(true));
+                // a, blocks, in, k0, kc, panel, po, y, n, out, j0, cols, acc (a, panel, y heap arrays)
+                gp = linker.downcallHandle(lib.find("vlm4j_gemm_panel").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
+                        Linker.Option.critical(true));
                 if (cpuFlags().contains("avx512_vnni")) {
                     qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
@@ -81,6 +87,7 @@ public final class NativeKernels {
             bf = null;
             qz = null;
             vn = null;
+            gp = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
             System.err.println("vlm4j: WARNING: native CPU kernels unavailable, using the Vector API ones: " + t);
         }
@@ -88,6 +95,7 @@ public final class NativeKernels {
         BF16_ROWS = bf;
         Q8_QUANTIZE = qz;
         Q8_VNNI = vn;
+        GEMM_PANEL = gp;
         STATUS = status;
     }
 
@@ -122,6 +130,28 @@ public final class NativeKernels {
             Q8_VNNI.invokeExact(MemorySegment.ofArray(xu), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8_0 VNNI kernel failed", t);
+        }
+    }
+
+    /** Whether the native GEMM micro-kernel ({@link #gemmPanel}) is in use. */
+    public static boolean gemmAvailable() { return GEMM_PANEL != null; }
+
+    /**
+     * One 32-column panel and one k-slice of {@code Gemm.gemm}: {@code y[n, out]} (+)= the packed activations
+     * {@code a} (blocks of 6 rows, {@code a[((b * in) + k) * 6 + i]}) times {@code panel[po + kk * 32 + j]},
+     * {@code kk < kc}, for columns {@code [j0, j0 + cols)}; bit-identical to Gemm's Vector API kernel.
+     */
+    static void gemmPanel(float[] a, int blocks, int in, int k0, int kc, float[] panel, int po, float[] y, int n, int out,
+                          int j0, int cols, boolean acc) {
+        if ((long) blocks * 6 * in > a.length || po + (long) kc * 32 > panel.length || (long) n * out > y.length || n > blocks * 6
+                || k0 + kc > in || cols > 32 || j0 + cols > out || cols <= 0 || kc <= 0)
+            throw new IllegalArgumentException("gemmPanel: bad shapes blocks=" + blocks + " in=" + in + " k0=" + k0 + " kc=" + kc
+                    + " po=" + po + " n=" + n + " out=" + out + " j0=" + j0 + " cols=" + cols);
+        try {
+            GEMM_PANEL.invokeExact(MemorySegment.ofArray(a), blocks, in, k0, kc, MemorySegment.ofArray(panel), po,
+                    MemorySegment.ofArray(y), n, out, j0, cols, acc ? 1 : 0);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native GEMM kernel failed", t);
         }
     }
 

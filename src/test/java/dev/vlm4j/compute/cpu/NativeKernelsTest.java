@@ -154,6 +154,28 @@ class NativeKernelsTest {
             assertEquals(Float.floatToRawIntBits(y8[5 * out + j]), Float.floatToRawIntBits(y1[j]), "batch of 8 vs alone at " + j);
     }
 
+    /**
+     * The C GEMM micro-kernel loop against the Vector API one: bit-identical outputs (the same FMAs in the same order)
+     * for full and partial 6-row blocks, pairs of blocks, partial 32-column panels, several k-slices and a k tail.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,64,32", "6,256,32", "12,256,64", "13,300,45", "37,700,96", "64,1100,129", "200,520,3456"})
+    void gemmMicroKernelIsBitIdenticalToTheVectorKernel(int n, int in, int out) {
+        Assumptions.assumeTrue(Gemm.NATIVE, "native GEMM kernel not loaded: " + NativeKernels.status());
+        for (String kind : new String[]{"F32", "BF16N", "Q8_0"}) {
+            float[] v = CpuKernelsTest.randn(out * in, 41, 0.02f);
+            Tensor w = kind.equals("Q8_0") ? Quant.quantize(Tensor.of(v, out, in), DType.Q8_0)
+                    : kind.equals("F32") ? Tensor.of(v, out, in) : CpuKernelsTest.weight(kind, v, out, in);
+            float[] x = CpuKernelsTest.randn(n * in, 42, 1f), vec = new float[n * out], nat = new float[n * out];
+            Gemm.gemm(x, n, in, w, out, vec, false);
+            Gemm.gemm(x, n, in, w, out, nat, true);
+            for (int i = 0; i < vec.length; i++)
+                if (Float.floatToRawIntBits(vec[i]) != Float.floatToRawIntBits(nat[i]))
+                    fail(String.format("%s n=%d in=%d out=%d: y[%d][%d] native %s, Vector API %s", kind, n, in, out, i / out, i % out,
+                            nat[i], vec[i]));
+        }
+    }
+
     @Test
     void rejectsBadShapes() {
         Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
