@@ -120,9 +120,15 @@ public final class BenchCommand implements Callable<Integer> {
                 int[] ids = randomIds(rnd, n);
                 Qwen25VLModel.Sequence warm = m.newSequence(64); // JIT warm-up of the GEMM / attention paths
                 m.lastLogits(m.prefill(warm, randomIds(rnd, 24), null, null, null));
+                // the FMA capacity of this machine drifts (shared cores): measure it right before and after as well
+                double peakBefore = MachineLimits.peakFlops(50_000_000, 3);
                 long p0 = System.nanoTime();
                 m.lastLogits(m.prefill(seq, ids, null, null, null));
                 double s = secs(p0);
+                double peakAfter = MachineLimits.peakFlops(50_000_000, 3);
+                out.put("peak_gflops_before_prefill", peakBefore / 1e9);
+                out.put("peak_gflops_after_prefill", peakAfter / 1e9);
+                peak = Math.max(peak, Math.max(peakBefore, peakAfter));
                 double flops = 2.0 * n * m.languageModel().layerLinearParams()
                         + 4.0 * tc.numHeads() * tc.headDim() * ((double) n * (n + 1) / 2) * tc.numLayers()
                         + 2.0 * tc.vocabSize() * tc.hiddenSize();

@@ -16,36 +16,29 @@ public final class MachineLimits {
 
     /**
      * Best-of-{@code passes} read bandwidth in bytes/s over an off-heap buffer of {@code bytes} (choose it well above
-     * the last-level cache), read with vector loads by all {@link Parallel} workers.
+     * the last-level cache), read with vector loads by {@link Parallel#threads()} threads at once, each its own part.
      */
     public static double readBandwidth(long bytes, int passes) {
-        int lanes = F.length(), vecBytes = lanes * 4;
+        int lanes = F.length(), vecBytes = lanes * 4, t = Parallel.threads();
         long n = bytes / vecBytes * vecBytes;
         try (Arena arena = Arena.ofShared()) {
             MemorySegment seg = arena.allocate(n, 64);
             seg.fill((byte) 1);
-            MemorySegment shared = seg; // read-only use by the workers
-            int parts = Parallel.threads() * 8;
-            long perPart = n / parts / vecBytes * vecBytes;
+            long perPart = n / t / (4L * vecBytes) * (4L * vecBytes);
+            float[] sink = new float[t];
             double best = 0;
-            float[] sink = new float[parts];
             for (int p = 0; p < passes; p++) {
-                long t0 = System.nanoTime();
-                Parallel.forRange(parts, 1, (a, b) -> {
-                    for (int part = a; part < b; part++) {
-                        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
-                        long o = part * perPart, end = o + perPart;
-                        for (; o + 4L * vecBytes <= end; o += 4L * vecBytes) {
-                            s0 = s0.add(FloatVector.fromMemorySegment(F, shared, o, ByteOrder.LITTLE_ENDIAN));
-                            s1 = s1.add(FloatVector.fromMemorySegment(F, shared, o + vecBytes, ByteOrder.LITTLE_ENDIAN));
-                            s2 = s2.add(FloatVector.fromMemorySegment(F, shared, o + 2L * vecBytes, ByteOrder.LITTLE_ENDIAN));
-                            s3 = s3.add(FloatVector.fromMemorySegment(F, shared, o + 3L * vecBytes, ByteOrder.LITTLE_ENDIAN));
-                        }
-                        sink[part] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
+                double s = together(t, w -> {
+                    FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+                    for (long o = w * perPart, end = o + perPart; o < end; o += 4L * vecBytes) {
+                        s0 = s0.add(FloatVector.fromMemorySegment(F, seg, o, ByteOrder.LITTLE_ENDIAN));
+                        s1 = s1.add(FloatVector.fromMemorySegment(F, seg, o + vecBytes, ByteOrder.LITTLE_ENDIAN));
+                        s2 = s2.add(FloatVector.fromMemorySegment(F, seg, o + 2L * vecBytes, ByteOrder.LITTLE_ENDIAN));
+                        s3 = s3.add(FloatVector.fromMemorySegment(F, seg, o + 3L * vecBytes, ByteOrder.LITTLE_ENDIAN));
                     }
+                    sink[w] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
                 });
-                double s = (System.nanoTime() - t0) / 1e9;
-                best = Math.max(best, perPart * parts / s);
+                best = Math.max(best, perPart * t / s);
             }
             return best;
         } catch (OutOfMemoryError e) {
@@ -53,7 +46,41 @@ public final class MachineLimits {
         }
     }
 
-    /** Peak float32 FLOP/s (an FMA counts 2) of a register-blocked loop of independent vector FMAs on all workers. */
+    /**
+     * Runs {@code body(w)} for w in [0, threads) on as many dedicated threads released together, and returns the
+     * seconds from their release to the last one's end. (The worker pool would let one worker take two parts when the
+     * other wakes late, which measures one core and reads as a machine with half the peak.)
+     */
+    private static double together(int threads, java.util.function.IntConsumer body) {
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads + 1);
+        Thread[] th = new Thread[threads];
+        for (int w = 0; w < threads; w++) {
+            int ww = w;
+            th[w] = new Thread(() -> {
+                try {
+                    start.await();
+                } catch (Exception e) {
+                    return;
+                }
+                body.accept(ww);
+            }, "vlm4j-limits-" + w);
+            th[w].setDaemon(true);
+            th[w].start();
+        }
+        try {
+            start.await();
+            long t0 = System.nanoTime();
+            for (Thread x : th) x.join();
+            return (System.nanoTime() - t0) / 1e9;
+        } catch (Exception e) {
+            throw new IllegalStateException("machine limit probe interrupted", e);
+        }
+    }
+
+    /**
+     * Peak float32 FLOP/s (an FMA counts 2) of a register-blocked loop of independent vector FMAs, best of
+     * {@code passes}, on {@link Parallel#threads()} threads released together.
+     */
     public static double peakFlops(long itersPerWorker, int passes) {
         int t = Parallel.threads();
         // Compile the loop as a normal method first (many short calls), not only as an on-stack replacement.
@@ -63,11 +90,7 @@ public final class MachineLimits {
         double best = 0;
         float[] sink = new float[t];
         for (int p = 0; p < passes; p++) {
-            long t0 = System.nanoTime();
-            Parallel.forRange(t, 1, (a, b) -> {
-                for (int w = a; w < b; w++) sink[w] = fmaLoop(itersPerWorker, w);
-            });
-            double s = (System.nanoTime() - t0) / 1e9;
+            double s = together(t, w -> sink[w] = fmaLoop(itersPerWorker, w));
             best = Math.max(best, (double) t * itersPerWorker * 12 * F.length() * 2 / s);
         }
         return best;
