@@ -64,6 +64,7 @@ public final class BenchCommand implements Callable<Integer> {
         out.put("vectorized", CpuBackend.vectorized());
         out.put("vector_bits", MachineLimits.vectorBits());
         out.put("native_kernels", dev.vlm4j.compute.cpu.NativeKernels.status());
+        out.put("peak_probe", MachineLimits.nativePeak() ? "native AVX-512 FMA loop" : "Vector API FMA loop");
         say("machine: %s, %d threads, %d-bit vectors; native decode kernels %s", out.get("cpu").asText(), Parallel.threads(),
                 MachineLimits.vectorBits(), dev.vlm4j.compute.cpu.NativeKernels.status());
 

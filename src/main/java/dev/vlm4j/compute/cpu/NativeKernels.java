@@ -30,15 +30,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 4;
+    private static final int ABI = 5;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, FMA_PEAK;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, fp = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -68,6 +68,8 @@ public final class NativeKernels {
                                 ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
                                 ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
                         Linker.Option.critical(true));
+                fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
+                        FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
                 if (cpuFlags().contains("avx512_vnni")) {
                     qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
@@ -88,6 +90,7 @@ public final class NativeKernels {
             qz = null;
             vn = null;
             gp = null;
+            fp = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
             System.err.println("vlm4j: WARNING: native CPU kernels unavailable, using the Vector API ones: " + t);
         }
@@ -96,6 +99,7 @@ public final class NativeKernels {
         Q8_QUANTIZE = qz;
         Q8_VNNI = vn;
         GEMM_PANEL = gp;
+        FMA_PEAK = fp;
         STATUS = status;
     }
 
@@ -130,6 +134,18 @@ public final class NativeKernels {
             Q8_VNNI.invokeExact(MemorySegment.ofArray(xu), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8_0 VNNI kernel failed", t);
+        }
+    }
+
+    /** Whether the native FMA peak loop ({@link #fmaPeak}) is available. */
+    public static boolean fmaPeakAvailable() { return FMA_PEAK != null; }
+
+    /** Runs {@code iters} rounds of 12 independent 16-lane FMAs (384 FLOP a round) on the calling thread. */
+    static float fmaPeak(long iters, float seed) {
+        try {
+            return (float) FMA_PEAK.invokeExact(iters, seed);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native FMA probe failed", t);
         }
     }
 

@@ -176,6 +176,16 @@ class NativeKernelsTest {
         }
     }
 
+    /** The native FMA peak probe runs and gives a finite positive rate (what it measures is checked by the bench, not here). */
+    @Test
+    void fmaPeakProbeRuns() {
+        Assumptions.assumeTrue(NativeKernels.fmaPeakAvailable(), "native kernels not loaded: " + NativeKernels.status());
+        assertTrue(Float.isFinite(NativeKernels.fmaPeak(1000, 1f)), "probe sum");
+        assertTrue(MachineLimits.nativePeak(), "the bench uses the native probe where it is available");
+        double peak = MachineLimits.peakFlops(200_000, 1);
+        assertTrue(peak > 0 && Double.isFinite(peak), "peak " + peak);
+    }
+
     @Test
     void rejectsBadShapes() {
         Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
