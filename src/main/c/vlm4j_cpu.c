@@ -352,5 +352,29 @@ float vlm4j_fma_peak(long iters, float seed) {
     return _mm512_reduce_add_ps(s);
 }
 
+/*
+ * The machine's read bandwidth probe: sums bytes (a multiple of 256) from p with four 64-byte loads a round and the
+ * decode kernels' software prefetch pf bytes ahead (0: none), so that the bandwidth the kernels are measured against
+ * is the one they can reach (without the prefetch a plain loop reads well below it on the build machine).
+ */
+float vlm4j_read_sum(const float *p, long bytes, long pf) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    long n = bytes / 4;
+    for (long i = 0; i < n; i += 64) {
+        if (pf > 0) {
+            const char *q = (const char *) (p + i) + pf;
+            _mm_prefetch(q, _MM_HINT_T0);
+            _mm_prefetch(q + 64, _MM_HINT_T0);
+            _mm_prefetch(q + 128, _MM_HINT_T0);
+            _mm_prefetch(q + 192, _MM_HINT_T0);
+        }
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(p + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(p + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 5; }
+int vlm4j_cpu_abi(void) { return 6; }

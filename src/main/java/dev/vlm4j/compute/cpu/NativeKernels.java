@@ -30,15 +30,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 5;
+    private static final int ABI = 6;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, FMA_PEAK;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, FMA_PEAK, READ_SUM;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, fp = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, fp = null, rs = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -70,6 +70,9 @@ public final class NativeKernels {
                         Linker.Option.critical(true));
                 fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
                         FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
+                // a native address, bytes, prefetch distance (no heap arrays: not critical)
+                rs = linker.downcallHandle(lib.find("vlm4j_read_sum").orElseThrow(),
+                        FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG));
                 if (cpuFlags().contains("avx512_vnni")) {
                     qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
@@ -91,6 +94,7 @@ public final class NativeKernels {
             vn = null;
             gp = null;
             fp = null;
+            rs = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
             System.err.println("vlm4j: WARNING: native CPU kernels unavailable, using the Vector API ones: " + t);
         }
@@ -100,6 +104,7 @@ public final class NativeKernels {
         Q8_VNNI = vn;
         GEMM_PANEL = gp;
         FMA_PEAK = fp;
+        READ_SUM = rs;
         STATUS = status;
     }
 
@@ -146,6 +151,19 @@ public final class NativeKernels {
             return (float) FMA_PEAK.invokeExact(iters, seed);
         } catch (Throwable t) {
             throw new IllegalStateException("native FMA probe failed", t);
+        }
+    }
+
+    /** Whether the native read probe ({@link #readSum}) is available. */
+    public static boolean readSumAvailable() { return READ_SUM != null; }
+
+    /** Sums {@code bytes} (a multiple of 256) of floats from native address {@code p}, prefetching {@code pf} bytes ahead. */
+    static float readSum(long p, long bytes, long pf) {
+        if ((bytes & 255) != 0) throw new IllegalArgumentException("readSum: " + bytes + " bytes is not a multiple of 256");
+        try {
+            return (float) READ_SUM.invokeExact(p, bytes, pf);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native read probe failed", t);
         }
     }
 

@@ -55,6 +55,16 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 
 __device__ __forceinline__ u32 ld32(const u16* p) { return *(const u32*) p; }
 
+// p[0] += a, p[1] += b as one vector reduction where the device has it (sm_90), else two atomics; p 8-byte aligned.
+__device__ __forceinline__ void red_add2(float* p, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(p), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+#endif
+}
+
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned r;
     asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
@@ -440,8 +450,8 @@ __device__ void flash_bwd(const u16* q, const u16* k, const u16* v, const u16* d
 #pragma unroll
             for (int j = 0; j < HALF; j++) {
                 int c = h * D + (nb + j) * 8 + 2 * t;
-                if (iq0 < n) { atomicAdd(dq + iq0 * qs + c, scale * acc[j][0]); atomicAdd(dq + iq0 * qs + c + 1, scale * acc[j][1]); }
-                if (iq1 < n) { atomicAdd(dq + iq1 * qs + c, scale * acc[j][2]); atomicAdd(dq + iq1 * qs + c + 1, scale * acc[j][3]); }
+                if (iq0 < n) red_add2(dq + iq0 * qs + c, scale * acc[j][0], scale * acc[j][1]);
+                if (iq1 < n) red_add2(dq + iq1 * qs + c, scale * acc[j][2], scale * acc[j][3]);
             }
         }
         qt = nxt;
@@ -451,12 +461,12 @@ __device__ void flash_bwd(const u16* q, const u16* k, const u16* v, const u16* d
     for (int nt = 0; nt < NT; nt++) {
         int c = kh * D + nt * 8 + 2 * t;
         if (key0 < kvLen) {
-            if (dk) { atomicAdd(dk + key0 * ks + c, scale * dka[nt][0]); atomicAdd(dk + key0 * ks + c + 1, scale * dka[nt][1]); }
-            if (dv) { atomicAdd(dv + key0 * ks + c, dva[nt][0]); atomicAdd(dv + key0 * ks + c + 1, dva[nt][1]); }
+            if (dk) red_add2(dk + key0 * ks + c, scale * dka[nt][0], scale * dka[nt][1]);
+            if (dv) red_add2(dv + key0 * ks + c, dva[nt][0], dva[nt][1]);
         }
         if (key1 < kvLen) {
-            if (dk) { atomicAdd(dk + key1 * ks + c, scale * dka[nt][2]); atomicAdd(dk + key1 * ks + c + 1, scale * dka[nt][3]); }
-            if (dv) { atomicAdd(dv + key1 * ks + c, dva[nt][2]); atomicAdd(dv + key1 * ks + c + 1, dva[nt][3]); }
+            if (dk) red_add2(dk + key1 * ks + c, scale * dka[nt][2], scale * dka[nt][3]);
+            if (dv) red_add2(dv + key1 * ks + c, dva[nt][2], dva[nt][3]);
         }
     }
 }

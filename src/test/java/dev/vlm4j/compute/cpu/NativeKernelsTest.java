@@ -186,6 +186,22 @@ class NativeKernelsTest {
         assertTrue(peak > 0 && Double.isFinite(peak), "peak " + peak);
     }
 
+    /** The native read probe sums what it reads (a known buffer), with and without the prefetch. */
+    @Test
+    void readProbeSumsTheBuffer() {
+        Assumptions.assumeTrue(NativeKernels.readSumAvailable(), "native kernels not loaded: " + NativeKernels.status());
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            int n = 4096;
+            java.lang.foreign.MemorySegment seg = arena.allocate(4L * n + 8192, 64);
+            for (int i = 0; i < n; i++) seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT, i, (i % 3) * 0.5f);
+            double want = 0;
+            for (int i = 0; i < n; i++) want += (i % 3) * 0.5f;
+            for (long pf : new long[]{0, 4096})
+                assertEquals(want, NativeKernels.readSum(seg.address(), 4L * n, pf), 1e-3, "sum with prefetch " + pf);
+            assertTrue(MachineLimits.readBandwidth(64L << 20, 1) > 0, "bandwidth");
+        }
+    }
+
     @Test
     void rejectsBadShapes() {
         Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
