@@ -79,7 +79,7 @@ public final class CudaBackend implements Backend {
     public String profileReport(int top) {
         if (profiler == null) return null;
         long[] c = flash.counts();
-        return profiler.report(top) + (c[0] + c[1] == 0 ? "" : String.format("%n  flash attention backwards: %d reused the kept forward, %d ran it again", c[0], c[1]));
+        return profiler.report(top) + (c[0] + c[1] == 0 ? "" : String.format("%n  flash attention backwards: %d reused the kept forward, %d ran it again%n", c[0], c[1]));
     }
     private final CudaGradOps gradOps = new CudaGradOps(this, products, flash);
 

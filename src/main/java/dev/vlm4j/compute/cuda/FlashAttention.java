@@ -26,7 +26,9 @@ import static dev.vlm4j.compute.cuda.CudaBackend.rows;
 final class FlashAttention {
     /** The head sizes the kernels are instantiated for. */
     static final int[] HEAD_SIZES = {16, 32, 64, 80, 96, 128};
-    private static final int QUERIES_PER_BLOCK = 64, KEYS_PER_BLOCK = 64, THREADS = 128;
+    private static final int KEYS_PER_BLOCK = 64, THREADS = 128;
+    /** Warps of a forward block, 16 queries each (VLM4J_FLASH_FWD_WARPS: 4 or 8). */
+    private static final int FWD_WARPS = "8".equals(System.getenv("VLM4J_FLASH_FWD_WARPS")) ? 8 : 4;
 
     /** The entry points of the flash kernel module. */
     static List<String> names() {
@@ -106,7 +108,8 @@ final class FlashAttention {
     private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment lse, int n, int d,
                      int kvLen, int hq, int hkv, AttentionMask mask) {
         MemorySegment seg = segments(mask);
-        be.launch("flash_fwd_" + d, (n + QUERIES_PER_BLOCK - 1) / QUERIES_PER_BLOCK, hq, THREADS, forwardShared(d),
+        int queries = 16 * FWD_WARPS;
+        be.launch("flash_fwd_" + d, (n + queries - 1) / queries, hq, 32 * FWD_WARPS, forwardShared(d),
                 qb.address(), kb.address(), vb.address(), addr(y), lse == null ? 0L : lse.address(), n, kvLen, hq, hkv,
                 (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());

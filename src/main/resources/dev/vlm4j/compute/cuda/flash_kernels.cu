@@ -55,16 +55,6 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 
 __device__ __forceinline__ u32 ld32(const u16* p) { return *(const u32*) p; }
 
-// p[0] += a, p[1] += b as one vector reduction where the device has it (sm_90), else two atomics; p 8-byte aligned.
-__device__ __forceinline__ void red_add2(float* p, float a, float b) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(p), "f"(a), "f"(b) : "memory");
-#else
-    atomicAdd(p, a);
-    atomicAdd(p + 1, b);
-#endif
-}
-
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned r;
     asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
@@ -125,8 +115,30 @@ extern "C" __global__ void flash_to_bf16(const float2* x, u32* y, long long n2) 
     }
 }
 
+// Adds an mma accumulator pair-of-rows to global memory: this lane holds (row r0: c, c+1) and (row r1: c, c+1) with
+// c = base + 2t; lanes t and t^1 swap halves so that the even lane adds 4 columns of row r0 and the odd lane 4 columns
+// of row r1 (one 16-byte reduction each on sm_90). Every lane of the warp must call it (shuffles).
+__device__ __forceinline__ void red_rows(float* row0, bool ok0, float* row1, bool ok1, int base, int t, float x0, float x1,
+                                         float y0, float y1) {
+#if __CUDA_ARCH__ >= 900
+    bool odd = t & 1;
+    float s0 = odd ? x0 : y0, s1 = odd ? x1 : y1;
+    float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+    if (!odd) {
+        if (ok0) asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(row0 + base + 2 * t), "f"(x0), "f"(x1),
+                              "f"(r0), "f"(r1) : "memory");
+    } else {
+        if (ok1) asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(row1 + base + 2 * t - 2), "f"(r0), "f"(r1),
+                              "f"(y0), "f"(y1) : "memory");
+    }
+#else
+    if (ok0) { atomicAdd(row0 + base + 2 * t, x0); atomicAdd(row0 + base + 2 * t + 1, x1); }
+    if (ok1) { atomicAdd(row1 + base + 2 * t, y0); atomicAdd(row1 + base + 2 * t + 1, y1); }
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------------
-// Forward. Block: 4 warps, 64 queries (16 per warp) of one head; grid (ceil(n / 64), hq). bf16 q [n, hq*D], k and v
+// Forward. Block: W warps (4 or 8), 16 W queries (16 per warp) of one head; grid (ceil(n / 16 W), hq). bf16 q [n, hq*D], k and v
 // [>= kvLen, hkv*D]. Shared: two stages of a K tile and a V tile [64][D+8] (the next pair loads during the products).
 // y [n, hq*D] float32 (every row written); lse [hq][n] (log2 units) if not null.
 // ---------------------------------------------------------------------------------------------------------------
@@ -138,7 +150,8 @@ __device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, fl
     u16* Ks = fsm;              // [2][64][RS]
     u16* Vs = Ks + 2 * TILE;    // [2][64][RS]
     // the last query tiles first: under a causal mask they see the most keys, so the long blocks start early
-    const int h = blockIdx.y, kh = h / (hq / hkv), q0 = (gridDim.x - 1 - blockIdx.x) * 64;
+    const int QB = 16 * (blockDim.x >> 5);   // 16 queries per warp
+    const int h = blockIdx.y, kh = h / (hq / hkv), q0 = (gridDim.x - 1 - blockIdx.x) * QB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const long long qs = (long long) hq * D, ks = (long long) hkv * D;
     const float sl2 = scale * 1.4426950408889634f;
@@ -146,7 +159,7 @@ __device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, fl
 
     int tlo, thi, dummy;
     flash_key_range(q0, kvLen, seg, nseg, causal, qoff, &tlo, &dummy);
-    flash_key_range(min(q0 + 63, n - 1), kvLen, seg, nseg, causal, qoff, &dummy, &thi);
+    flash_key_range(min(q0 + QB - 1, n - 1), kvLen, seg, nseg, causal, qoff, &dummy, &thi);
     const int tiles = thi > tlo ? (thi - tlo + 63) / 64 : 0;
     if (tiles > 0) {
         load_tile<D>(Ks, RS, k, ks, kh * D, tlo, 64, thi);
@@ -447,32 +460,28 @@ __device__ void flash_bwd(const u16* q, const u16* k, const u16* v, const u16* d
                 }
             }
             int iq0 = qt + qr + g, iq1 = iq0 + 8;
+            float* r0 = dq + (long long) min(iq0, n - 1) * qs;
+            float* r1 = dq + (long long) min(iq1, n - 1) * qs;
 #pragma unroll
-            for (int j = 0; j < HALF; j++) {
-                int c = h * D + (nb + j) * 8 + 2 * t;
-                if (iq0 < n) red_add2(dq + iq0 * qs + c, scale * acc[j][0], scale * acc[j][1]);
-                if (iq1 < n) red_add2(dq + iq1 * qs + c, scale * acc[j][2], scale * acc[j][3]);
-            }
+            for (int j = 0; j < HALF; j++)
+                red_rows(r0, iq0 < n, r1, iq1 < n, h * D + (nb + j) * 8, t, scale * acc[j][0], scale * acc[j][1],
+                         scale * acc[j][2], scale * acc[j][3]);
         }
         qt = nxt;
         b ^= 1;
     }
+    const long long k0r = (long long) min(key0, kvLen - 1) * ks, k1r = (long long) min(key1, kvLen - 1) * ks;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
-        int c = kh * D + nt * 8 + 2 * t;
-        if (key0 < kvLen) {
-            if (dk) red_add2(dk + key0 * ks + c, scale * dka[nt][0], scale * dka[nt][1]);
-            if (dv) red_add2(dv + key0 * ks + c, dva[nt][0], dva[nt][1]);
-        }
-        if (key1 < kvLen) {
-            if (dk) red_add2(dk + key1 * ks + c, scale * dka[nt][2], scale * dka[nt][3]);
-            if (dv) red_add2(dv + key1 * ks + c, dva[nt][2], dva[nt][3]);
-        }
+        if (dk) red_rows(dk + k0r, key0 < kvLen, dk + k1r, key1 < kvLen, kh * D + nt * 8, t, scale * dka[nt][0],
+                         scale * dka[nt][1], scale * dka[nt][2], scale * dka[nt][3]);
+        if (dv) red_rows(dv + k0r, key0 < kvLen, dv + k1r, key1 < kvLen, kh * D + nt * 8, t, dva[nt][0], dva[nt][1],
+                         dva[nt][2], dva[nt][3]);
     }
 }
 
 #define FLASH_ENTRIES(D)                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) flash_fwd_##D(                                                     \
+    extern "C" __global__ void __launch_bounds__(256) flash_fwd_##D(                                                     \
             const u16* q, const u16* k, const u16* v, float* y, float* lse, int n, int kvLen, int hq, int hkv,           \
             float scale, const int* seg, int nseg, int causal, int qoff) {                                                \
         flash_fwd<D>(q, k, v, y, lse, n, kvLen, hq, hkv, scale, seg, nseg, causal, qoff);                                 \
