@@ -111,6 +111,20 @@ public interface GradOps {
     void adamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps,
                double weightDecay, double bc1, double bc2);
 
+    /**
+     * {@link #adamW(Tensor, Tensor, Tensor, Tensor, double, double, double, double, double, double, double)} for several
+     * parameters with the same hyper-parameters (a backend may do them in one pass).
+     */
+    default void adamW(java.util.List<Tensor> p, java.util.List<Tensor> g, java.util.List<Tensor> m, java.util.List<Tensor> v,
+                       double lr, double beta1, double beta2, double eps, double weightDecay, double bc1, double bc2) {
+        for (int i = 0; i < p.size(); i++) adamW(p.get(i), g.get(i), m.get(i), v.get(i), lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+    }
+
+    /** {@link #scale(Tensor, double)} of several tensors (a backend may do them in one pass). */
+    default void scale(java.util.List<Tensor> gs, double s) {
+        for (Tensor g : gs) scale(g, s);
+    }
+
     /** The sum of squares of the elements, in float64 on the host. */
     double sumSquares(Tensor g);
 

@@ -80,9 +80,19 @@ public final class AdamW {
     public void step(double lr) {
         t++;
         double bc1 = 1 - Math.pow(beta1, t), bc2 = 1 - Math.pow(beta2, t);
-        for (int i = 0; i < params.size(); i++) {
-            GradBackend.Parameter p = params.get(i);
-            p.ops().adamW(p.tensor(), p.gradTensor(), m[i], v[i], lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+        // the parameters grouped by backend, each group in one call (the CUDA backend updates a group in one launch)
+        java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < params.size(); i++) byOps.computeIfAbsent(params.get(i).ops(), k -> new java.util.ArrayList<>()).add(i);
+        for (var e : byOps.entrySet()) {
+            List<Tensor> ps = new java.util.ArrayList<>(), gs = new java.util.ArrayList<>(), ms = new java.util.ArrayList<>(),
+                    vs = new java.util.ArrayList<>();
+            for (int i : e.getValue()) {
+                ps.add(params.get(i).tensor());
+                gs.add(params.get(i).gradTensor());
+                ms.add(m[i]);
+                vs.add(v[i]);
+            }
+            e.getKey().adamW(ps, gs, ms, vs, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
         }
     }
 
@@ -97,7 +107,7 @@ public final class AdamW {
         for (var e : byOps.entrySet()) ss += e.getKey().sumSquares(e.getValue());
         double norm = Math.sqrt(ss);
         double coef = maxNorm / (norm + 1e-6);
-        if (coef < 1) for (GradBackend.Parameter p : params) p.ops().scale(p.gradTensor(), coef);
+        if (coef < 1) for (var e : byOps.entrySet()) e.getKey().scale(e.getValue(), coef);
         return norm;
     }
     /**

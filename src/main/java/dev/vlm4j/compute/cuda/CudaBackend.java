@@ -739,7 +739,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** A device int64 table of the given values (queued on the stream). */
-    private MemorySegment longs(long[] v) {
+    MemorySegment longs(long[] v) {
         MemorySegment s = scratch(v.length * 8L);
         copyIn(s.address(), MemorySegment.ofArray(v), v.length * 8L);
         return s;

@@ -347,30 +347,97 @@ final class CudaGradOps implements GradOps {
                 (float) bc2);
     }
 
+    /** Several parameters in one launch (adamw_multi_f32; each element as adamw_f32 computes it). */
+    @Override
+    public void adamW(java.util.List<Tensor> ps, java.util.List<Tensor> gs, java.util.List<Tensor> ms, java.util.List<Tensor> vs,
+                      double lr, double beta1, double beta2, double eps, double weightDecay, double bc1, double bc2) {
+        be.bind();
+        int count = ps.size();
+        if (count == 0) return;
+        if (count > MULTI_MAX) {   // the grid's y dimension holds the tensors
+            for (int a = 0; a < count; a += MULTI_MAX) {
+                int b = Math.min(count, a + MULTI_MAX);
+                adamW(ps.subList(a, b), gs.subList(a, b), ms.subList(a, b), vs.subList(a, b), lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+            }
+            return;
+        }
+        long[] table = new long[5 * count];
+        long most = 0;
+        for (int i = 0; i < count; i++) {
+            Tensor p = ps.get(i), g = be.dev(gs.get(i)), m = ms.get(i), v = vs.get(i);
+            grad(p, "adamW");
+            grad(m, "adamW");
+            grad(v, "adamW");
+            sameSize(p, g, "adamW");
+            sameSize(p, m, "adamW");
+            sameSize(p, v, "adamW");
+            table[5 * i] = addr(p);
+            table[5 * i + 1] = addr(g);
+            table[5 * i + 2] = addr(m);
+            table[5 * i + 3] = addr(v);
+            table[5 * i + 4] = p.numel();
+            most = Math.max(most, p.numel());
+        }
+        MemorySegment t = be.longs(table);
+        be.launch("adamw_multi_f32", multiBlocks(most), count, BLOCK, 0, t.address(), (float) lr, (float) beta1, (float) (1 - beta1),
+                (float) beta2, (float) (1 - beta2), (float) eps, (float) (1 - lr * weightDecay), (float) bc1, (float) bc2);
+        Reference.reachabilityFence(t);
+    }
+
+    /** Most tensors in one multi-tensor launch (grid y). */
+    private static final int MULTI_MAX = 4096;
+
+    /** Blocks per tensor of a multi-tensor launch: enough for the largest, at most 64 (they stride). */
+    private static int multiBlocks(long most) { return (int) Math.max(1, Math.min(64, (most + BLOCK - 1) / BLOCK)); }
+
+    private MemorySegment sizesTable(java.util.List<Tensor> gs) {
+        long[] table = new long[2 * gs.size()];
+        for (int i = 0; i < gs.size(); i++) {
+            Tensor g = be.dev(gs.get(i));
+            table[2 * i] = addr(g);
+            table[2 * i + 1] = g.numel();
+        }
+        return be.longs(table);
+    }
+
+    @Override
+    public void scale(java.util.List<Tensor> gs, double s) {
+        be.bind();
+        if (gs.isEmpty()) return;
+        if (gs.size() > MULTI_MAX) {
+            for (int a = 0; a < gs.size(); a += MULTI_MAX) scale(gs.subList(a, Math.min(gs.size(), a + MULTI_MAX)), s);
+            return;
+        }
+        long most = 0;
+        for (Tensor g : gs) {
+            grad(g, "scale");
+            most = Math.max(most, g.numel());
+        }
+        MemorySegment t = sizesTable(gs);
+        be.launch("scale_multi_f32", multiBlocks(most), gs.size(), BLOCK, 0, t.address(), (float) s);
+        Reference.reachabilityFence(t);
+    }
+
     @Override
     public double sumSquares(Tensor g) { return sumSquares(java.util.List.of(g)); }
 
-    /** One partial-sum buffer for all tensors and a single read-back (a sync per tensor costs more than the sums). */
+    /** One launch over all tensors, one partial-sum buffer and a single read-back (a sync per tensor costs more than the sums). */
     @Override
     public double sumSquares(java.util.List<Tensor> gs) {
         be.bind();
         be.noSyncInStep("sumSquares");
-        int[] blocks = new int[gs.size()];
-        int total = 0;
-        for (int i = 0; i < gs.size(); i++) {
-            long n = gs.get(i).numel();
-            blocks[i] = (int) Math.min(256, (n + BLOCK - 1) / BLOCK);
-            total += blocks[i];
+        if (gs.isEmpty()) return 0;
+        if (gs.size() > MULTI_MAX) {
+            double sum = 0;
+            for (int a = 0; a < gs.size(); a += MULTI_MAX) sum += sumSquares(gs.subList(a, Math.min(gs.size(), a + MULTI_MAX)));
+            return sum;
         }
-        if (total == 0) return 0;
-        MemorySegment part = be.scratch(8L * total);
-        long off = 0;
-        for (int i = 0; i < gs.size(); i++) {
-            if (blocks[i] == 0) continue;
-            Tensor g = be.dev(gs.get(i));
-            be.launch("sum_squares_f32", blocks[i], 1, BLOCK, 0, addr(g), part.address() + 8 * off, g.numel());
-            off += blocks[i];
-        }
+        long most = 0;
+        for (Tensor g : gs) most = Math.max(most, g.numel());
+        if (most == 0) return 0;
+        int blocks = (int) Math.min(256, (most + BLOCK - 1) / BLOCK), total = blocks * gs.size();
+        MemorySegment part = be.scratch(8L * total), t = sizesTable(gs);
+        be.launch("sum_squares_multi_f32", blocks, gs.size(), BLOCK, 0, t.address(), part.address());
         double s = 0;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(8L * total, 8);
@@ -379,6 +446,7 @@ final class CudaGradOps implements GradOps {
             for (int i = 0; i < total; i++) s += h.get(F64, 8L * i);
         }
         Reference.reachabilityFence(part);
+        Reference.reachabilityFence(t);
         return s;
     }
 

@@ -182,6 +182,52 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
     }
 }
 
+// Multi-tensor forms (one launch for every trainable tensor of a step): blockIdx.y picks the tensor from a device table
+// of int64 entries, the blocks of x stride over it.
+// AdamW over table[t] = {p, g, m, v, n}, as adamw_f32 element for element.
+extern "C" __global__ void adamw_multi_f32(const long long* table, float lr, float b1, float omb1, float b2, float omb2,
+                                           float eps, float decay, float bc1, float bc2) {
+    const long long* e = table + 5 * blockIdx.y;
+    float* p = (float*) e[0];
+    const float* g = (const float*) e[1];
+    float* m = (float*) e[2];
+    float* v = (float*) e[3];
+    long long n = e[4];
+    GRID_STRIDE(i, n) {
+        float gi = g[i];
+        float mi = b1 * m[i] + omb1 * gi, vi = b2 * v[i] + omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float upd = (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p[i] = p[i] * decay - lr * upd;
+    }
+}
+
+// g *= s over table[t] = {g, n}
+extern "C" __global__ void scale_multi_f32(const long long* table, float s) {
+    float* g = (float*) table[2 * blockIdx.y];
+    long long n = table[2 * blockIdx.y + 1];
+    GRID_STRIDE(i, n) g[i] *= s;
+}
+
+// partial[t * gridDim.x + block] = the block's float64 sum of squares of table[t] = {g, n}
+extern "C" __global__ void sum_squares_multi_f32(const long long* table, double* partial) {
+    __shared__ double red[32];
+    const float* g = (const float*) table[2 * blockIdx.y];
+    long long n = table[2 * blockIdx.y + 1];
+    double s = 0;
+    GRID_STRIDE(i, n) s += (double) g[i] * g[i];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    s = warp_sum_d(s);
+    if (lane == 0) red[w] = s;
+    __syncthreads();
+    if (w == 0) {
+        double t = lane < nw ? red[lane] : 0;
+        t = warp_sum_d(t);
+        if (lane == 0) partial[(long long) blockIdx.y * gridDim.x + blockIdx.x] = t;
+    }
+}
+
 // Whether dropout keeps element i: Backend.dropoutBits (MurmurHash3's 32-bit finalizer, top 24 bits) >= threshold
 __device__ __forceinline__ bool dropout_keeps(unsigned long long seed, long long i, int threshold) {
     unsigned int z = (unsigned int) (i + 1) * 0x9E3779B9u + (unsigned int) seed;

@@ -179,6 +179,38 @@ class CudaGradOpsTest {
         assertClose(v, gpu, 1e-5, "AdamW second moment");
     }
 
+    /** The multi-tensor AdamW, scale and sum of squares (one launch each) against the host's tensor-by-tensor forms. */
+    @Test
+    void multiTensorOptimizerOps() {
+        GradOps g = gpu.gradOps();
+        int[] sizes = {1000, 37, 70_000, 1};
+        java.util.List<Pair> p = new java.util.ArrayList<>(), gr = new java.util.ArrayList<>(), m = new java.util.ArrayList<>(), v = new java.util.ArrayList<>();
+        for (int n : sizes) {
+            p.add(rnd(gpu, 1f, n));
+            gr.add(rnd(gpu, 1f, n));
+            m.add(acc(gpu, n));
+            v.add(Pair.of(gpu, new float[n], n));
+        }
+        java.util.function.Function<java.util.List<Pair>, java.util.List<Tensor>> dev = l -> l.stream().map(Pair::d).toList();
+        double want = 0;
+        for (Pair x : gr) want += host().sumSquares(x.h);
+        assertEquals(want, g.sumSquares(dev.apply(gr)), 1e-9 * want, "sum of squares over the tensors");
+        for (Pair x : gr) host().scale(x.h, 0.37);
+        g.scale(dev.apply(gr), 0.37);
+        for (int i = 0; i < sizes.length; i++) assertClose(gr.get(i), gpu, 1e-7, "scaled gradient " + i);
+        for (int t = 1; t <= 3; t++) {
+            double bc1 = 1 - Math.pow(0.9, t), bc2 = 1 - Math.pow(0.999, t);
+            for (int i = 0; i < sizes.length; i++)
+                host().adamW(p.get(i).h, gr.get(i).h, m.get(i).h, v.get(i).h, 1e-3, 0.9, 0.999, 1e-8, 0.1, bc1, bc2);
+            g.adamW(dev.apply(p), dev.apply(gr), dev.apply(m), dev.apply(v), 1e-3, 0.9, 0.999, 1e-8, 0.1, bc1, bc2);
+        }
+        for (int i = 0; i < sizes.length; i++) {
+            assertClose(p.get(i), gpu, 1e-6, "AdamW parameters of tensor " + i);
+            assertClose(m.get(i), gpu, 1e-6, "AdamW first moment of tensor " + i);
+            assertClose(v.get(i), gpu, 1e-5, "AdamW second moment of tensor " + i);
+        }
+    }
+
     /** Attention backward for one configuration, float32 mode against the host; bf16 mode with a bf16 bound. */
     private static void attention(int n, int kvLen, int hq, int hkv, int d, AttentionMask mask, String what) {
         for (boolean flash : new boolean[]{true, false}) {
