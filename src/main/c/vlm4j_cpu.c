@@ -302,20 +302,20 @@ GEMM_TILE(6)
 GEMM_TILE(12)
 
 /*
- * One panel of 32 weight columns [j0, j0 + cols) and one k-slice [k0, k0 + kc) of Gemm.gemm against every 6-row
- * activation block: a = the packed activations (block b at a + (b * in + k) * 6), p + po = the panel slice,
+ * One panel of 32 weight columns [j0, j0 + cols) and one k-slice [k0, k0 + kc) of Gemm.gemm against the 6-row
+ * activation blocks [b0, b1): a = the packed activations (block b at a + (b * in + k) * 6), p + po = the panel slice,
  * y[n, out] (+)= (acc) the products. Two full blocks at a time where they exist; a partial block or panel goes
  * through a tile and adds its valid part, as the Java code does.
  */
-void vlm4j_gemm_panel(const float *a, int blocks, int in, int k0, int kc, const float *p, int po, float *y, int n,
+void vlm4j_gemm_panel(const float *a, int b0, int b1, int in, int k0, int kc, const float *p, int po, float *y, int n,
                       int out, int j0, int cols, int acc) {
     float tile[6 * 32];
     p += po;
-    for (int b = 0; b < blocks;) {
+    for (int b = b0; b < b1;) {
         int i0 = b * 6;
         const float *ab = a + ((long) b * in + k0) * 6;
         float *yb = y + (long) i0 * out + j0;
-        if (cols == 32 && b + 1 < blocks && n - i0 >= 12) {
+        if (cols == 32 && b + 1 < b1 && n - i0 >= 12) {
             gemm_tile12(ab, ab + 6L * in, p, kc, yb, out, acc);
             b += 2;
             continue;
@@ -377,4 +377,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 6; }
+int vlm4j_cpu_abi(void) { return 7; }

@@ -29,7 +29,7 @@ final class Gemm {
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** The calling thread's packed-activation buffer (grown as needed, reused across calls). */
     private static final ThreadLocal<float[]> PACKED_A = ThreadLocal.withInitial(() -> new float[0]);
-    /** Each worker's full-depth packed weight panel ({@code [in][NR]}), reused across calls. */
+    /** Each worker's full-depth packed weight panels ({@code [panel][in][NR]}, a group of them), reused across calls. */
     private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[0]);
 
     /**
@@ -37,6 +37,17 @@ final class Gemm {
      * the Java kernel's bounds checks) where the native library is loaded and vectors have 16 lanes;
      * {@code -Dvlm4j.gemm.native=false} keeps the Vector API kernel.
      */
+    /** Row blocks of activations per L2-resident chunk (6 rows each: 192 rows). */
+    static final int MC_BLOCKS = Integer.getInteger("vlm4j.gemmMcBlocks", 32);
+    /**
+     * Packed activations above this size (bytes) go in chunks of {@link #MC_BLOCKS} row blocks against groups of panels
+     * (n = 1024: the 11008-deep down projection, 45 MB: 122-136 -> 176-196 GFLOP/s in `GemmRace`; the 2048-deep
+     * products, 8 MB, were faster one panel at a time over all rows).
+     */
+    static final long CHUNK_ABOVE_BYTES = Long.getLong("vlm4j.gemmChunkAboveBytes", 16L << 20);
+    /** Bytes of float32 weight panels packed at a time by a worker. */
+    static final long GROUP_BYTES = Long.getLong("vlm4j.gemmGroupBytes", 8L << 20);
+
     static final boolean NATIVE = NR == 32 && NativeKernels.gemmAvailable()
             && !"false".equals(System.getProperty("vlm4j.gemm.native"));
 
@@ -46,40 +57,66 @@ final class Gemm {
 
     /** As {@link #gemm(float[], int, int, Tensor, int, float[])}, choosing the C or the Vector API micro-kernel. */
     static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y, boolean useNative) {
+        gemm(x, n, in, w, out, y, useNative, CHUNK_ABOVE_BYTES);
+    }
+
+    /** As above, with the size above which the activations go in row chunks against panel groups (tests: 0, always). */
+    static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y, boolean useNative, long chunkAboveBytes) {
         if (useNative && !NATIVE) throw new IllegalStateException("the native GEMM kernel is not available here");
         int blocks = (n + MR - 1) / MR;
         float[] a = Parallel.scratch(PACKED_A, blocks * MR * in);
         Parallel.forRange(blocks, 8, (b0, b1) -> { for (int b = b0; b < b1; b++) packA(x, n, in, b, a); });
         int panels = (out + NR - 1) / NR;
         WeightRows rows = new WeightRows(w, in);
+        // panels packed a group at a time (GROUP_BYTES of float32); each group runs over the activations in chunks of
+        // MC_BLOCKS row blocks, k-slice by k-slice, so that a chunk's slice (192 rows x KC) stays in L2 across the
+        // group's panels instead of streaming all n rows from L3 or memory once per panel
+        // (only where the packed activations outgrow the last-level cache: below that, one panel at a time over all
+        // rows, its slice in L1, measured faster)
+        boolean chunked = 4L * blocks * MR * in > chunkAboveBytes;
+        int group = chunked ? (int) Math.max(1, Math.min(panels, GROUP_BYTES / (4L * in * NR))) : 1;
+        int mcBlocks = chunked ? MC_BLOCKS : blocks;
         Parallel.forRange(panels, 1, (p0, p1) -> {
+            int gmax = Math.min(group, p1 - p0);
             float[] panel = PANEL.get(), row = new float[KC + BLK], tile = new float[MR * NR];
-            if (panel.length < in * NR) PANEL.set(panel = new float[in * NR]);
-            for (int p = p0; p < p1; p++) {
-                int j0 = p * NR, cols = Math.min(NR, out - j0);
-                for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, k0 * NR, row);
-                for (int k0 = 0; k0 < in; k0 += KC) {
-                    int kc = Math.min(KC, in - k0);
-                    boolean accumulate = k0 > 0;
-                    if (useNative) {
-                        NativeKernels.gemmPanel(a, blocks, in, k0, kc, panel, k0 * NR, y, n, out, j0, cols, accumulate);
-                        continue;
-                    }
-                    for (int b = 0; b < blocks; b++) {
-                        int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
-                        if (r == MR && cols == NR) {
-                            kernel(a, ao, panel, k0 * NR, kc, y, i0 * out + j0, out, accumulate);
-                        } else {
-                            kernel(a, ao, panel, k0 * NR, kc, tile, 0, NR, false);
-                            for (int i = 0; i < r; i++) {
-                                int yo = (i0 + i) * out + j0;
-                                for (int c = 0; c < cols; c++) y[yo + c] = (accumulate ? y[yo + c] : 0f) + tile[i * NR + c];
-                            }
+            if (panel.length < gmax * in * NR) PANEL.set(panel = new float[gmax * in * NR]);
+            for (int g0 = p0; g0 < p1; g0 += group) {
+                int g1 = Math.min(p1, g0 + group);
+                for (int p = g0; p < g1; p++) {
+                    int j0 = p * NR, cols = Math.min(NR, out - j0), base = (p - g0) * in * NR;
+                    for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row);
+                }
+                for (int rb0 = 0; rb0 < blocks; rb0 += mcBlocks) {
+                    int rb1 = Math.min(blocks, rb0 + mcBlocks);
+                    for (int k0 = 0; k0 < in; k0 += KC) {
+                        int kc = Math.min(KC, in - k0);
+                        boolean accumulate = k0 > 0;
+                        for (int p = g0; p < g1; p++) {
+                            int j0 = p * NR, cols = Math.min(NR, out - j0), po = (p - g0) * in * NR + k0 * NR;
+                            if (useNative) NativeKernels.gemmPanel(a, rb0, rb1, in, k0, kc, panel, po, y, n, out, j0, cols, accumulate);
+                            else panelBlocks(a, rb0, rb1, in, k0, kc, panel, po, y, n, out, j0, cols, accumulate, tile);
                         }
                     }
                 }
             }
         });
+    }
+
+    /** Row blocks [b0, b1) of one panel's k-slice with the Vector API kernel (a partial block or panel via the tile). */
+    private static void panelBlocks(float[] a, int b0, int b1, int in, int k0, int kc, float[] panel, int po, float[] y, int n,
+                                    int out, int j0, int cols, boolean accumulate, float[] tile) {
+        for (int b = b0; b < b1; b++) {
+            int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
+            if (r == MR && cols == NR) {
+                kernel(a, ao, panel, po, kc, y, i0 * out + j0, out, accumulate);
+            } else {
+                kernel(a, ao, panel, po, kc, tile, 0, NR, false);
+                for (int i = 0; i < r; i++) {
+                    int yo = (i0 + i) * out + j0;
+                    for (int c = 0; c < cols; c++) y[yo + c] = (accumulate ? y[yo + c] : 0f) + tile[i * NR + c];
+                }
+            }
+        }
     }
 
     /** ap[(b * in + k) * MR + i] = x[b * MR + i, k] (zero for rows past n). */

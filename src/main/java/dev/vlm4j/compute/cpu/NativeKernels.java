@@ -30,7 +30,7 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 6;
+    private static final int ABI = 7;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
@@ -62,9 +62,9 @@ public final class NativeKernels {
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                                 ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
                         Linker.Option.critical(true));
-                // a, blocks, in, k0, kc, panel, po, y, n, out, j0, cols, acc (a, panel, y heap arrays)
+                // a, b0, b1, in, k0, kc, panel, po, y, n, out, j0, cols, acc (a, panel, y heap arrays)
                 gp = linker.downcallHandle(lib.find("vlm4j_gemm_panel").orElseThrow(),
-                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                 ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
                                 ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
                         Linker.Option.critical(true));
@@ -171,18 +171,18 @@ public final class NativeKernels {
     public static boolean gemmAvailable() { return GEMM_PANEL != null; }
 
     /**
-     * One 32-column panel and one k-slice of {@code Gemm.gemm}: {@code y[n, out]} (+)= the packed activations
-     * {@code a} (blocks of 6 rows, {@code a[((b * in) + k) * 6 + i]}) times {@code panel[po + kk * 32 + j]},
+     * One 32-column panel and one k-slice of {@code Gemm.gemm} over the row blocks [b0, b1): {@code y[n, out]} (+)= the
+     * packed activations {@code a} (blocks of 6 rows, {@code a[((b * in) + k) * 6 + i]}) times {@code panel[po + kk * 32 + j]},
      * {@code kk < kc}, for columns {@code [j0, j0 + cols)}; bit-identical to Gemm's Vector API kernel.
      */
-    static void gemmPanel(float[] a, int blocks, int in, int k0, int kc, float[] panel, int po, float[] y, int n, int out,
+    static void gemmPanel(float[] a, int b0, int b1, int in, int k0, int kc, float[] panel, int po, float[] y, int n, int out,
                           int j0, int cols, boolean acc) {
-        if ((long) blocks * 6 * in > a.length || po + (long) kc * 32 > panel.length || (long) n * out > y.length || n > blocks * 6
-                || k0 + kc > in || cols > 32 || j0 + cols > out || cols <= 0 || kc <= 0)
-            throw new IllegalArgumentException("gemmPanel: bad shapes blocks=" + blocks + " in=" + in + " k0=" + k0 + " kc=" + kc
+        if ((long) b1 * 6 * in > a.length || b0 < 0 || b0 > b1 || po + (long) kc * 32 > panel.length || (long) n * out > y.length
+                || b0 * 6 >= Math.max(1, n) && b1 > b0 || k0 + kc > in || cols > 32 || j0 + cols > out || cols <= 0 || kc <= 0)
+            throw new IllegalArgumentException("gemmPanel: bad shapes blocks " + b0 + ".." + b1 + " in=" + in + " k0=" + k0 + " kc=" + kc
                     + " po=" + po + " n=" + n + " out=" + out + " j0=" + j0 + " cols=" + cols);
         try {
-            GEMM_PANEL.invokeExact(MemorySegment.ofArray(a), blocks, in, k0, kc, MemorySegment.ofArray(panel), po,
+            GEMM_PANEL.invokeExact(MemorySegment.ofArray(a), b0, b1, in, k0, kc, MemorySegment.ofArray(panel), po,
                     MemorySegment.ofArray(y), n, out, j0, cols, acc ? 1 : 0);
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM kernel failed", t);

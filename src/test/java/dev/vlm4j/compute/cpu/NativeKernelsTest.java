@@ -156,23 +156,31 @@ class NativeKernelsTest {
 
     /**
      * The C GEMM micro-kernel loop against the Vector API one: bit-identical outputs (the same FMAs in the same order)
-     * for full and partial 6-row blocks, pairs of blocks, partial 32-column panels, several k-slices and a k tail.
+     * for full and partial 6-row blocks, pairs of blocks, partial 32-column panels, several k-slices and a k tail,
+     * several row chunks (200 rows) and several panel groups per worker (11008 deep).
      */
     @ParameterizedTest
-    @CsvSource({"1,64,32", "6,256,32", "12,256,64", "13,300,45", "37,700,96", "64,1100,129", "200,520,3456"})
+    @CsvSource({"1,64,32", "6,256,32", "12,256,64", "13,300,45", "37,700,96", "64,1100,129", "200,520,3456", "13,11008,2048", "200,11008,700"})
     void gemmMicroKernelIsBitIdenticalToTheVectorKernel(int n, int in, int out) {
         Assumptions.assumeTrue(Gemm.NATIVE, "native GEMM kernel not loaded: " + NativeKernels.status());
         for (String kind : new String[]{"F32", "BF16N", "Q8_0"}) {
             float[] v = CpuKernelsTest.randn(out * in, 41, 0.02f);
             Tensor w = kind.equals("Q8_0") ? Quant.quantize(Tensor.of(v, out, in), DType.Q8_0)
                     : kind.equals("F32") ? Tensor.of(v, out, in) : CpuKernelsTest.weight(kind, v, out, in);
-            float[] x = CpuKernelsTest.randn(n * in, 42, 1f), vec = new float[n * out], nat = new float[n * out];
-            Gemm.gemm(x, n, in, w, out, vec, false);
-            Gemm.gemm(x, n, in, w, out, nat, true);
-            for (int i = 0; i < vec.length; i++)
-                if (Float.floatToRawIntBits(vec[i]) != Float.floatToRawIntBits(nat[i]))
-                    fail(String.format("%s n=%d in=%d out=%d: y[%d][%d] native %s, Vector API %s", kind, n, in, out, i / out, i % out,
-                            nat[i], vec[i]));
+            float[] x = CpuKernelsTest.randn(n * in, 42, 1f), vec = new float[n * out];
+            Gemm.gemm(x, n, in, w, out, vec, false, Long.MAX_VALUE);
+            // native, and both kernels again with the rows in chunks against groups of panels (the loop order for
+            // large activations): the same FMAs per output in the same order, so every result is the same bits
+            float[][] others = {new float[n * out], new float[n * out], new float[n * out]};
+            Gemm.gemm(x, n, in, w, out, others[0], true, Long.MAX_VALUE);
+            Gemm.gemm(x, n, in, w, out, others[1], true, 0);
+            Gemm.gemm(x, n, in, w, out, others[2], false, 0);
+            String[] names = {"native", "native in row chunks", "Vector API in row chunks"};
+            for (int o = 0; o < others.length; o++)
+                for (int i = 0; i < vec.length; i++)
+                    if (Float.floatToRawIntBits(vec[i]) != Float.floatToRawIntBits(others[o][i]))
+                        fail(String.format("%s n=%d in=%d out=%d: y[%d][%d] %s %s, Vector API %s", kind, n, in, out, i / out, i % out,
+                                names[o], others[o][i], vec[i]));
         }
     }
 
