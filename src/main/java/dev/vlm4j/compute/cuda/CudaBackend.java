@@ -568,7 +568,13 @@ public final class CudaBackend implements Backend {
         Tensor y = newF32(x.shape());
         if (n == 0) return y;
         int threads = Math.min(1024, ((d / 4) + 31) / 32 * 32);
-        if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32)
+        if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32 && feedsProducts(n)) {
+            // the bf16 copy the next products (q/k/v, gate/up) read, written with y instead of by a conversion pass
+            MemorySegment yb = scratch(2L * n * d);
+            launch("rms_norm_v4_bf16", n, 1, threads, 0, addr(xd), addr(wd), addr(y), yb.address(), d, eps);
+            bf16Source = y;
+            bf16Copy = yb;
+        } else if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32)
             launch("rms_norm_v4", n, 1, threads, 0, addr(xd), addr(wd), addr(y), d, eps);
         else
             launch("rms_norm", n, 1, BLOCK, 0, addr(xd), addr(wd), addr(y), d, eps);
@@ -588,9 +594,22 @@ public final class CudaBackend implements Backend {
     public Tensor siluMul(Tensor gate, Tensor up) {
         bind();
         Tensor g = dev(gate), u = dev(up), y = newF32(gate.shape());
+        if (feedsProducts(rows(gate))) {   // the down projection's bf16 operand written alongside
+            MemorySegment yb = scratch(2L * gate.numel());
+            elementwise("silu_mul_bf16", gate.numel(), addr(g), addr(u), addr(y), yb.address(), gate.numel());
+            bf16Source = y;
+            bf16Copy = yb;
+            return y;
+        }
         elementwise("silu_mul", gate.numel(), addr(g), addr(u), addr(y), gate.numel());
         return y;
     }
+
+    /**
+     * Whether an activation of n rows made here goes next into bf16 products on the tensor cores (bf16 mode, more rows
+     * than the gemv kernels take), so that its producer writes the bf16 copy too ({@link #bf16Of} then finds it).
+     */
+    private boolean feedsProducts(int n) { return precision == Precision.BF16 && n > GEMV_ROWS && !graphs.active(); }
 
     @Override
     public Tensor gelu(Tensor x) {

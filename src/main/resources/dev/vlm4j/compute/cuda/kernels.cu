@@ -72,7 +72,18 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, float* y, in
 // rms_norm for rows with d % 4 == 0 and d <= 16 * blockDim: each thread keeps its float4s in registers (one read of
 // x, all loads in flight at once) and the block is as wide as the row (a decode step's single row is one block, so
 // the latency of a sequential loop over the row was most of its time).
+__device__ __forceinline__ void rms_norm_v4_rows(const float* x, const float* w, float* y, unsigned short* yb, int d, float eps);
+
 extern "C" __global__ void rms_norm_v4(const float* x, const float* w, float* y, int d, float eps) {
+    rms_norm_v4_rows(x, w, y, nullptr, d, eps);
+}
+
+// rms_norm_v4 that also writes y as bf16 into yb (the operand of the products that read y next)
+extern "C" __global__ void rms_norm_v4_bf16(const float* x, const float* w, float* y, unsigned short* yb, int d, float eps) {
+    rms_norm_v4_rows(x, w, y, yb, d, eps);
+}
+
+__device__ __forceinline__ void rms_norm_v4_rows(const float* x, const float* w, float* y, unsigned short* yb, int d, float eps) {
     __shared__ float red[32];
     const F32x4* xr = (const F32x4*) (x + (long long) blockIdx.x * d);
     const F32x4* w4 = (const F32x4*) w;
@@ -97,6 +108,10 @@ extern "C" __global__ void rms_norm_v4(const float* x, const float* w, float* y,
             F32x4 g = w4[k], o;
             o.x = g.x * (v[j].x * inv); o.y = g.y * (v[j].y * inv); o.z = g.z * (v[j].z * inv); o.w = g.w * (v[j].w * inv);
             yr[k] = o;
+            if (yb != nullptr) {
+                unsigned short* b = yb + (long long) blockIdx.x * d + 4 * k;
+                b[0] = f32_to_bf16(o.x); b[1] = f32_to_bf16(o.y); b[2] = f32_to_bf16(o.z); b[3] = f32_to_bf16(o.w);
+            }
         }
     }
 }
@@ -131,6 +146,12 @@ extern "C" __global__ void bias_add(float* y, const float* b, long long n, int c
 extern "C" __global__ void silu_mul(const float* g, const float* u, float* y, long long n) {
     long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) { float x = g[i]; y[i] = x / (1.f + expf(-x)) * u[i]; }
+}
+
+// silu_mul that also writes y as bf16 into yb
+extern "C" __global__ void silu_mul_bf16(const float* g, const float* u, float* y, unsigned short* yb, long long n) {
+    long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { float x = g[i], r = x / (1.f + expf(-x)) * u[i]; y[i] = r; yb[i] = f32_to_bf16(r); }
 }
 
 extern "C" __global__ void gelu_erf(const float* x, float* y, long long n) {
