@@ -555,6 +555,17 @@ public final class CudaBackend implements Backend {
         return xb;
     }
 
+    /** The first {@code bytes} of device memory {@code d} on the host (waits for the GPU; for tests). */
+    byte[] toHostBytes(MemorySegment d, long bytes) {
+        bind();
+        synchronize();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(Math.max(1, bytes));
+            drv.copyDtoH(h, d.address(), bytes);
+            return h.asSlice(0, bytes).toArray(ValueLayout.JAVA_BYTE);
+        }
+    }
+
     void wrote() {
         bf16Source = null;
         bf16Copy = null;
@@ -727,7 +738,12 @@ public final class CudaBackend implements Backend {
             return y;
         }
         if (gemmAttention && tensorCoreFlash(d) && longSegments(seg, n)) {
-            flash.forward(qd, kd, vd, y, kvLen, hq, hkv, mask);
+            MemorySegment yb = feedsProducts(n) ? scratch(2L * n * hq * d) : null;   // the output projection's operand
+            flash.forward(qd, kd, vd, y, yb, kvLen, hq, hkv, mask);
+            if (yb != null) {
+                bf16Source = y;
+                bf16Copy = yb;
+            }
             return y;
         }
         if (gemmAttention && precision == Precision.BF16 && d % 8 == 0 && longSegments(seg, n) && ProductAttention.fits(n, kvLen, seg)) {

@@ -20,8 +20,8 @@ import static dev.vlm4j.compute.cuda.CudaBackend.rows;
  * probabilities from the forward's per-query log-sum-exp. Grouped KV heads are read in place (no expanded copies);
  * the mask semantics (segments, causality, query offset) are {@link dev.vlm4j.compute.Backend#attention}'s.
  * <p>
- * A forward keeps its log-sum-exp next to its output (weakly, until the output is collected), so that a backward
- * handed that output for the same arguments skips running the forward again. Head sizes {@link #HEAD_SIZES}.
+ * A forward keeps its log-sum-exp and bf16 operands next to its output (weakly, until the output is collected), so that
+ * a backward handed that output for the same arguments skips running the forward and the conversions again. Head sizes {@link #HEAD_SIZES}.
  */
 final class FlashAttention {
     /** The head sizes the kernels are instantiated for. */
@@ -41,7 +41,8 @@ final class FlashAttention {
     }
 
     /** A forward's log-sum-exp and the arguments it was computed for (identities: the backward checks them). */
-    private record Kept(MemorySegment lse, Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
+    private record Kept(MemorySegment lse, MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor q, Tensor k, Tensor v,
+                        int kvLen, int hq, int hkv, AttentionMask mask) {
         boolean matches(Tensor q2, Tensor k2, Tensor v2, int kvLen2, int hq2, int hkv2, AttentionMask m) {
             return q == q2 && k == k2 && v == v2 && kvLen == kvLen2 && hq == hq2 && hkv == hkv2 && mask.causal() == m.causal()
                     && mask.queryOffset() == m.queryOffset() && java.util.Arrays.equals(mask.segments(), m.segments());
@@ -95,22 +96,25 @@ final class FlashAttention {
         return seg == null ? null : be.ints(seg);
     }
 
-    /** The forward into y {@code [n, hq d]} (every row written), keeping its log-sum-exp for a backward. */
-    void forward(Tensor q, Tensor k, Tensor v, Tensor y, int kvLen, int hq, int hkv, AttentionMask mask) {
+    /**
+     * The forward into y {@code [n, hq d]} (every row written), also as bf16 into yb when not null; keeps its
+     * log-sum-exp and bf16 operands for a backward.
+     */
+    void forward(Tensor q, Tensor k, Tensor v, Tensor y, MemorySegment yb, int kvLen, int hq, int hkv, AttentionMask mask) {
         int n = rows(q), d = headSize(q, hq);
         if (n == 0) return;
         MemorySegment lse = be.scratch(4L * hq * n), qb = bf16(q, n), kb = bf16(k, kvLen), vb = bf16(v, kvLen);
-        run(qb, kb, vb, y, lse, n, d, kvLen, hq, hkv, mask);
-        kept.put(y, new Kept(lse, q, k, v, kvLen, hq, hkv, mask));
-        for (MemorySegment m : new MemorySegment[]{qb, kb, vb}) Reference.reachabilityFence(m);
+        run(qb, kb, vb, y, yb, lse, n, d, kvLen, hq, hkv, mask);
+        kept.put(y, new Kept(lse, qb, kb, vb, q, k, v, kvLen, hq, hkv, mask));
     }
 
-    private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment lse, int n, int d,
-                     int kvLen, int hq, int hkv, AttentionMask mask) {
+    private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment yb, MemorySegment lse, int n,
+                     int d, int kvLen, int hq, int hkv, AttentionMask mask) {
         MemorySegment seg = segments(mask);
         int queries = 16 * FWD_WARPS;
         be.launch("flash_fwd_" + d, (n + queries - 1) / queries, hq, 32 * FWD_WARPS, forwardShared(d),
-                qb.address(), kb.address(), vb.address(), addr(y), lse == null ? 0L : lse.address(), n, kvLen, hq, hkv,
+                qb.address(), kb.address(), vb.address(), addr(y), yb == null ? 0L : yb.address(), lse == null ? 0L : lse.address(),
+                n, kvLen, hq, hkv,
                 (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());
         Reference.reachabilityFence(seg);
@@ -126,18 +130,24 @@ final class FlashAttention {
                   Tensor dq, Tensor dk, Tensor dv) {
         int n = rows(q), d = headSize(q, hq);
         if (n == 0 || kvLen == 0 || (dq == null && dk == null && dv == null)) return;
-        MemorySegment qb = bf16(q, n), kb = bf16(k, kvLen), vb = bf16(v, kvLen), ob = bf16(dOut, n);
+        MemorySegment ob = bf16(dOut, n), qb, kb, vb;
         Kept f = out == null ? null : kept.get(out);
         Tensor o;
         MemorySegment lse;
-        if (f != null && f.matches(q, k, v, kvLen, hq, hkv, mask)) {
+        if (f != null && f.matches(q, k, v, kvLen, hq, hkv, mask)) {   // the forward's output, log-sum-exp and operands
             o = out;
             lse = f.lse;
+            qb = f.qb;
+            kb = f.kb;
+            vb = f.vb;
             reused++;
         } else {
+            qb = bf16(q, n);
+            kb = bf16(k, kvLen);
+            vb = bf16(v, kvLen);
             o = be.newF32(n, (long) hq * d);
             lse = be.scratch(4L * hq * n);
-            run(qb, kb, vb, o, lse, n, d, kvLen, hq, hkv, mask);
+            run(qb, kb, vb, o, null, lse, n, d, kvLen, hq, hkv, mask);
             recomputed++;
         }
         MemorySegment dvec = be.scratch(4L * hq * n);

@@ -140,10 +140,10 @@ __device__ __forceinline__ void red_rows(float* row0, bool ok0, float* row1, boo
 // ---------------------------------------------------------------------------------------------------------------
 // Forward. Block: W warps (4 or 8), 16 W queries (16 per warp) of one head; grid (ceil(n / 16 W), hq). bf16 q [n, hq*D], k and v
 // [>= kvLen, hkv*D]. Shared: two stages of a K tile and a V tile [64][D+8] (the next pair loads during the products).
-// y [n, hq*D] float32 (every row written); lse [hq][n] (log2 units) if not null.
+// y [n, hq*D] float32 (every row written), also as bf16 into yb if not null; lse [hq][n] (log2 units) if not null.
 // ---------------------------------------------------------------------------------------------------------------
 template <int D>
-__device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, float* lse, int n, int kvLen,
+__device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, u16* yb, float* lse, int n, int kvLen,
                           int hq, int hkv, float scale, const int* seg, int nseg, int causal, int qoff) {
     constexpr int RS = D + 8, NT = D / 8, KT = D / 16, TILE = 64 * RS;
     extern __shared__ __align__(16) u16 fsm[];
@@ -268,6 +268,10 @@ __device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, fl
         int c = h * D + nt * 8 + 2 * t;
         if (i0 < n) *(float2*) (y + i0 * qs + c) = make_float2(o[nt][0] * r0, o[nt][1] * r0);
         if (i1 < n) *(float2*) (y + i1 * qs + c) = make_float2(o[nt][2] * r1, o[nt][3] * r1);
+        if (yb != nullptr) {   // the bf16 operand of the output projection, written alongside
+            if (i0 < n) *(u32*) (yb + i0 * qs + c) = pack_bf16(o[nt][0] * r0, o[nt][1] * r0);
+            if (i1 < n) *(u32*) (yb + i1 * qs + c) = pack_bf16(o[nt][2] * r1, o[nt][3] * r1);
+        }
     }
     if (lse != nullptr && t == 0) {
         if (i0 < n) lse[(long long) h * n + i0] = l0 > 0.f ? m0 + log2f(l0) : NEG_INF;
@@ -482,9 +486,9 @@ __device__ void flash_bwd(const u16* q, const u16* k, const u16* v, const u16* d
 
 #define FLASH_ENTRIES(D)                                                                                                 \
     extern "C" __global__ void __launch_bounds__(256) flash_fwd_##D(                                                     \
-            const u16* q, const u16* k, const u16* v, float* y, float* lse, int n, int kvLen, int hq, int hkv,           \
+            const u16* q, const u16* k, const u16* v, float* y, u16* yb, float* lse, int n, int kvLen, int hq, int hkv,  \
             float scale, const int* seg, int nseg, int causal, int qoff) {                                                \
-        flash_fwd<D>(q, k, v, y, lse, n, kvLen, hq, hkv, scale, seg, nseg, causal, qoff);                                 \
+        flash_fwd<D>(q, k, v, y, yb, lse, n, kvLen, hq, hkv, scale, seg, nseg, causal, qoff);                             \
     }                                                                                                                    \
     extern "C" __global__ void __launch_bounds__(128) flash_bwd_##D(                                                     \
             const u16* q, const u16* k, const u16* v, const u16* dout, const float* lse, const float* dvec,              \

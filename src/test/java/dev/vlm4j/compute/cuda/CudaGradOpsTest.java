@@ -274,8 +274,12 @@ class CudaGradOpsTest {
                     dO = rnd(gpuBf16, 1f, n, hq * d);
             Tensor want = cpu.attention(q.h, k.h, v.h, kvLen, hq, hkv, mask);
             Tensor got = gpuBf16.newF32(n, (long) hq * d);
-            flash.forward(q.d, k.d, v.d, got, kvLen, hq, hkv, mask);
+            java.lang.foreign.MemorySegment yb = gpuBf16.scratch(2L * n * hq * d);
+            flash.forward(q.d, k.d, v.d, got, yb, kvLen, hq, hkv, mask);
             assertClose(new Pair(Tensor.of(cpu.toHost(want), n, hq * d), got), gpuBf16, 1e-2, what + " forward");
+            // the bf16 copy written alongside is the output rounded to bf16 (as the conversion kernel rounds it)
+            assertEquals(0, java.util.Arrays.compare(gpuBf16.toHostBytes(yb, 2L * n * hq * d), gpuBf16.toHostBytes(gpuBf16.bf16Of(got), 2L * n * hq * d)),
+                    what + ": bf16 copy of the output");
             // the backward with the forward's output (its kept log-sum-exp reused) and without (the forward run again)
             for (Tensor out : new Tensor[]{got, null}) {
                 long[] before = flash.counts();
