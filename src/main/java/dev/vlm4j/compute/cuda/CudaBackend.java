@@ -23,11 +23,7 @@ import java.util.Map;
  */
 public final class CudaBackend implements Backend {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final int BLOCK = 256, ATT_WARPS = 8, ATT_MAXC = 8;
-    /** Split-key attention: used for at most this many queries, keys per split at least SPLIT_CHUNK. */
-    private static final int SPLIT_MAX_QUERIES = 16, SPLIT_CHUNK = 256, SPLIT_MAX = 64;
-    /** Batched decode attention: keys per split (a block's 8 warps take 8 each, so short caches still fill the GPU). */
-    private static final int DECODE_CHUNK = 64;
+    private static final int BLOCK = 256;
     private static final long WORKSPACE = 32L << 20;
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
@@ -51,15 +47,10 @@ public final class CudaBackend implements Backend {
     private Tensor bf16Source;
     private MemorySegment bf16Copy;
     /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
-    private boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
+    boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
-    private static final int FLASH_MIN_QUERIES = 32, FLASH_MAX_D = 128;
-    /**
-     * Attention over at least this many queries (each segment) runs as batched products on the tensor cores
-     * ({@link ProductAttention}, bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off.
-     */
-    private static final int GEMM_ATT_MIN = 1024;
-    private boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
+    /** Attention over long sequences on the tensor cores (flash kernels or products, bf16 mode); VLM4J_CUDA_GEMM_ATTENTION=0: off. */
+    boolean gemmAttention = !"0".equals(System.getenv("VLM4J_CUDA_GEMM_ATTENTION"));
     /**
      * bf16 mode: attention over long sequences (where the products would run) and every attention backward through
      * the tensor-core flash kernels ({@link FlashAttention}) for the head sizes they support; VLM4J_CUDA_FLASH_TC=0: off.
@@ -70,6 +61,7 @@ public final class CudaBackend implements Backend {
     private final StepGraphs graphs;
     private final ProductAttention products = new ProductAttention(this);
     private final FlashAttention flash = new FlashAttention(this);
+    private final CudaAttention attention = new CudaAttention(this, products, flash);
     private CudaProfiler profiler;
 
     /**
@@ -126,7 +118,7 @@ public final class CudaBackend implements Backend {
         }
         try {
             drv.setFunctionAttribute(fns.get("attention_flash"), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    flashShared(FLASH_MAX_D));
+                    CudaAttention.flashShared(CudaAttention.FLASH_MAX_D));
         } catch (CudaException e) {
             flashAttention = false;   // a device with less shared memory per block keeps the one-query-per-block kernel
         }
@@ -140,8 +132,6 @@ public final class CudaBackend implements Backend {
             for (String f : names) fns.put(f, drv.function(module, f));
         }
     }
-
-    private static int flashShared(int d) { return (3 * 64 * d + 64 * 68) * 4; }
 
     /** Switches the batched decode kernels (on by default; VLM4J_CUDA_BATCHED=0) for benchmarks and tests. */
     public void useBatchedKernels(boolean on) { batchedKernels = on; }
@@ -566,6 +556,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Records that {@code copy} holds {@code x} as bf16 (written by x's producer), for {@link #bf16Of}. */
+    void bf16Copy(Tensor x, MemorySegment copy) {
+        bf16Source = x;
+        bf16Copy = copy;
+    }
+
     void wrote() {
         bf16Source = null;
         bf16Copy = null;
@@ -583,8 +579,7 @@ public final class CudaBackend implements Backend {
             // the bf16 copy the next products (q/k/v, gate/up) read, written with y instead of by a conversion pass
             MemorySegment yb = scratch(2L * n * d);
             launch("rms_norm_v4_bf16", n, 1, threads, 0, addr(xd), addr(wd), addr(y), yb.address(), d, eps);
-            bf16Source = y;
-            bf16Copy = yb;
+            bf16Copy(y, yb);
         } else if (d % 4 == 0 && d <= 16 * threads && wd.dtype() == DType.F32)
             launch("rms_norm_v4", n, 1, threads, 0, addr(xd), addr(wd), addr(y), d, eps);
         else
@@ -608,8 +603,7 @@ public final class CudaBackend implements Backend {
         if (feedsProducts(rows(gate))) {   // the down projection's bf16 operand written alongside
             MemorySegment yb = scratch(2L * gate.numel());
             elementwise("silu_mul_bf16", gate.numel(), addr(g), addr(u), addr(y), yb.address(), gate.numel());
-            bf16Source = y;
-            bf16Copy = yb;
+            bf16Copy(y, yb);
             return y;
         }
         elementwise("silu_mul", gate.numel(), addr(g), addr(u), addr(y), gate.numel());
@@ -620,7 +614,7 @@ public final class CudaBackend implements Backend {
      * Whether an activation of n rows made here goes next into bf16 products on the tensor cores (bf16 mode, more rows
      * than the gemv kernels take), so that its producer writes the bf16 copy too ({@link #bf16Of} then finds it).
      */
-    private boolean feedsProducts(int n) { return precision == Precision.BF16 && n > GEMV_ROWS && !graphs.active(); }
+    boolean feedsProducts(int n) { return precision == Precision.BF16 && n > GEMV_ROWS && !graphs.active(); }
 
     @Override
     public Tensor gelu(Tensor x) {
@@ -716,61 +710,7 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
         bind();
-        int n = rows(q), d = (int) (q.dim(-1) / hq);
-        if (d > 32 * ATT_MAXC) throw new IllegalArgumentException("attention: head size " + d + " above " + 32 * ATT_MAXC);
-        if (hq % hkv != 0) throw new IllegalArgumentException("attention: " + hq + " query heads over " + hkv + " KV heads");
-        int[] seg = mask.segments();
-        if (seg != null && (seg[seg.length - 1] != n || kvLen != n))
-            throw new IllegalArgumentException("attention segments end at " + seg[seg.length - 1] + " but there are " + n + " queries");
-        Tensor qd = dev(q), kd = dev(k), vd = dev(v), y = newF32(n, (long) hq * d);
-        if (n == 0) return y;
-        int shared = ATT_WARPS * (d + 2) * 4;
-        float scale = (float) (1.0 / Math.sqrt(d));
-        int splits = seg == null && n <= SPLIT_MAX_QUERIES ? Math.min(SPLIT_MAX, kvLen / SPLIT_CHUNK) : 0;
-        if (splits >= 2) {
-            // few queries over a long cache (decoding): spread the keys over more blocks, then merge
-            int chunk = (kvLen + splits - 1) / splits;
-            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
-            launch3("attention_split", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd),
-                    part.address(), kvLen, hq, hkv, d, scale, mask.causal() ? 1 : 0, mask.queryOffset(), chunk);
-            launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
-            java.lang.ref.Reference.reachabilityFence(part);
-            return y;
-        }
-        if (gemmAttention && tensorCoreFlash(d) && longSegments(seg, n)) {
-            MemorySegment yb = feedsProducts(n) ? scratch(2L * n * hq * d) : null;   // the output projection's operand
-            flash.forward(qd, kd, vd, y, yb, kvLen, hq, hkv, mask);
-            if (yb != null) {
-                bf16Source = y;
-                bf16Copy = yb;
-            }
-            return y;
-        }
-        if (gemmAttention && precision == Precision.BF16 && d % 8 == 0 && longSegments(seg, n) && ProductAttention.fits(n, kvLen, seg)) {
-            products.forward(qd, kd, vd, y, kvLen, hq, hkv, mask);
-            return y;
-        }
-        MemorySegment segs = seg == null ? null : ints(seg);
-        if (flashAttention && n >= FLASH_MIN_QUERIES && d % 16 == 0 && d <= FLASH_MAX_D) {
-            // many queries (prefill, vision tower): 64-query tiles against 64-key tiles in shared memory
-            launch("attention_flash", (n + 63) / 64, hq, 256, flashShared(d), addr(qd), addr(kd), addr(vd), addr(y), n,
-                    kvLen, hq, hkv, d, scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
-                    mask.causal() ? 1 : 0, mask.queryOffset());
-            java.lang.ref.Reference.reachabilityFence(segs);
-            return y;
-        }
-        launch("attention_f32", n, hq, 32 * ATT_WARPS, shared, addr(qd), addr(kd), addr(vd), addr(y), kvLen, hq, hkv, d,
-                scale, segs == null ? 0L : segs.address(), seg == null ? 0 : seg.length - 1,
-                mask.causal() ? 1 : 0, mask.queryOffset());
-        java.lang.ref.Reference.reachabilityFence(segs);
-        return y;
-    }
-
-    /** Whether every segment (or the one sequence) is long enough for the product form of attention. */
-    private static boolean longSegments(int[] seg, int n) {
-        if (seg == null) return n >= GEMM_ATT_MIN;
-        for (int s = 0; s + 1 < seg.length; s++) if (seg[s + 1] - seg[s] < GEMM_ATT_MIN) return false;
-        return true;
+        return attention.forward(q, k, v, kvLen, hq, hkv, mask);
     }
 
     /** A device int64 table of the given values (queued on the stream). */
@@ -780,7 +720,7 @@ public final class CudaBackend implements Backend {
         return s;
     }
 
-    private Tensor cacheTensor(Tensor t, int width, int minRows, String op) {
+    Tensor cacheTensor(Tensor t, int width, int minRows, String op) {
         deviceDst(t, op);
         if (t.dim(-1) != width || rows(t) < minRows)
             throw new IllegalArgumentException(op + ": " + t + " does not hold " + minRows + " rows of " + width);
@@ -814,40 +754,7 @@ public final class CudaBackend implements Backend {
     public Tensor attentionBatch(Tensor q, Tensor[] keys, Tensor[] values, int[] lens, int hq, int hkv) {
         if (!batchedKernels) return Backend.super.attentionBatch(q, keys, values, lens, hq, hkv);
         bind();
-        int n = rows(q), d = (int) (q.dim(-1) / hq), w = hkv * d;
-        if (keys.length != n || values.length != n || lens.length != n)
-            throw new IllegalArgumentException("attentionBatch: " + n + " queries but " + keys.length + " caches");
-        if (d > 32 * ATT_MAXC || hq % hkv != 0) throw new IllegalArgumentException("attentionBatch: heads " + hq + "/" + hkv + " of " + d);
-        Tensor qd = dev(q), y = newF32(n, (long) hq * d);
-        if (n == 0) return y;
-        long[] table = new long[3 * n];
-        int maxLen = 0;
-        for (int i = 0; i < n; i++) {
-            table[i] = addr(cacheTensor(keys[i], w, lens[i], "attentionBatch"));
-            table[n + i] = addr(cacheTensor(values[i], w, lens[i], "attentionBatch"));
-            table[2 * n + i] = lens[i];
-            maxLen = Math.max(maxLen, lens[i]);
-        }
-        MemorySegment t = longs(table);
-        int shared = ATT_WARPS * (d + 2) * 4;
-        float scale = (float) (1.0 / Math.sqrt(d));
-        // few sequences over long caches: split the keys so that there are enough blocks, then merge. The split is
-        // chosen from the longest length rounded up to DECODE_CHUNK (the kernel reads the lengths from the table), so
-        // the launch stays the same for DECODE_CHUNK steps and a captured decode step can be replayed
-        int bucket = (maxLen + DECODE_CHUNK - 1) / DECODE_CHUNK * DECODE_CHUNK;
-        int splits = n * hq >= 1024 ? 1 : Math.min(SPLIT_MAX, Math.max(1, bucket / DECODE_CHUNK));
-        if (splits == 1) {
-            launch3("attention_batch", n, hq, 1, 32 * ATT_WARPS, shared, addr(qd), t.address(), addr(y), n, hq, hkv, d, scale, 0);
-        } else {
-            int chunk = (bucket + splits - 1) / splits;
-            MemorySegment part = scratch((long) n * hq * splits * (d + 2) * 4);
-            launch3("attention_batch", n, hq, splits, 32 * ATT_WARPS, shared, addr(qd), t.address(), part.address(), n, hq, hkv, d,
-                    scale, chunk);
-            launch("attention_combine", n, hq, 32, 0, part.address(), addr(y), hq, d, splits);
-            java.lang.ref.Reference.reachabilityFence(part);
-        }
-        java.lang.ref.Reference.reachabilityFence(t);
-        return y;
+        return attention.batch(q, keys, values, lens, hq, hkv);
     }
 
     @Override
