@@ -80,10 +80,8 @@ public final class AdamW {
     public void step(double lr) {
         t++;
         double bc1 = 1 - Math.pow(beta1, t), bc2 = 1 - Math.pow(beta2, t);
-        // the parameters grouped by backend, each group in one call (the CUDA backend updates a group in one launch)
-        java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps = new java.util.LinkedHashMap<>();
-        for (int i = 0; i < params.size(); i++) byOps.computeIfAbsent(params.get(i).ops(), k -> new java.util.ArrayList<>()).add(i);
-        for (var e : byOps.entrySet()) {
+        // each backend's parameters in one call (the CUDA backend updates them in one launch)
+        for (var e : byOps(params).entrySet()) {
             List<Tensor> ps = new java.util.ArrayList<>(), gs = new java.util.ArrayList<>(), ms = new java.util.ArrayList<>(),
                     vs = new java.util.ArrayList<>();
             for (int i : e.getValue()) {
@@ -102,13 +100,21 @@ public final class AdamW {
      */
     public static double clipGradNorm(List<GradBackend.Parameter> params, double maxNorm) {
         double ss = 0;
-        java.util.Map<dev.vlm4j.compute.GradOps, List<Tensor>> byOps = new java.util.LinkedHashMap<>();
-        for (GradBackend.Parameter p : params) byOps.computeIfAbsent(p.ops(), k -> new java.util.ArrayList<>()).add(p.gradTensor());
-        for (var e : byOps.entrySet()) ss += e.getKey().sumSquares(e.getValue());
+        java.util.Map<dev.vlm4j.compute.GradOps, List<Tensor>> grads = new java.util.LinkedHashMap<>();
+        for (var e : byOps(params).entrySet())
+            grads.put(e.getKey(), e.getValue().stream().map(i -> params.get(i).gradTensor()).toList());
+        for (var e : grads.entrySet()) ss += e.getKey().sumSquares(e.getValue());
         double norm = Math.sqrt(ss);
         double coef = maxNorm / (norm + 1e-6);
-        if (coef < 1) for (var e : byOps.entrySet()) e.getKey().scale(e.getValue(), coef);
+        if (coef < 1) for (var e : grads.entrySet()) e.getKey().scale(e.getValue(), coef);
         return norm;
+    }
+
+    /** The indices of the parameters, grouped by the backend that holds them, in order. */
+    private static java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps(List<GradBackend.Parameter> params) {
+        java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < params.size(); i++) byOps.computeIfAbsent(params.get(i).ops(), k -> new java.util.ArrayList<>()).add(i);
+        return byOps;
     }
     /**
      * The learning rate at optimizer step {@code step} (0-based) of {@code total}: linear warmup over

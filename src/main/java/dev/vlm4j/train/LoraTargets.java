@@ -57,27 +57,23 @@ public final class LoraTargets {
         return targetModules.size() == 1 && !targetModules.get(0).equals("all-linear") && REGEX_CHARS.matcher(targetModules.get(0)).find();
     }
 
+    /** The option's one regular expression, compiled (null when it is a list of names); a bad one names the option. */
+    private static Pattern regex(String option, List<String> values) {
+        if (!isRegex(values)) return null;
+        try {
+            return Pattern.compile(values.get(0));
+        } catch (PatternSyntaxException e) {
+            throw new IllegalArgumentException(option + " " + values.get(0) + " is not a valid regular expression: " + e.getDescription());
+        }
+    }
+
     /** The canonical weight names ({@code ....weight}) LoRA adapts, in model order; fails when none is selected. */
     public static List<String> select(Map<String, Tensor> params, SftArgs a) {
         List<String> tm = a.targetModules;
         boolean allLinear = tm.contains("all-linear");
-        Pattern re = null;
-        if (isRegex(tm)) {
-            try {
-                re = Pattern.compile(tm.get(0));
-            } catch (PatternSyntaxException e) {
-                throw new IllegalArgumentException("--target_modules " + tm.get(0) + " is not a valid regular expression: " + e.getDescription());
-            }
-        }
+        Pattern re = regex("--target_modules", tm);
         List<String> ex = a.excludeModules == null ? List.of() : a.excludeModules;
-        Pattern exRe = null;
-        if (isRegex(ex)) {
-            try {
-                exRe = Pattern.compile(ex.get(0));
-            } catch (PatternSyntaxException e) {
-                throw new IllegalArgumentException("--exclude_modules " + ex.get(0) + " is not a valid regular expression: " + e.getDescription());
-            }
-        }
+        Pattern exRe = regex("--exclude_modules", ex);
         List<String> out = new ArrayList<>();
         int excluded = 0;
         for (var e : params.entrySet()) {

@@ -336,18 +336,11 @@ final class CudaGradOps implements GradOps {
     @Override
     public void adamW(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps,
                       double weightDecay, double bc1, double bc2) {
-        be.bind();
-        grad(p, "adamW");
-        grad(m, "adamW");
-        grad(v, "adamW");
-        Tensor gd = be.dev(g);
-        sameSize(p, gd, "adamW");
-        be.elementwise("adamw_f32", p.numel(), addr(p), addr(gd), addr(m), addr(v), p.numel(), (float) lr, (float) beta1,
-                (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) eps, (float) (1 - lr * weightDecay), (float) bc1,
-                (float) bc2);
+        adamW(java.util.List.of(p), java.util.List.of(g), java.util.List.of(m), java.util.List.of(v), lr, beta1, beta2, eps,
+                weightDecay, bc1, bc2);
     }
 
-    /** Several parameters in one launch (adamw_multi_f32; each element as adamw_f32 computes it). */
+    /** Several parameters in one launch (adamw_multi_f32), element by element as torch.optim.AdamW. */
     @Override
     public void adamW(java.util.List<Tensor> ps, java.util.List<Tensor> gs, java.util.List<Tensor> ms, java.util.List<Tensor> vs,
                       double lr, double beta1, double beta2, double eps, double weightDecay, double bc1, double bc2) {
@@ -451,11 +444,7 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public void scale(Tensor g, double s) {
-        be.bind();
-        grad(g, "scale");
-        be.elementwise("scale_f32", g.numel(), addr(g), (float) s, g.numel());
-    }
+    public void scale(Tensor g, double s) { scale(java.util.List.of(g), s); }
 
     @Override
     public void zero(Tensor g) {

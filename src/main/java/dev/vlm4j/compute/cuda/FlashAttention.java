@@ -32,7 +32,7 @@ final class FlashAttention {
 
     /** The entry points of the flash kernel module. */
     static List<String> names() {
-        List<String> n = new ArrayList<>(List.of("flash_dvec", "flash_to_bf16"));
+        List<String> n = new ArrayList<>(List.of("flash_dvec"));
         for (int d : HEAD_SIZES) {
             n.add("flash_fwd_" + d);
             n.add("flash_bwd_" + d);
@@ -81,13 +81,11 @@ final class FlashAttention {
 
     private static int headSize(Tensor q, int hq) { return (int) (q.dim(-1) / hq); }
 
-    /** The first rows of x {@code [>= rows, width]} float32 as bf16 (scratch). */
+    /** The first rows of x {@code [>= rows, width]} float32 as bf16 (scratch; the backend's conversion kernel). */
     private MemorySegment bf16(Tensor x, int rows) {
         long count = (long) rows * x.dim(-1);
         MemorySegment out = be.scratch(Math.max(4, 2 * count));
-        long pairs = count / 2;
-        if (pairs > 0)
-            be.launch("flash_to_bf16", (int) Math.min(65535, (pairs + 255) / 256), 1, 256, 0, addr(x), out.address(), pairs);
+        be.elementwise("f32_to_bf16_kernel", count, addr(x), out.address(), count);
         return out;
     }
 

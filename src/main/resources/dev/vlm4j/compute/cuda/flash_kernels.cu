@@ -1,7 +1,7 @@
 // vlm4j: attention on the tensor cores without materialised scores (bf16 mode), forward and backward, in the manner
 // of FlashAttention-2. Self-contained (no #include); compiled into a module of its own (FlashAttention.java).
 //
-// Operands are bf16 copies of the model's float32 activations (flash_to_bf16): q [n, hq*D], k and v [>= kvLen, hkv*D]
+// Operands are bf16 copies of the model's float32 activations (kernels.cu's f32_to_bf16_kernel): q [n, hq*D], k and v [>= kvLen, hkv*D]
 // (grouped KV heads read in place); tiles move to shared memory with cp.async (the next one loads during the
 // products), fragments come out with ldmatrix, products accumulate in float32 (mma.sync m16n8k16). The mask
 // is Backend.attention's: per query i, keys [lo, hi) from key_range (segments, causality, query offset).
@@ -9,7 +9,6 @@
 // which the backward rebuilds P = exp2(s - lse) tile by tile.
 
 #define NEG_INF __int_as_float(0xff800000)
-#define POS_INF __int_as_float(0x7f800000)
 
 typedef unsigned int u32;
 typedef unsigned short u16;
@@ -104,14 +103,6 @@ __device__ __forceinline__ void load_tile(u16* dst, int rs, const u16* src, long
         int r = e / C, c = 8 * (e - r * C), gr = r0 + r;
         bool ok = gr < valid;
         cp_async16(dst + r * rs + c, src + (long long) (ok ? gr : 0) * ld + c0 + c, ok);
-    }
-}
-
-// float32 -> bf16, n2 pairs (x 8-byte aligned).
-extern "C" __global__ void flash_to_bf16(const float2* x, u32* y, long long n2) {
-    for (long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x; i < n2; i += (long long) gridDim.x * blockDim.x) {
-        float2 v = x[i];
-        y[i] = pack_bf16(v.x, v.y);
     }
 }
 

@@ -63,11 +63,6 @@ extern "C" __global__ void add_product_f32(float* dst, const float* a, const flo
     GRID_STRIDE(i, n) dst[i] += a[i] * b[i];
 }
 
-// g *= s
-extern "C" __global__ void scale_f32(float* g, float s, long long n) {
-    GRID_STRIDE(i, n) g[i] *= s;
-}
-
 // y = x * s (Backend.scale)
 extern "C" __global__ void scale_copy_f32(const float* x, float* y, float s, long long n) {
     GRID_STRIDE(i, n) y[i] = x[i] * s;
@@ -152,39 +147,10 @@ extern "C" __global__ void column_sums_f32(const float* dy, float* db, int rows,
     db[c] += s;
 }
 
-// Per-block partial sums of squares, in double.
-extern "C" __global__ void sum_squares_f32(const float* g, double* partial, long long n) {
-    __shared__ double red[32];
-    double s = 0;
-    GRID_STRIDE(i, n) s += (double) g[i] * g[i];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    s = warp_sum_d(s);
-    if (lane == 0) red[w] = s;
-    __syncthreads();
-    if (w == 0) {
-        double t = lane < nw ? red[lane] : 0;
-        t = warp_sum_d(t);
-        if (lane == 0) partial[blockIdx.x] = t;
-    }
-}
-
-// torch.optim.AdamW, one element per thread. The host passes 1 - beta (and 1 - lr wd) computed in double: 1 - 0.999f
-// in float is 0.00099998713, a 1.3e-5 relative error in the second moment's step.
-extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float b1, float omb1,
-                                     float b2, float omb2, float eps, float decay, float bc1, float bc2) {
-    GRID_STRIDE(i, n) {
-        float gi = g[i];
-        float mi = b1 * m[i] + omb1 * gi, vi = b2 * v[i] + omb2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float upd = (mi / bc1) / (sqrtf(vi / bc2) + eps);
-        p[i] = p[i] * decay - lr * upd;
-    }
-}
-
-// Multi-tensor forms (one launch for every trainable tensor of a step): blockIdx.y picks the tensor from a device table
-// of int64 entries, the blocks of x stride over it.
-// AdamW over table[t] = {p, g, m, v, n}, as adamw_f32 element for element.
+// The optimizer kernels take every trainable tensor of a step in one launch: blockIdx.y picks the tensor from a device
+// table of int64 entries, the blocks of x stride over it (a single tensor is a table of one).
+// torch.optim.AdamW over table[t] = {p, g, m, v, n}. The host passes 1 - beta (and 1 - lr wd) computed in double:
+// 1 - 0.999f in float is 0.00099998713, a 1.3e-5 relative error in the second moment's step.
 extern "C" __global__ void adamw_multi_f32(const long long* table, float lr, float b1, float omb1, float b2, float omb2,
                                            float eps, float decay, float bc1, float bc2) {
     const long long* e = table + 5 * blockIdx.y;
