@@ -105,14 +105,17 @@ void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint
 /* ---- Q8_0 x Q8 activations with VNNI (vpdpbusd): the activation rows quantized per 32-block like the weights ---- */
 
 /*
- * Each activation as two 8-bit digits of one block scale: x / d = q1 + q2 / 256 with d = max|x| / 127 over its
+ * Each activation as two signed 8-bit digits of one block scale: x / d = q1 + q2 / 256 with d = max|x| / 127 over its
  * 32-block (0 for an all-zero block), q1 = round(x / d), q2 = round((x / d - q1) * 256) clamped to [-127, 127], so
  * the activation keeps about 15 bits (float activations' products are matched to ~1e-5 of the block's largest
- * value; one 8-bit digit alone measurably changed decoded tokens of the fixture model). Stored unsigned for
- * vpdpbusd: xu[r * pin + k] = q1 + 128, xu[(n + r) * pin + k] = q2 + 128; xd[r * nb + b] = d. n zero-padded rows of
- * pin = nb * 32 floats. Round half away from zero.
+ * value; one 8-bit digit alone measurably changed decoded tokens of the fixture model). Round half away from zero.
+ * vpdpbusd multiplies unsigned by signed bytes, so the kernel reads the weights offset, w + 128 (one xor), and the
+ * offset's share comes from the activation side:
+ *   xq[r * pin + k] = q1, xq[(n + r) * pin + k] = q2 (signed bytes, n zero-padded rows of pin = nb * 32 floats each);
+ *   c1[r * pin / 4 + l] = -128 * (sum of q1 over the 4 activations of int32 lane l), the first product's start value;
+ *   xd[r * nb + b] = d; xd[(n + r) * nb + b] = 128 * (sum of q2 over block b), subtracted once per block.
  */
-void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *xd) {
+void vlm4j_q8_quantize_rows(const float *x, int n, int pin, int8_t *xq, int32_t *c1, float *xd) {
     int nb = pin / BLK;
     for (long r = 0; r < n; r++)
         for (int b = 0; b < nb; b++) {
@@ -123,7 +126,7 @@ void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *
                 if (a > amax) amax = a;
             }
             float d = amax / 127.f;
-            xd[r * nb + b] = d;
+            int sum2 = 0;
             for (int k = 0; k < BLK; k++) {
                 int q = 0, q2 = 0;
                 if (d > 0) {
@@ -136,9 +139,17 @@ void vlm4j_q8_quantize_rows(const float *x, int n, int pin, uint8_t *xu, float *
                     if (q2 > 127) q2 = 127;
                     if (q2 < -127) q2 = -127;
                 }
-                xu[r * pin + b * BLK + k] = (uint8_t) (q + 128);
-                xu[((long) n + r) * pin + b * BLK + k] = (uint8_t) (q2 + 128);
+                xq[r * pin + b * BLK + k] = (int8_t) q;
+                xq[((long) n + r) * pin + b * BLK + k] = (int8_t) q2;
+                sum2 += q2;
             }
+            for (int l = 0; l < BLK / 4; l++) {
+                int s1 = 0;
+                for (int k = 0; k < 4; k++) s1 += xq[r * pin + b * BLK + 4 * l + k];
+                c1[(r * pin + b * BLK) / 4 + l] = -128 * s1;
+            }
+            xd[r * nb + b] = d;
+            xd[((long) n + r) * nb + b] = 128.f * (float) sum2;
         }
 }
 
@@ -150,14 +161,16 @@ INLINE __m512 pair_lanes(__m512 v, int k) {
 }
 
 /*
- * Weight rows [j, j + R) against N quantized activation rows: per pair of blocks (64 bytes of a row) one vpdpbusd of
- * the activation's unsigned bytes with the weight bytes, minus one of 128s with the weight bytes (the offset), then
- * the integer sums to float times (weight scale x activation scale) of each block.
+ * Weight rows [j, j + R) against N quantized activation rows, per pair of blocks (64 bytes of a row), with u = w + 128:
+ *   h = c1 + u . q1 = w . q1 (exact),  D = (h << 8) + u . q2 = 256 w . q1 + w . q2 + 128 (sums of q2 per lane),
+ * |D| < 2^24, so its float is exact; then D times (weight scale x activation scale / 256) of its block. The q2 offsets
+ * (xd's second half times the same scale) are subtracted once per 16 blocks. Seven vector operations per 64 bytes of
+ * a row at N = 1 (the older form, with the offsets removed from each product, took eleven).
  */
 #define VNNI __attribute__((target("avx512vnni")))
 
-INLINE VNNI void rows_vnni(const uint8_t *xu, const uint8_t *xl, const float *xd, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j,
-                      int R, int out, float *y, long pf) {
+INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1, const float *xd, const float *xk, int N,
+                           int pin, const int8_t *q, const uint16_t *s, int nb, long j, int R, int out, float *y, long pf) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
@@ -169,40 +182,38 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const uint8_t *xl, const float *xd
     for (int b0 = 0; b0 < nb; b0 += 16) {          /* 16 blocks: one pack of scales, 8 pairs */
         int left = nb - b0 < 16 ? nb - b0 : 16;
         __mmask16 sm = (__mmask16) ((1u << left) - 1);
-        __m512 sw[4], sx[4];
+        __m512 sc16[4][4];
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++)
-            sw[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(sm, sc + i * (long) nb + b0));
+        for (int i = 0; i < R; i++) {
+            __m512 sw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(sm, sc + i * (long) nb + b0));
 #pragma GCC unroll 4
-        for (int r = 0; r < N; r++) sx[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(sm, xd + r * (long) nb + b0), _mm512_set1_ps(1.f / 256.f));
+            for (int r = 0; r < N; r++) {
+                sc16[r][i] = _mm512_mul_ps(sw, _mm512_mul_ps(_mm512_maskz_loadu_ps(sm, xd + r * (long) nb + b0), _mm512_set1_ps(1.f / 256.f)));
+                acc[r][i] = _mm512_fnmadd_ps(sc16[r][i], _mm512_maskz_loadu_ps(sm, xk + r * (long) nb + b0), acc[r][i]);
+            }
+        }
         for (int k = 0; k < 8 && 2 * k < left; k++) {
             long o = (long) (b0 + 2 * k) * BLK;
             __mmask64 bm = left - 2 * k >= 2 ? ~(__mmask64) 0 : (__mmask64) 0xffffffffu;   /* the last block alone */
+            __mmask16 lm = left - 2 * k >= 2 ? (__mmask16) 0xffff : (__mmask16) 0xff;
             if (pf > 0) {
                 long po = o + pf / R;
                 const int8_t *p = po < pin ? w + po : w + R * (long) pin + po - pin;
 #pragma GCC unroll 4
                 for (int i = 0; i < R; i++) _mm_prefetch((const char *) (p + i * (long) pin), _MM_HINT_T0);
             }
-            __m512i wv[4], cw[4];
-            __m512 ws[4];
+            __m512i wu[4];
 #pragma GCC unroll 4
-            for (int i = 0; i < R; i++) {
-                wv[i] = _mm512_maskz_loadu_epi8(bm, w + i * (long) pin + o);
-                cw[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, wv[i]);
-                ws[i] = pair_lanes(sw[i], k);
-            }
+            for (int i = 0; i < R; i++) wu[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bm, w + i * (long) pin + o), c128);
 #pragma GCC unroll 4
             for (int r = 0; r < N; r++) {
-                __m512i xv = _mm512_maskz_loadu_epi8(bm, xu + r * (long) pin + o), xw = _mm512_maskz_loadu_epi8(bm, xl + r * (long) pin + o);
-                __m512 xs = pair_lanes(sx[r], k);
+                __m512i a1 = _mm512_maskz_loadu_epi8(bm, x1 + r * (long) pin + o), a2 = _mm512_maskz_loadu_epi8(bm, x2 + r * (long) pin + o);
+                __m512i h0 = _mm512_maskz_loadu_epi32(lm, c1 + (r * (long) pin + o) / 4);
 #pragma GCC unroll 4
                 for (int i = 0; i < R; i++) {
-                    /* 256 * (high digits . w) + (low digits . w), each without the +128 offsets: exact in int32 */
-                    __m512i hi = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, wv[i]), cw[i]);
-                    __m512i lo = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xw, wv[i]), cw[i]);
-                    __m512i d = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
-                    acc[r][i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), ws[i]), xs, acc[r][i]);
+                    __m512i h = _mm512_dpbusd_epi32(h0, wu[i], a1);
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_slli_epi32(h, 8), wu[i], a2);
+                    acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_lanes(sc16[r][i], k), acc[r][i]);
                 }
             }
         }
@@ -213,14 +224,16 @@ INLINE VNNI void rows_vnni(const uint8_t *xu, const uint8_t *xl, const float *xd
         for (int i = 0; i < R; i++) y[r * (long) out + j + i] = _mm512_reduce_add_ps(acc[r][i]);
 }
 
-#define VCASE(N, R) rows_vnni(xu + r0 * (long) pin, xu + ((long) n + r0) * pin, xd + r0 * (long) nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+#define VCASE(N, R) rows_vnni(xq + r0 * (long) pin, xq + ((long) n + r0) * pin, c1 + r0 * (long) pin / 4, xd + r0 * (long) nb, \
+                              xd + ((long) n + r0) * nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
 
 /*
- * As vlm4j_q8_0_gemv with the n activation rows quantized by vlm4j_q8_quantize_rows (xu: 2 * n * pin bytes, xd):
- * integer dot products per block (exact), scaled in float32. Needs AVX512-VNNI.
+ * As vlm4j_q8_0_gemv with the n activation rows quantized by vlm4j_q8_quantize_rows (xq: 2 * n * pin bytes,
+ * c1: n * pin / 4 ints, xd: 2 * n * nb floats): integer block dot products (exact), scaled in float32. Needs
+ * AVX512-VNNI.
  */
-VNNI void vlm4j_q8_0_gemv_vnni(const uint8_t *xu, const float *xd, int n, int pin, const int8_t *q, const uint16_t *s, int nb,
-                          int j0, int j1, int out, float *y, long pf) {
+VNNI void vlm4j_q8_0_gemv_vnni(const int8_t *xq, const int32_t *c1, const float *xd, int n, int pin, const int8_t *q,
+                               const uint16_t *s, int nb, int j0, int j1, int out, float *y, long pf) {
     FOR_ROW_GROUPS(VCASE)
 }
 
@@ -377,4 +390,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 7; }
+int vlm4j_cpu_abi(void) { return 8; }

@@ -255,9 +255,10 @@ final class Gemv {
         }
         final float[] xp = xx;
         boolean vnni = vnniQ8 && NativeKernels.q8VnniAvailable();
-        byte[] xu = vnni ? new byte[2 * n * pin] : null;
-        float[] xd = vnni ? new float[n * nb] : null;
-        if (vnni) NativeKernels.q8Quantize(xp, n, pin, xu, xd);
+        byte[] xq = vnni ? new byte[2 * n * pin] : null;
+        int[] c1 = vnni ? new int[n * pin / 4] : null;
+        float[] xd = vnni ? new float[2 * n * nb] : null;
+        if (vnni) NativeKernels.q8Quantize(xp, n, pin, xq, c1, xd);
         Parallel.forRange(first[ws.length], 4, Parallel.DECODE_CHUNKS_PER_WORKER, (g0, g1) -> {
             for (int i = 0; i < ws.length; i++) {
                 int a = Math.max(g0, first[i]), b = Math.min(g1, first[i + 1]);
@@ -267,7 +268,7 @@ final class Gemv {
                 long q = w.data().address();
                 long s = q + Quant.scalesOffset(DType.Q8_0, w.shape());
                 int j0 = (a - first[i]) * G, j1 = Math.min(out, (b - first[i]) * G);
-                if (vnni) NativeKernels.q8GemvVnni(xu, xd, n, pin, q, s, nb, j0, j1, out, ys[i]);
+                if (vnni) NativeKernels.q8GemvVnni(xq, c1, xd, n, pin, q, s, nb, j0, j1, out, ys[i]);
                 else NativeKernels.q8Gemv(xp, n, pin, q, s, nb, j0, j1, out, ys[i]);
             }
         });

@@ -30,7 +30,7 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 7;
+    private static final int ABI = 8;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
@@ -76,10 +76,10 @@ public final class NativeKernels {
                 if (cpuFlags().contains("avx512_vnni")) {
                     qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
-                                    ValueLayout.ADDRESS), Linker.Option.critical(true));
-                    // xu, xd, n, pin, q, s, nb, j0, j1, out, y, pf
+                                    ValueLayout.ADDRESS, ValueLayout.ADDRESS), Linker.Option.critical(true));
+                    // xq, c1, xd, n, pin, q, s, nb, j0, j1, out, y, pf
                     vn = linker.downcallHandle(lib.find("vlm4j_q8_0_gemv_vnni").orElseThrow(),
-                            FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                            FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                     ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                     ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
                             Linker.Option.critical(true));
@@ -117,26 +117,31 @@ public final class NativeKernels {
     public static boolean q8VnniAvailable() { return Q8_VNNI != null; }
 
     /**
-     * Quantizes n zero-padded activation rows of pin floats per 32-block into two 8-bit digits each:
-     * {@code x / d = q1 + q2 / 256}, {@code xu[r * pin + k] = q1 + 128}, {@code xu[(n + r) * pin + k] = q2 + 128}
-     * (unsigned bytes, 2 n pin of them), {@code xd[r * nb + b] = d = max|x| / 127} of the block.
+     * Quantizes n zero-padded activation rows of pin floats per 32-block into two signed 8-bit digits each,
+     * {@code x / d = q1 + q2 / 256}: {@code xq[r * pin + k] = q1}, {@code xq[(n + r) * pin + k] = q2},
+     * {@code xd[r * nb + b] = d = max|x| / 127} of the block, and the terms that remove the kernel's +128 weight
+     * offset: {@code c1[r * pin / 4 + l] = -128 * (q1 summed over int32 lane l)}, {@code xd[(n + r) * nb + b] = 128 *
+     * (q2 summed over block b)}. Sizes: xq 2 n pin, c1 n pin / 4, xd 2 n nb.
      */
-    static void q8Quantize(float[] x, int n, int pin, byte[] xu, float[] xd) {
-        if (x.length < (long) n * pin || xu.length < 2L * n * pin || xd.length < (long) n * (pin / 32) || pin % 32 != 0)
+    static void q8Quantize(float[] x, int n, int pin, byte[] xq, int[] c1, float[] xd) {
+        if (x.length < (long) n * pin || xq.length < 2L * n * pin || c1.length < (long) n * pin / 4 || xd.length < 2L * n * (pin / 32)
+                || pin % 32 != 0)
             throw new IllegalArgumentException("q8Quantize: bad shapes n=" + n + " pin=" + pin);
         try {
-            Q8_QUANTIZE.invokeExact(MemorySegment.ofArray(x), n, pin, MemorySegment.ofArray(xu), MemorySegment.ofArray(xd));
+            Q8_QUANTIZE.invokeExact(MemorySegment.ofArray(x), n, pin, MemorySegment.ofArray(xq), MemorySegment.ofArray(c1), MemorySegment.ofArray(xd));
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8 quantization failed", t);
         }
     }
 
     /** As {@link #q8Gemv} with activation rows from {@link #q8Quantize}: integer block dot products, scaled in float32. */
-    static void q8GemvVnni(byte[] xu, float[] xd, int n, int pin, long q, long s, int nb, int j0, int j1, int out, float[] y) {
-        if (xu.length < 2L * n * pin || xd.length < (long) n * nb || y.length < (long) (n - 1) * out + j1 || j0 < 0 || j1 > out || nb * 32 != pin)
+    static void q8GemvVnni(byte[] xq, int[] c1, float[] xd, int n, int pin, long q, long s, int nb, int j0, int j1, int out, float[] y) {
+        if (xq.length < 2L * n * pin || c1.length < (long) n * pin / 4 || xd.length < 2L * n * nb || y.length < (long) (n - 1) * out + j1
+                || j0 < 0 || j1 > out || nb * 32 != pin)
             throw new IllegalArgumentException("q8GemvVnni: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1 + " of " + out);
         try {
-            Q8_VNNI.invokeExact(MemorySegment.ofArray(xu), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
+            Q8_VNNI.invokeExact(MemorySegment.ofArray(xq), MemorySegment.ofArray(c1), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out,
+                    MemorySegment.ofArray(y), PREFETCH);
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8_0 VNNI kernel failed", t);
         }

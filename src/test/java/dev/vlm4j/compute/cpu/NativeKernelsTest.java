@@ -101,9 +101,10 @@ class NativeKernelsTest {
         int nb = Quant.blocksPerRow(in), pin = nb * 32;
         float[] xp = new float[n * pin];
         for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xp, r * pin, in);
-        byte[] xu = new byte[2 * n * pin];
-        float[] xd = new float[n * nb];
-        NativeKernels.q8Quantize(xp, n, pin, xu, xd);
+        byte[] xq = new byte[2 * n * pin];
+        int[] c1 = new int[n * pin / 4];
+        float[] xd = new float[2 * n * nb];
+        NativeKernels.q8Quantize(xp, n, pin, xq, c1, xd);
         for (int r = 0; r < n; r++)
             for (int j = 0; j < out; j++) {
                 double exactQ = 0, exactF = 0, bound = 0, l1 = 0;
@@ -112,7 +113,7 @@ class NativeKernelsTest {
                     for (int c = 0; c < 32 && b * 32 + c < in; c++) {
                         int k = b * 32 + c;
                         double wk = w.getFloat((long) j * in + k);
-                        blockQ += wk * (((xu[r * pin + k] & 0xff) - 128) + ((xu[(n + r) * pin + k] & 0xff) - 128) / 256.0);
+                        blockQ += wk * (xq[r * pin + k] + xq[(n + r) * pin + k] / 256.0);
                         exactF += wk * x[r * in + k];
                         wabs += Math.abs(wk);
                         l1 += Math.abs(wk * x[r * in + k]);
