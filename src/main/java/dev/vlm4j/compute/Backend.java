@@ -267,6 +267,14 @@ public interface Backend extends AutoCloseable {
      */
     default Tensor scoped(java.util.function.Supplier<Tensor> body) { return body.get(); }
 
+    /**
+     * As {@link #scoped(java.util.function.Supplier)}, but the tensors {@code keep} names (given the body's result)
+     * also stay valid: a recorded forward's activations that a backward will read. By default the body just runs.
+     */
+    default Tensor scoped(java.util.function.Supplier<Tensor> body, java.util.function.Function<Tensor, java.util.List<Tensor>> keep) {
+        return body.get();
+    }
+
     @Override
     default void close() {}
 }

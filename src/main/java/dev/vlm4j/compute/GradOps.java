@@ -79,6 +79,23 @@ public interface GradOps {
     default boolean usesAttentionOutput(int headSize) { return false; }
 
     /**
+     * The buffers the backend kept next to this attention output when they are everything the backward handed that
+     * output reads of it and of the queries, keys and values (so that a tape keeps these instead, and of q, k, v and
+     * the output only their identities); empty otherwise.
+     */
+    default java.util.List<Tensor> attentionKept(Tensor out) { return java.util.List.of(); }
+
+    /**
+     * The form in which an activation saved for a backward is kept (e.g. bf16 where the backend computes its products
+     * in bf16), or {@code t} itself; {@link #expand} gives back a float32 tensor for the backward. The backwards of
+     * {@link #rmsNorm}, {@link #siluMul} and {@link #loraDownBackward} also take the saved inputs in this form.
+     */
+    default Tensor compact(Tensor t) { return t; }
+
+    /** A float32 tensor with the values of {@code c} from {@link #compact} ({@code c} itself when it is one). */
+    default Tensor expand(Tensor c) { return c; }
+
+    /**
      * The backward of attention given also the forward's output {@code out} for these same arguments (unchanged since;
      * null when not kept): a backend that kept state from that forward (a FlashAttention log-sum-exp) then need not run
      * the forward again.

@@ -165,7 +165,8 @@ public final class LanguageModel {
         cache.put(li, past, k, v);
         Tensor a = be.attention(q, cache.keys(li), cache.values(li), past + n, hq, hkv, mask);
         Tensor h = be.addLinear(x, a, L.oW);
-        return mlpResidual(h, L);
+        // a segment of its own, so that training may recompute the MLP half alone (see Backend#checkpoint)
+        return be.checkpoint("model.layers." + li + ".mlp", h, in -> mlpResidual(in, L));
     }
 
     /** The second half of a layer: {@code h + down(silu(gate(n)) * up(n))}, {@code n = RMSNorm_post(h)}. */
@@ -195,6 +196,9 @@ public final class LanguageModel {
 
     /** Logits {@code [rows, vocab]} of final-normed hidden states. */
     public Tensor logits(Tensor hidden) { return be.linear(hidden, lmHead, null); }
+
+    /** The LM head's weight {@code [vocab, hidden]} as the backend holds it (the embedding table when tied). */
+    public Tensor lmHead() { return lmHead; }
 
     /** {@link #logits} on the host, row-major, in {@code into} when it is large enough (see {@link Backend#linearToHost}). */
     public float[] logitsToHost(Tensor hidden, float[] into) { return be.linearToHost(hidden, lmHead, into); }

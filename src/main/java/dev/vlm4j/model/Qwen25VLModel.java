@@ -202,9 +202,13 @@ public final class Qwen25VLModel implements AutoCloseable {
      * logits {@code [ids.length, vocab]}; position t predicts token t + 1.
      */
     public Tensor trainingLogits(int[] ids, VisionInput images, VisionInput videos) {
+        return lm.logits(trainingHidden(ids, images, videos));
+    }
+
+    /** {@link #trainingLogits} before the LM head: the final-normed hidden states {@code [ids.length, hidden]}. */
+    public Tensor trainingHidden(int[] ids, VisionInput images, VisionInput videos) {
         Sequence seq = newSequence(ids.length);
-        Tensor hidden = prefill(seq, ids, images, videos, null);
-        return lm.logits(hidden);
+        return prefill(seq, ids, images, videos, null);
     }
 
     /**
@@ -215,6 +219,11 @@ public final class Qwen25VLModel implements AutoCloseable {
      * the same sequence; the last row of a sequence predicts nothing).
      */
     public Tensor packedTrainingLogits(List<int[]> sequences, VisionInput images, VisionInput videos) {
+        return lm.logits(packedTrainingHidden(sequences, images, videos));
+    }
+
+    /** {@link #packedTrainingLogits} before the LM head: the final-normed hidden states {@code [sum(len_i), hidden]}. */
+    public Tensor packedTrainingHidden(List<int[]> sequences, VisionInput images, VisionInput videos) {
         int total = 0;
         int[] cu = new int[sequences.size() + 1];
         for (int s = 0; s < sequences.size(); s++) cu[s + 1] = total += sequences.get(s).length;
@@ -229,8 +238,7 @@ public final class Qwen25VLModel implements AutoCloseable {
             long[][] p = ropeIndex(sequences.get(s), images, videos, cursor).positions();
             for (int a = 0; a < 3; a++) System.arraycopy(p[a], 0, pos[a], cu[s], p[a].length);
         }
-        Tensor hidden = lm.forward(x, pos, lm.newCache(total), null, cu);
-        return lm.logits(hidden);
+        return lm.forward(x, pos, lm.newCache(total), null, cu);
     }
 
     /** Appends text tokens to a sequence (decoding); returns their hidden states. */

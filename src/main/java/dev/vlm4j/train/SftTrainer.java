@@ -109,7 +109,7 @@ public final class SftTrainer {
                 if (targets.contains(w)) throw new IllegalArgumentException(w + " is both a LoRA target and in --modules_to_save");
             tm.addNewLora(targets, a.loraRank, a.loraScale(), a.loraDropout, a.seed);
         }
-        tm.grad().checkpointing(a.gradientCheckpointing);
+        tm.grad().checkpointing(a.gradientCheckpointing ? TrainableModel.recomputedSegments(a.gradientCheckpointingScope) : null);
         tm.grad().resetPeakSavedActivationBytes();
         List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
         List<SftDataset.Example> examples = trainSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);

@@ -141,6 +141,19 @@ public final class TrainableModel implements AutoCloseable {
         return tm;
     }
 
+    /**
+     * The segments gradient checkpointing recomputes for a scope: {@code layer}, every decoder layer and ViT block
+     * (ms-swift's); {@code mlp}, only the decoder layers' MLP halves ({@code model.layers.N.mlp}) and the ViT blocks,
+     * the attention halves keeping their activations.
+     */
+    public static java.util.function.Predicate<String> recomputedSegments(String scope) {
+        return switch (scope) {
+            case "layer" -> segment -> true;
+            case "mlp" -> segment -> !segment.startsWith("model.layers.") || segment.endsWith(".mlp");
+            default -> throw new IllegalArgumentException("--gradient_checkpointing_scope " + scope + ": expected layer or mlp");
+        };
+    }
+
     /** Full fine-tuning's float32 master weights by published name, in checkpoint shape (empty for LoRA). */
     public Map<String, Tensor> masters() { return Collections.unmodifiableMap(masters); }
 
@@ -209,6 +222,22 @@ public final class TrainableModel implements AutoCloseable {
         }
     }
 
+    /**
+     * Whether the LM head has neither a gradient nor a LoRA adapter, so that the loss can come from the hidden states
+     * in row chunks ({@link GradBackend#linearCrossEntropy}) without the full logits.
+     */
+    private boolean frozenHead() {
+        Tensor head = model().languageModel().lmHead();
+        for (GradBackend.Parameter p : grad.parameters().values()) if (p.tensor() == head) return false;
+        return !lora.adapts(head);
+    }
+
+    /** The mean loss of the LM head's logits of {@code hidden} against {@code labels} (recorded while recording). */
+    private double headLoss(Tensor hidden, long[] labels, double lossScale) {
+        if (frozenHead()) return grad.linearCrossEntropy(hidden, model().languageModel().lmHead(), labels, lossScale);
+        return grad.crossEntropy(model().languageModel().logits(hidden), labels, lossScale);
+    }
+
     /** The result of one training forward: the mean loss and the logits (host copy only when asked). */
     public record Step(double loss, float[] logits) {}
 
@@ -223,9 +252,16 @@ public final class TrainableModel implements AutoCloseable {
             Step[] out = new Step[1];
             // everything the step allocates besides the parameters' gradients is garbage afterwards
             grad.scoped(() -> {
-                Tensor logits = model().trainingLogits(ids, images, videos);
-                double loss = grad.crossEntropy(logits, labels, lossScale);
-                float[] host = keepLogits ? grad.toHost(logits) : null;
+                Tensor hidden = model().trainingHidden(ids, images, videos);
+                float[] host = null;
+                double loss;
+                if (keepLogits || !frozenHead()) {
+                    Tensor logits = model().languageModel().logits(hidden);
+                    loss = grad.crossEntropy(logits, labels, lossScale);
+                    if (keepLogits) host = grad.toHost(logits);
+                } else {
+                    loss = grad.linearCrossEntropy(hidden, model().languageModel().lmHead(), labels, lossScale);
+                }
                 grad.backward();
                 out[0] = new Step(loss, host);
                 return null;
@@ -261,8 +297,7 @@ public final class TrainableModel implements AutoCloseable {
         try {
             double[] loss = new double[1];
             grad.scoped(() -> {
-                Tensor logits = model().packedTrainingLogits(ids, img, vid);
-                loss[0] = grad.crossEntropy(logits, packed, lossScale);
+                loss[0] = headLoss(model().packedTrainingHidden(ids, img, vid), packed, lossScale);
                 grad.backward();
                 return null;
             });
@@ -278,7 +313,7 @@ public final class TrainableModel implements AutoCloseable {
         grad.record(false);
         double[] loss = new double[1];
         grad.scoped(() -> {
-            loss[0] = grad.crossEntropy(model().trainingLogits(ids, images, videos), labels, 1.0);
+            loss[0] = headLoss(model().trainingHidden(ids, images, videos), labels, 1.0);
             return null;
         });
         return loss[0];

@@ -32,6 +32,7 @@ public final class CudaTrainBench {
         Path ckpt = Path.of(args[0]), out = Path.of(args[1]);
         int tokens = 2048, steps = 8, warmup = 3;
         boolean gc = true, other = false;
+        String scope = "layer";
         Precision precision = Precision.BF16;
         for (int i = 2; i < args.length; i += 2) {
             String v = args[i + 1];
@@ -40,6 +41,7 @@ public final class CudaTrainBench {
                 case "--steps" -> steps = Integer.parseInt(v);
                 case "--warmup" -> warmup = Integer.parseInt(v);
                 case "--gradient-checkpointing" -> gc = Boolean.parseBoolean(v);
+                case "--checkpoint-scope" -> scope = v;
                 case "--also-other-mode" -> other = Boolean.parseBoolean(v);
                 case "--precision" -> precision = v.equalsIgnoreCase("f32") ? Precision.F32 : Precision.BF16;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
@@ -53,7 +55,8 @@ public final class CudaTrainBench {
             int r = 8;
             double alpha = 32;
             tm.addNewLora(targets, r, alpha / r, 0.05f, 42);
-            tm.grad().checkpointing(gc);
+            java.util.function.Predicate<String> recompute = TrainableModel.recomputedSegments(scope);
+            tm.grad().checkpointing(gc ? recompute : null);
             List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
             long trainable = 0;
             for (GradBackend.Parameter p : params) trainable += p.tensor().numel();
@@ -62,7 +65,7 @@ public final class CudaTrainBench {
             cuda.resetPeakBytesInUse();
             double loadS = (System.nanoTime() - t0) / 1e9;
             System.out.printf("loaded %s in %.1f s on %s: %d LoRA modules, %,d trainable parameters, checkpointing %s%n",
-                    ckpt, loadS, cuda.deviceName(), targets.size(), trainable, gc);
+                    ckpt, loadS, cuda.deviceName(), targets.size(), trainable, gc ? scope : "off");
 
             Random rnd = new Random(1234);
             int[] ids = new int[tokens];
@@ -107,7 +110,7 @@ public final class CudaTrainBench {
                 otherMode.put("tokens_per_s", tokens / ((t2[1] + t2[2]) / 2000));
                 otherMode.put("peak_in_use_gb", cuda.bytesInUse()[1] / 1e9);
                 System.out.println("other mode: " + otherMode);
-                tm.grad().checkpointing(gc);
+                tm.grad().checkpointing(gc ? recompute : null);
             }
             // the forward alone (no tape, no backward), for the split of a step's time
             double[] fwd = new double[3];
@@ -128,6 +131,7 @@ public final class CudaTrainBench {
             res.put("steps", steps);
             res.put("warmup", warmup);
             res.put("gradient_checkpointing", gc);
+            res.put("checkpoint_scope", gc ? scope : "off");
             res.put("lora_modules", targets.size());
             res.put("trainable_params", trainable);
             res.put("step_ms_median", median);

@@ -69,8 +69,13 @@ class CudaTrainParityTest {
     }
 
     private static Run step(TrainableModel tm, List<SftDataset.Example> batch, boolean checkpointing) {
+        return step(tm, batch, checkpointing ? "layer" : null);
+    }
+
+    /** One step with gradient checkpointing of the given scope ({@link TrainableModel#recomputedSegments}; null: off). */
+    private static Run step(TrainableModel tm, List<SftDataset.Example> batch, String scope) {
         GradBackend g = tm.grad();
-        g.checkpointing(checkpointing);
+        g.checkpointing(scope == null ? null : TrainableModel.recomputedSegments(scope));
         g.zeroGrad();
         tm.lora().training(true, 99);
         double loss = 0;
@@ -117,9 +122,22 @@ class CudaTrainParityTest {
         try (TrainableModel tm = model(CudaBackend.create(0, Precision.F32))) {
             assertClose(cpu, step(tm, data, false), 1e-5, 2e-4, "CUDA f32");
             assertClose(cpu, step(tm, data, true), 1e-5, 2e-4, "CUDA f32, gradient checkpointing");
+            assertClose(cpu, step(tm, data, "mlp"), 1e-5, 2e-4, "CUDA f32, gradient checkpointing of the MLP halves");
         }
         try (TrainableModel tm = model(CudaBackend.create(0, Precision.BF16))) {
             assertClose(cpu, step(tm, data, true), 2e-2, 0.15, "CUDA bf16, gradient checkpointing");
+            assertClose(cpu, step(tm, data, "mlp"), 2e-2, 0.15, "CUDA bf16, gradient checkpointing of the MLP halves");
+            assertClose(cpu, step(tm, data, false), 2e-2, 0.15, "CUDA bf16");
+            // every saved activation of this small model kept in bf16 (only large ones are by default)
+            String was = System.getProperty("vlm4j.cuda.compactMin");
+            System.setProperty("vlm4j.cuda.compactMin", "0");
+            try {
+                assertClose(cpu, step(tm, data, false), 2e-2, 0.15, "CUDA bf16, saved activations in bf16");
+                assertClose(cpu, step(tm, data, "mlp"), 2e-2, 0.15, "CUDA bf16, saved activations in bf16, MLP halves recomputed");
+            } finally {
+                if (was == null) System.clearProperty("vlm4j.cuda.compactMin");
+                else System.setProperty("vlm4j.cuda.compactMin", was);
+            }
         }
     }
 

@@ -40,8 +40,12 @@ class GradientCheckpointingTest {
     }
 
     private static Run step(TrainableModel tm, List<SftDataset.Example> batch, boolean checkpointing) {
+        return step(tm, batch, checkpointing ? TrainableModel.recomputedSegments("layer") : null);
+    }
+
+    private static Run step(TrainableModel tm, List<SftDataset.Example> batch, java.util.function.Predicate<String> recompute) {
         GradBackend g = tm.grad();
-        g.checkpointing(checkpointing);
+        g.checkpointing(recompute);
         g.zeroGrad();
         g.resetPeakSavedActivationBytes();
         tm.lora().training(true, 1234);
@@ -112,9 +116,14 @@ class GradientCheckpointingTest {
             List<SftDataset.Example> b = batch(tm);
             for (int i = 0; i < 3; i++) step(tm, b, i % 2 == 0); // let the JIT settle (see assertSame)
             Run plain = step(tm, b, false), ckpt = step(tm, b, true), again = step(tm, b, false);
+            Run mlp = step(tm, b, TrainableModel.recomputedSegments("mlp"));
             assertSame(plain, again, "lora (repeat)");
             assertSame(plain, ckpt, "lora");
+            assertSame(plain, mlp, "lora, MLP halves recomputed");
             assertTrue(ckpt.peakBytes() * 2 < plain.peakBytes(), "peak saved activations " + plain.peakBytes() + " -> " + ckpt.peakBytes());
+            // the attention halves keep their activations: between recomputing nothing and recomputing whole layers
+            assertTrue(ckpt.peakBytes() < mlp.peakBytes() && mlp.peakBytes() < plain.peakBytes(),
+                    "peak saved activations: layer " + ckpt.peakBytes() + ", mlp " + mlp.peakBytes() + ", none " + plain.peakBytes());
         }
     }
 

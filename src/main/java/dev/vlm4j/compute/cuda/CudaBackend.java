@@ -44,6 +44,7 @@ public final class CudaBackend implements Backend {
     private final String name;
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private boolean closed;
+    private final int multiprocessors;
     private Tensor bf16Source;
     private MemorySegment bf16Copy;
     /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
@@ -93,6 +94,7 @@ public final class CudaBackend implements Backend {
         // garbage activations go back to the pool when the GC runs: ask for one after free/16 (at most 4 GiB) of new
         // blocks (a batch-64 decode step leaves about 0.6 GiB of activations behind)
         this.pool = new DevicePool(drv, Math.min(4L << 30, Math.max(256L << 20, mem[0] / 16)));
+        this.multiprocessors = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
         int major = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
         int minor = drv.attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
         loadModule(Kernels.ptx(major * 10 + minor), Kernels.NAMES);
@@ -203,6 +205,9 @@ public final class CudaBackend implements Backend {
     public Precision precision() { return precision; }
     public String deviceName() { return name; }
 
+    /** The device's streaming multiprocessors (grids of resident blocks are sized by it). */
+    int multiprocessors() { return multiprocessors; }
+
     /**
      * Waits for queued work, collects unreachable activations and frees every cached block (the pool otherwise keeps
      * them for reuse, up to what the largest request needed). The step-graph arena stays (it is reused every step).
@@ -232,17 +237,27 @@ public final class CudaBackend implements Backend {
 
     /** Frees what {@code body} allocated when it returns (see {@link Backend#scoped}), without waiting for the GC. */
     @Override
-    public Tensor scoped(java.util.function.Supplier<Tensor> body) {
+    public Tensor scoped(java.util.function.Supplier<Tensor> body) { return scoped(body, out -> java.util.List.of()); }
+
+    /** As {@link #scoped(java.util.function.Supplier)}, keeping also the blocks of the tensors {@code keep} names. */
+    @Override
+    public Tensor scoped(java.util.function.Supplier<Tensor> body, java.util.function.Function<Tensor, java.util.List<Tensor>> keep) {
         bind();
         if (graphs.active()) return body.get();
         pool.openScope();
         Tensor out = null;
+        java.util.List<Tensor> kept = java.util.List.of();
         try {
             out = body.get();
+            kept = keep.apply(out);
             return out;
         } finally {
             wrote();   // the cached bf16 copy may be one of the blocks freed now
-            pool.closeScope(out != null && onDevice(out) ? addr(out) : 0L);
+            long[] addrs = new long[1 + kept.size()];
+            int c = 0;
+            if (out != null && onDevice(out)) addrs[c++] = addr(out);
+            for (Tensor t : kept) if (onDevice(t)) addrs[c++] = addr(t);
+            pool.closeScope(java.util.Arrays.copyOf(addrs, c));
         }
     }
 

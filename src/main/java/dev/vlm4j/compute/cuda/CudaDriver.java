@@ -31,7 +31,8 @@ final class CudaDriver {
             cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy, cuEventCreate, cuEventRecord, cuEventSynchronize,
             cuEventDestroy, cuEventElapsedTime;
 
-    static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
+            CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 
     private CudaDriver(SymbolLookup lib) {
         cuInit = NativeLibs.fn(lib, "cuInit", FunctionDescriptor.of(JAVA_INT, JAVA_INT));

@@ -97,8 +97,10 @@ final class CudaGradOps implements GradOps {
         if (n == 0) return h;
         int chunks = (in + 511) / 512;   // LORA_KC columns per block, partial sums per chunk, summed in order
         MemorySegment part = be.scratch((long) chunks * n * r * 4);
-        be.launch("lora_down_part", (n + 7) / 8, chunks, BLOCK, r * 512 * 4, addr(xd), addr(ad), part.address(), n, in, r, seed,
-                p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0);
+        int threshold = p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0;
+        // resident blocks (2 per SM) walking over 16-row groups
+        be.launch("lora_down_stream", Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks)), chunks,
+                BLOCK, r * 512 * 4, addr(xd), addr(ad), part.address(), n, in, r, seed, threshold);
         be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
         Reference.reachabilityFence(part);
         return h;
@@ -114,13 +116,15 @@ final class CudaGradOps implements GradOps {
         Tensor g = be.dev(dh);
         if (da != null && n > 0) {
             grad(da, "loraDownBackward");
-            Tensor xd = be.dev(x);
+            Tensor xd = activation(x);
             int colBlocks = (in + BLOCK - 1) / BLOCK;
-            int parts = Math.max(1, Math.min(Math.max(1, n / 32), (4 * 132 + colBlocks - 1) / colBlocks));
+            // one wave of resident blocks (3 per SM), at most LORA_DA_ROWS rows a part
+            int parts = Math.max((n + 255) / 256, Math.min(Math.max(1, n / 32), Math.max(1, 3 * be.multiprocessors() / colBlocks)));
             int per = (n + parts - 1) / parts;
             parts = (n + per - 1) / per;
             MemorySegment part = be.scratch((long) parts * r * in * 4);
-            be.launch("lora_down_da_part", colBlocks, parts, BLOCK, 0, addr(xd), addr(g), part.address(), n, in, r, per, seed, threshold);
+            be.launch(xd.dtype() == DType.BF16 ? "lora_down_da_part2_bf16" : "lora_down_da_part2", colBlocks, parts, BLOCK, per * 16 * 4,
+                    addr(xd), addr(g), part.address(), n, in, r, per, seed, threshold);
             be.elementwise("sum_parts_f32", (long) r * in, part.address(), addr(da), parts, (long) r * in, factor, 1);
             Reference.reachabilityFence(part);
         }
@@ -213,10 +217,11 @@ final class CudaGradOps implements GradOps {
         be.bind();
         grad(dx, "rmsNorm");
         grad(dw, "rmsNorm");
-        Tensor g = be.dev(dy), xd = be.dev(x), wd = be.upload(w);
+        Tensor g = be.dev(dy), xd = activation(x), wd = be.upload(w);
         if (wd.dtype() != DType.F32) throw new IllegalArgumentException("rmsNorm backward: weight " + w);
         int d = (int) xd.dim(-1), n = rows(xd);
-        if (n > 0) be.launch("rms_norm_backward", n, 1, BLOCK, 0, addr(g), addr(xd), addr(wd), ptr(dx), ptr(dw), d, eps);
+        if (n > 0) be.launch(xd.dtype() == DType.BF16 ? "rms_norm_backward_bf16" : "rms_norm_backward", n, 1, BLOCK, 0, addr(g), addr(xd),
+                addr(wd), ptr(dx), ptr(dw), d, eps);
     }
 
     @Override
@@ -224,8 +229,10 @@ final class CudaGradOps implements GradOps {
         be.bind();
         grad(dGate, "siluMul");
         grad(dUp, "siluMul");
-        Tensor g = be.dev(dy), a = be.dev(gate), u = be.dev(up);
-        be.elementwise("silu_mul_backward", g.numel(), addr(g), addr(a), addr(u), ptr(dGate), ptr(dUp), g.numel());
+        Tensor g = be.dev(dy), a = activation(gate), u = activation(up);
+        if (a.dtype() != u.dtype()) { a = expand(a); u = expand(u); }
+        be.elementwise(a.dtype() == DType.BF16 ? "silu_mul_backward_bf16" : "silu_mul_backward", g.numel(), addr(g), addr(a), addr(u),
+                ptr(dGate), ptr(dUp), g.numel());
     }
 
     @Override
@@ -283,6 +290,37 @@ final class CudaGradOps implements GradOps {
 
     @Override
     public boolean usesAttentionOutput(int headSize) { return be.tensorCoreFlash(headSize); }
+
+    @Override
+    public java.util.List<Tensor> attentionKept(Tensor out) { return flash.keptFor(out); }
+
+    /**
+     * Activations of at least this many elements are kept in bf16 for a backward in bf16 mode, smaller ones as they
+     * are (system property {@code vlm4j.cuda.compactMin}, read at each call: tests lower it).
+     */
+    static long compactMin() { return Long.getLong("vlm4j.cuda.compactMin", 1 << 16); }
+
+    /** In bf16 mode a large float32 activation as bf16 (its producer's bf16 copy when there is one). */
+    @Override
+    public Tensor compact(Tensor t) {
+        if (be.precision() != Precision.BF16 || t.dtype() != DType.F32 || t.numel() < compactMin() || !be.device().equals(t.device()))
+            return t;
+        return new Tensor(DType.BF16, t.shape(), be.bf16Of(t), be.device());
+    }
+
+    /** A saved activation as the kernels read it: a device bf16 tensor from {@link #compact} as it is, else float32 on the device. */
+    private Tensor activation(Tensor t) {
+        return t.dtype() == DType.BF16 && be.device().equals(t.device()) ? t : be.dev(t);
+    }
+
+    @Override
+    public Tensor expand(Tensor c) {
+        if (c.dtype() != DType.BF16 || !be.device().equals(c.device())) return c;
+        be.bind();
+        Tensor y = be.newF32(c.shape());
+        be.elementwise("bf16_to_f32_kernel", c.numel(), addr(c), addr(y), c.numel());
+        return y;
+    }
 
     @Override
     public void attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask, Tensor out,

@@ -134,20 +134,24 @@ final class DevicePool implements AutoCloseable {
 
     /**
      * Frees every block allocated since the matching {@link #openScope} (queued work on the stream still sees them:
-     * a freed block is only handed out again for work queued after it) except the one holding device address
-     * {@code keep} (0: none), which moves to the enclosing scope if there is one. The segments of freed blocks must
-     * no longer be used.
+     * a freed block is only handed out again for work queued after it) except the blocks holding one of the device
+     * addresses {@code keep} (0s ignored), which move to the enclosing scope if there is one. The segments of freed
+     * blocks must no longer be used.
      */
-    synchronized void closeScope(long keep) {
+    synchronized void closeScope(long... keep) {
         if (scopes.isEmpty()) throw new IllegalStateException("closeScope without openScope");
+        long[] k = keep.clone();
+        java.util.Arrays.sort(k);
         java.util.ArrayList<Block> blocks = scopes.remove(scopes.size() - 1);
         for (Block b : blocks) {
-            if (keep != 0 && keep >= b.p && keep < b.p + b.size) {
+            int i = java.util.Arrays.binarySearch(k, b.p);
+            if (i < 0) i = -i - 1;   // the first kept address >= the block's start
+            if (i < k.length && k[i] != 0 && k[i] < b.p + b.size) {
                 if (!scopes.isEmpty()) scopes.get(scopes.size() - 1).add(b);
                 continue;
             }
             if (b.freed.compareAndSet(false, true)) {
-                free.computeIfAbsent(b.size, k -> new ArrayDeque<>()).push(b.p);
+                free.computeIfAbsent(b.size, x -> new ArrayDeque<>()).push(b.p);
                 inUse -= b.size;
             }
         }

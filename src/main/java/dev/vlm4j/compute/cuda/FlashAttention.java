@@ -1,6 +1,8 @@
 package dev.vlm4j.compute.cuda;
 
 import dev.vlm4j.compute.AttentionMask;
+import dev.vlm4j.tensor.DType;
+import dev.vlm4j.tensor.Device;
 import dev.vlm4j.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
@@ -32,7 +34,7 @@ final class FlashAttention {
 
     /** The entry points of the flash kernel module. */
     static List<String> names() {
-        List<String> n = new ArrayList<>(List.of("flash_dvec"));
+        List<String> n = new ArrayList<>(List.of("flash_dvec", "flash_dvec_bf16"));
         for (int d : HEAD_SIZES) {
             n.add("flash_fwd_" + d);
             n.add("flash_bwd_" + d);
@@ -41,8 +43,8 @@ final class FlashAttention {
     }
 
     /** A forward's log-sum-exp and the arguments it was computed for (identities: the backward checks them). */
-    private record Kept(MemorySegment lse, MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor q, Tensor k, Tensor v,
-                        int kvLen, int hq, int hkv, AttentionMask mask) {
+    private record Kept(MemorySegment lse, MemorySegment qb, MemorySegment kb, MemorySegment vb, MemorySegment yb, Tensor q, Tensor k,
+                        Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {
         boolean matches(Tensor q2, Tensor k2, Tensor v2, int kvLen2, int hq2, int hkv2, AttentionMask m) {
             return q == q2 && k == k2 && v == v2 && kvLen == kvLen2 && hq == hq2 && hkv == hkv2 && mask.causal() == m.causal()
                     && mask.queryOffset() == m.queryOffset() && java.util.Arrays.equals(mask.segments(), m.segments());
@@ -76,6 +78,20 @@ final class FlashAttention {
         }
     }
 
+    /**
+     * The buffers a forward kept next to its output {@code y}, as tensors (log-sum-exp, bf16 queries, keys, values and
+     * output), when they are all a backward handed {@code y} reads of q, k, v and y; else none.
+     */
+    java.util.List<Tensor> keptFor(Tensor y) {
+        Kept f = kept.get(y);
+        if (f == null || f.yb == null) return java.util.List.of();
+        Device dev = be.device();
+        int n = rows(f.q), kw = (int) f.k.dim(-1);
+        return java.util.List.of(new Tensor(DType.F32, new long[]{f.lse.byteSize() / 4}, f.lse, dev),
+                new Tensor(DType.BF16, new long[]{n, f.q.dim(-1)}, f.qb, dev), new Tensor(DType.BF16, new long[]{f.kvLen, kw}, f.kb, dev),
+                new Tensor(DType.BF16, new long[]{f.kvLen, kw}, f.vb, dev), new Tensor(DType.BF16, new long[]{n, y.dim(-1)}, f.yb, dev));
+    }
+
     /** How many backwards reused a kept forward and how many ran the forward again (for tests and profiles). */
     long[] counts() { return new long[]{reused, recomputed}; }
 
@@ -103,7 +119,7 @@ final class FlashAttention {
         if (n == 0) return;
         MemorySegment lse = be.scratch(4L * hq * n), qb = bf16(q, n), kb = bf16(k, kvLen), vb = bf16(v, kvLen);
         run(qb, kb, vb, y, yb, lse, n, d, kvLen, hq, hkv, mask);
-        kept.put(y, new Kept(lse, qb, kb, vb, q, k, v, kvLen, hq, hkv, mask));
+        kept.put(y, new Kept(lse, qb, kb, vb, yb, q, k, v, kvLen, hq, hkv, mask));
     }
 
     private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment yb, MemorySegment lse, int n,
@@ -132,8 +148,10 @@ final class FlashAttention {
         Kept f = out == null ? null : kept.get(out);
         Tensor o;
         MemorySegment lse;
+        boolean bf16Out = false;
         if (f != null && f.matches(q, k, v, kvLen, hq, hkv, mask)) {   // the forward's output, log-sum-exp and operands
             o = out;
+            bf16Out = f.yb != null;   // then only the kept copies are read (the caller need not keep q, k, v, out)
             lse = f.lse;
             qb = f.qb;
             kb = f.kb;
@@ -150,7 +168,8 @@ final class FlashAttention {
         }
         MemorySegment dvec = be.scratch(4L * hq * n);
         long warps = (long) n * hq;
-        be.launch("flash_dvec", (int) ((warps * 32 + 255) / 256), 1, 256, 0, addr(dOut), addr(o), dvec.address(), n, hq, d);
+        be.launch(bf16Out ? "flash_dvec_bf16" : "flash_dvec", (int) ((warps * 32 + 255) / 256), 1, 256, 0, addr(dOut),
+                bf16Out ? f.yb.address() : addr(o), dvec.address(), n, hq, d);
         MemorySegment seg = segments(mask);
         be.launch("flash_bwd_" + d, (kvLen + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK, hq, THREADS, backwardShared(d),
                 qb.address(), kb.address(), vb.address(), ob.address(), lse.address(), dvec.address(),

@@ -38,11 +38,11 @@ final class Kernels {
             FLASH_PTX = "/dev/vlm4j/compute/cuda/flash_kernels.ptx";
 
     /** The entry points of {@link #TRAIN_SOURCE}. */
-    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward",
+    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "rms_norm_backward_bf16",
             "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
             "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
             "masked_softmax", "softmax_backward_rows", "reduce_heads_add", "scale_copy_f32", "mul_f32", "add_dropout_f32",
-            "lora_down_part", "sum_parts_f32", "lora_down_da_part", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32",
+            "lora_down_stream", "sum_parts_f32", "lora_down_da_part2", "lora_down_da_part2_bf16", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32",
             "sum_squares_multi_f32");
 
     /** The kernel entry points CudaBackend uses. */

@@ -89,18 +89,31 @@ public final class GradBackend implements Backend {
 
     /**
      * A tensor saved for a backward, with the version it had then. While saved, an activation (not a weight) counts
-     * in {@link #savedActivationBytes}; the op it belongs to releases it.
+     * in {@link #savedActivationBytes}; the op it belongs to releases it. What is kept may be a compact copy
+     * ({@link GradOps#compact}, expanded again for the backward), or nothing but the identity when the backend keeps
+     * what its backward reads ({@code held} null).
      */
     private final class Saved {
         final Tensor t;
         final int version;
         final boolean activation;
+        /** The tensor whose memory stays for the backward: t, its compact form, or null (the identity alone). */
+        final Tensor held;
 
-        Saved(Tensor t) {
+        Saved(Tensor t) { this(t, Keep.AS_IS); }
+
+        Saved(Tensor t, Keep how) {
             this.t = t;
             this.version = versionOf(t);
             this.activation = !weights.contains(t) && !byTensor.containsKey(t);
-            if (activation) hold(t.data());
+            // compact only activations kept across the forward (a re-run's tape lives for one segment), and not
+            // one already kept as it is (an attention output that also feeds a LoRA down-projection)
+            Tensor h = t;
+            if (!activation) h = t;
+            else if (how == Keep.IDENTITY) h = null;
+            else if (how == Keep.COMPACT && recomputing == 0 && !GradBackend.this.held.containsKey(t.data())) h = ops.compact(t);
+            this.held = h;
+            if (activation && h != null) hold(h.data());
             pending.add(this);
         }
 
@@ -111,8 +124,21 @@ public final class GradBackend implements Backend {
             return t;
         }
 
-        Tensor values(String op) { return check(op); }
+        /** The saved values as kept (possibly compact) for a backward that takes that form ({@link GradOps#compact}). */
+        Tensor raw(String op) {
+            check(op);
+            return held == null ? t : held;
+        }
+
+        /** The saved values (as float32) for the backward of {@code op}. */
+        Tensor values(String op) {
+            check(op);
+            return held == null || held == t ? t : ops.expand(held);
+        }
     }
+
+    /** How a {@link Saved} keeps its tensor. */
+    private enum Keep { AS_IS, COMPACT, IDENTITY }
 
     /** A checkpointed piece of the forward: its input, the input's node (null: no gradient) and the function to re-run. */
     private final class Segment {
@@ -147,9 +173,17 @@ public final class GradBackend implements Backend {
     private final IdentityHashMap<Tensor, Parameter> byTensor = new IdentityHashMap<>();
     private final Map<String, Parameter> params = new LinkedHashMap<>();
     private List<Op> tape = new ArrayList<>();
+    /** The ops of each recorded segment that was not checkpointed, by end index (exclusive) on {@link #tape}. */
+    private Map<Integer, List<Range>> ranges = new HashMap<>();
+
+    /** Ops [from, end) of a recorded segment and its input's node (null: no gradient). */
+    private record Range(int from, Node input) {}
     private final List<Runnable> seeds = new ArrayList<>();
     private boolean recording;
-    private boolean checkpointing;
+    /** Which segments run again in the backward (null: none, gradient checkpointing off). */
+    private java.util.function.Predicate<String> recomputed;
+    /** Open re-runs of checkpointed segments (segments nested in one run plainly). */
+    private int recomputing;
     /** The segment whose first forward runs now (untaped), or null. */
     private Segment running;
 
@@ -198,11 +232,18 @@ public final class GradBackend implements Backend {
 
     /**
      * Turns gradient checkpointing on or off (off by default): while on, {@link #checkpoint} segments keep only their
-     * input and run again in the backward.
+     * input and run again in the backward (segments nested in one run with it).
      */
-    public void checkpointing(boolean on) { checkpointing = on; }
+    public void checkpointing(boolean on) { recomputed = on ? segment -> true : null; }
 
-    public boolean checkpointing() { return checkpointing; }
+    /**
+     * Gradient checkpointing for the segments {@code recompute} accepts (null: off): they keep only their input and
+     * run again in the backward; the others keep their activations (and free everything else when they end), and the
+     * segments nested in them are asked in turn. E.g. recomputing a decoder layer's MLP half only, not its attention.
+     */
+    public void checkpointing(java.util.function.Predicate<String> recompute) { recomputed = recompute; }
+
+    public boolean checkpointing() { return recomputed != null; }
 
     /** Ops on the tape (for tests and diagnostics). */
     public int tapeLength() { return tape.size(); }
@@ -251,6 +292,70 @@ public final class GradBackend implements Backend {
     }
 
     /**
+     * {@link #crossEntropy} of the logits {@code h W^T} without them: the rows in chunks of about 64 MiB of logits,
+     * each chunk's logits, loss and (while recording) loss gradient and its product with W computed at once and freed,
+     * so that the step holds {@code [n, hidden]} (the gradient of h, queued as a seed of the next {@link #backward})
+     * instead of the logits and their gradient {@code [n, vocab]}. W must have no gradient (a frozen LM head).
+     */
+    public double linearCrossEntropy(Tensor h, Tensor w, long[] labels, double lossScale) {
+        return linearCrossEntropy(h, w, labels, lossScale, 16L << 20);
+    }
+
+    /** {@link #linearCrossEntropy(Tensor, Tensor, long[], double)} with chunks of about {@code chunkLogits} logits. */
+    double linearCrossEntropy(Tensor h, Tensor w, long[] labels, double lossScale, long chunkLogits) {
+        if (nodes.get(w) != null) throw new IllegalArgumentException("linearCrossEntropy: the weight " + w + " has a gradient");
+        int n = rows(h), vocab = (int) w.dim(0), width = (int) h.dim(-1);
+        if (labels.length != n) throw new IllegalArgumentException(n + " hidden rows but " + labels.length + " labels");
+        if (h.dtype() != dev.vlm4j.tensor.DType.F32 || w.dim(-1) != width)
+            throw new IllegalArgumentException("linearCrossEntropy: hidden states " + h + " against weight " + w);
+        int[] targets = new int[n];
+        Arrays.fill(targets, -1);
+        int count = 0;
+        for (int t = 0; t + 1 < n; t++) {
+            long y = labels[t + 1];
+            if (y == -100) continue;
+            if (y < 0 || y >= vocab) throw new IllegalArgumentException("label " + y + " outside the vocabulary of " + vocab);
+            targets[t] = (int) y;
+            count++;
+        }
+        if (count == 0) return Double.NaN;
+        Node nh = recording ? node(h) : null;
+        Tensor dh = nh == null ? null : inner.zeros(h.shape());
+        float c = (float) (lossScale / count);
+        int chunk = (int) Math.max(1, Math.min(n, chunkLogits / vocab));
+        double sum = 0;
+        for (int r0 = 0; r0 < n; r0 += chunk) {
+            int from = r0, to = Math.min(n, r0 + chunk);
+            int[] tc = Arrays.copyOfRange(targets, from, to);
+            if (Arrays.stream(tc).allMatch(t -> t < 0)) continue;
+            double[] part = new double[1];
+            inner.scoped(() -> {
+                Tensor logits = inner.linear(rowsOf(h, from, to), w, null);
+                GradOps.Loss l = ops.crossEntropy(logits, tc);
+                part[0] = l.sum();
+                if (dh != null) {
+                    Tensor dl = inner.zeros(to - from, vocab), dc = inner.zeros(to - from, width);
+                    l.backward(dl, c);
+                    ops.linearDx(dl, w, dc);
+                    int[] rows = new int[to - from];
+                    for (int i = 0; i < rows.length; i++) rows[i] = from + i;
+                    ops.addRows(dh, rows, dc, null, rows.length);
+                }
+                return null;
+            });
+            sum += part[0];
+        }
+        if (nh != null) seeds.add(() -> contribute(nh, dh));
+        return sum / count;
+    }
+
+    /** Rows [from, to) of a row-major float32 tensor {@code [n, width]}, sharing its memory (an input, not a gradient). */
+    private static Tensor rowsOf(Tensor t, int from, int to) {
+        long w = t.dim(-1);
+        return new Tensor(t.dtype(), new long[]{to - from, w}, t.data().asSlice(from * w * 4, (to - from) * w * 4), t.device());
+    }
+
+    /**
      * Runs the tape backwards from the queued loss seeds, accumulating into the parameter gradients, then clears the
      * tape and every activation node (parameters keep their gradients until {@link #zeroGrad}).
      */
@@ -264,8 +369,28 @@ public final class GradBackend implements Backend {
     }
 
     /** Runs ops backwards, each one's saved tensors released once it has run. */
-    private void runBackward(List<Op> ops) {
-        for (int i = ops.size() - 1; i >= 0; i--) {
+    private void runBackward(List<Op> ops) { runBackward(ops, 0, ops.size()); }
+
+    /**
+     * Runs ops [lo, hi) backwards. The ops of a recorded segment run in a scope of the backend that frees what their
+     * backwards allocated (gradients of the segment's activations, temporaries) when the segment's input has its
+     * gradient, which alone is kept.
+     */
+    private void runBackward(List<Op> ops, int lo, int hi) {
+        for (int i = hi - 1; i >= lo; i--) {
+            Range r = null;
+            for (Range c : ranges.getOrDefault(i + 1, List.of()))   // the outermost segment ending here, inside [lo, hi)
+                if (c.from >= lo && !(c.from == lo && i + 1 == hi) && (r == null || c.from < r.from)) r = c;
+            if (r != null) {
+                Range seg = r;
+                int end = i + 1;
+                inner.scoped(() -> {
+                    runBackward(ops, seg.from, end);
+                    return null;
+                }, none -> seg.input == null || seg.input.grad == null ? List.of() : List.of(seg.input.grad));
+                i = seg.from;
+                continue;
+            }
             Op op = ops.set(i, null);
             if (op.out.grad != null) {
                 op.backward.run();
@@ -279,6 +404,7 @@ public final class GradBackend implements Backend {
     public void clearTape() {
         for (Op op : tape) if (op != null) release(op);
         tape.clear();
+        ranges.clear();
         seeds.clear();
         pending.clear();
         versions.clear();
@@ -294,13 +420,17 @@ public final class GradBackend implements Backend {
     // ---------------------------------------------------------------- gradient checkpointing
 
     /**
-     * While recording with checkpointing on, runs {@code fn} without a tape and records one op that keeps only
-     * {@code input}; its backward is {@link #recompute}. A segment that reads nothing with a gradient (a frozen
-     * block on frozen inputs) leaves nothing on the tape. Otherwise, and inside a segment, just runs {@code fn}.
+     * While recording, for a segment that checkpointing recomputes: runs {@code fn} without a tape and records one op
+     * that keeps only {@code input}; its backward is {@link #recompute}. A segment that reads nothing with a gradient
+     * (a frozen block on frozen inputs) leaves nothing on the tape. Any other recorded segment runs on the tape, and
+     * what it allocated is freed when it ends except the tensors its ops saved for the backward (the backend's
+     * {@link Backend#scoped(java.util.function.Supplier, java.util.function.Function)}), so the forward holds its
+     * saved activations and no garbage. Not recording, and inside a recomputed segment, just runs {@code fn}.
      */
     @Override
     public Tensor checkpoint(String segment, Tensor input, UnaryOperator<Tensor> fn) {
-        if (!recording || !checkpointing) return fn.apply(input);
+        if (!recording || recomputing > 0) return fn.apply(input);
+        if (recomputed == null || !recomputed.test(segment)) return keptSegment(input, fn);
         Segment s = new Segment(segment, input, fn);
         Tensor out;
         recording = false;
@@ -319,6 +449,21 @@ public final class GradBackend implements Backend {
         return out;
     }
 
+    /** Runs a recorded segment in a scope that keeps the activations its ops saved (and its result). */
+    private Tensor keptSegment(Tensor input, UnaryOperator<Tensor> fn) {
+        int from = tape.size();
+        Node in = nodes.get(input);
+        Tensor out = inner.scoped(() -> fn.apply(input), y -> {
+            List<Tensor> keep = new ArrayList<>();
+            for (int i = from; i < tape.size(); i++)
+                for (Saved sv : tape.get(i).saved) if (sv.activation && sv.held != null) keep.add(sv.held);
+            for (Saved sv : pending) if (sv.activation && sv.held != null) keep.add(sv.held);
+            return keep;
+        });
+        if (tape.size() > from) ranges.computeIfAbsent(tape.size(), k -> new ArrayList<>()).add(new Range(from, in));
+        return out;
+    }
+
     /**
      * The backward of a checkpoint: runs the segment again with recording on, into a tape, node map and version map
      * of its own (its input maps to the input's node outside, so the input's gradient lands there; the weights map
@@ -327,10 +472,12 @@ public final class GradBackend implements Backend {
     private void recompute(Segment s, Saved kept, Node out) {
         kept.check("checkpoint " + s.name);
         List<Op> outerTape = tape;
+        Map<Integer, List<Range>> outerRanges = ranges;
         IdentityHashMap<Tensor, Node> outerNodes = nodes;
         IdentityHashMap<Tensor, Integer> outerVersions = versions;
         boolean wasRecording = recording;
         tape = new ArrayList<>();
+        ranges = new HashMap<>();
         nodes = parameterNodes();
         versions = new IdentityHashMap<>();
         if (s.inputNode != null) {
@@ -338,6 +485,7 @@ public final class GradBackend implements Backend {
             s.inputNode.grad();   // allocated before the scope below, which frees what the re-run allocates
         }
         recording = true;
+        recomputing++;
         try {
             inner.scoped(() -> {
                 Tensor y = s.fn.apply(s.input);
@@ -349,8 +497,10 @@ public final class GradBackend implements Backend {
                 return null;
             });
         } finally {
+            recomputing--;
             for (Op op : tape) if (op != null) release(op);
             tape = outerTape;
+            ranges = outerRanges;
             nodes = outerNodes;
             versions = outerVersions;
             recording = wasRecording;
@@ -398,8 +548,8 @@ public final class GradBackend implements Backend {
 
     private void release(Op op) {
         for (Saved s : op.saved) {
-            if (!s.activation) continue;
-            MemorySegment buf = s.t.data();
+            if (!s.activation || s.held == null) continue;
+            MemorySegment buf = s.held.data();
             if (held.merge(buf, -1, (a, b) -> a + b == 0 ? null : a + b) == null) heldBytes -= buf.byteSize();
         }
     }
@@ -470,8 +620,8 @@ public final class GradBackend implements Backend {
         Tensor y = inner.rmsNorm(x, w, eps);
         Node nx = node(x), nw = node(w);
         if (!any(nx, nw)) return y;
-        Saved sx = new Saved(x), sw = new Saved(w);
-        push("rmsNorm", y, ny -> ops.rmsNorm(ny.grad, sx.values("rmsNorm"), sw.values("rmsNorm"), eps, gradOrNull(nx), gradOrNull(nw)));
+        Saved sx = new Saved(x, Keep.COMPACT), sw = new Saved(w);
+        push("rmsNorm", y, ny -> ops.rmsNorm(ny.grad, sx.raw("rmsNorm"), sw.values("rmsNorm"), eps, gradOrNull(nx), gradOrNull(nw)));
         return y;
     }
 
@@ -492,8 +642,8 @@ public final class GradBackend implements Backend {
         Tensor y = inner.siluMul(gate, up);
         Node ng = node(gate), nu = node(up);
         if (!any(ng, nu)) return y;
-        Saved sg = new Saved(gate), su = new Saved(up);
-        push("siluMul", y, ny -> ops.siluMul(ny.grad, sg.values("siluMul"), su.values("siluMul"), gradOrNull(ng), gradOrNull(nu)));
+        Saved sg = new Saved(gate, Keep.COMPACT), su = new Saved(up, Keep.COMPACT);
+        push("siluMul", y, ny -> ops.siluMul(ny.grad, sg.raw("siluMul"), su.raw("siluMul"), gradOrNull(ng), gradOrNull(nu)));
         return y;
     }
 
@@ -603,8 +753,12 @@ public final class GradBackend implements Backend {
         Tensor y = inner.attention(q, k, v, kvLen, hq, hkv, mask);
         Node nq = node(q), nk = node(k), nv = node(v);
         if (!any(nq, nk, nv)) return y;
-        Saved sq = new Saved(q), sk = new Saved(k), sv = new Saved(v);
-        Saved sy = ops.usesAttentionOutput((int) (q.dim(-1) / hq)) ? new Saved(y) : null;
+        boolean usesOut = ops.usesAttentionOutput((int) (q.dim(-1) / hq));
+        List<Tensor> own = usesOut ? ops.attentionKept(y) : List.of();   // then kept instead of q, k, v and y
+        Keep how = own.isEmpty() ? Keep.AS_IS : Keep.IDENTITY;
+        for (Tensor t : own) new Saved(t);
+        Saved sy = usesOut ? new Saved(y, how) : null;
+        Saved sq = new Saved(q, how), sk = new Saved(k, how), sv = new Saved(v, how);
         push("attention", y, ny -> ops.attention(sq.values("attention"), sk.values("attention"), sv.values("attention"),
                 kvLen, hq, hkv, mask, sy == null ? null : sy.values("attention"), ny.grad, gradOrNull(nq), gradOrNull(nk),
                 gradOrNull(nv)));
@@ -657,8 +811,8 @@ public final class GradBackend implements Backend {
         Tensor y = inner.loraDown(x, a, scale, p, seed);
         Node nx = node(x), na = node(a);
         if (!any(nx, na)) return y;
-        Saved sx = na == null ? null : new Saved(x), sa = nx == null ? null : new Saved(a);
-        push("loraDown", y, ny -> ops.loraDownBackward(ny.grad, sx == null ? null : sx.values("loraDown"),
+        Saved sx = na == null ? null : new Saved(x, Keep.COMPACT), sa = nx == null ? null : new Saved(a);
+        push("loraDown", y, ny -> ops.loraDownBackward(ny.grad, sx == null ? null : sx.raw("loraDown"),
                 sa == null ? a : sa.values("loraDown"), scale, p, seed, gradOrNull(nx), gradOrNull(na)));
         return y;
     }
@@ -681,6 +835,10 @@ public final class GradBackend implements Backend {
     @Override public long peakDeviceBytes() { return inner.peakDeviceBytes(); }
 
     @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
+    @Override
+    public Tensor scoped(java.util.function.Supplier<Tensor> body, java.util.function.Function<Tensor, List<Tensor>> keep) {
+        return inner.scoped(body, keep);
+    }
 
     /** The indices of the false entries. */
     private static int[] untouched(boolean[] overwritten) {

@@ -42,6 +42,9 @@ public final class LoraBackend implements Backend {
     /** Every attached pair, in attachment order. */
     public List<Target> targets() { return Collections.unmodifiableList(attached); }
 
+    /** Whether a LoRA adapter is attached to the weight {@code w}. */
+    public boolean adapts(Tensor w) { return targets.containsKey(w); }
+
     /** Training mode turns dropout on (with the given seed for its masks). */
     public void training(boolean on, long seed) {
         training = on;
@@ -149,6 +152,10 @@ public final class LoraBackend implements Backend {
     @Override public dev.vlm4j.compute.GradOps gradOps() { return inner.gradOps(); }
     @Override public long peakDeviceBytes() { return inner.peakDeviceBytes(); }
     @Override public Tensor scoped(java.util.function.Supplier<Tensor> body) { return inner.scoped(body); }
+    @Override
+    public Tensor scoped(java.util.function.Supplier<Tensor> body, java.util.function.Function<Tensor, java.util.List<Tensor>> keep) {
+        return inner.scoped(body, keep);
+    }
 
     @Override
     public Tensor attention(Tensor q, Tensor k, Tensor v, int kvLen, int hq, int hkv, AttentionMask mask) {

@@ -270,18 +270,31 @@ __device__ void flash_fwd(const u16* q, const u16* k, const u16* v, float* y, u1
     }
 }
 
-// dvec[h][i] = sum_c dO[i][h*D + c] * O[i][h*D + c] (FlashAttention-2's D term): one warp per (query, head).
-extern "C" __global__ void flash_dvec(const float* dout, const float* out, float* dvec, int n, int hq, int d) {
+// dvec[h][i] = sum_c dO[i][h*D + c] * O[i][h*D + c] (FlashAttention-2's D term): one warp per (query, head); O in
+// float32 or as the forward's bf16 copy.
+__device__ __forceinline__ float dvec_val(const float* p, int c) { return p[c]; }
+__device__ __forceinline__ float dvec_val(const unsigned short* p, int c) { return __uint_as_float(((unsigned int) p[c]) << 16); }
+
+template <typename T>
+__device__ __forceinline__ void flash_dvec_t(const float* dout, const T* out, float* dvec, int n, int hq, int d) {
     long long w = ((long long) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (w >= (long long) n * hq) return;
     int i = (int) (w / hq), h = (int) (w - (long long) i * hq);
     const float* a = dout + (long long) i * hq * d + (long long) h * d;
-    const float* b = out + (long long) i * hq * d + (long long) h * d;
+    const T* b = out + (long long) i * hq * d + (long long) h * d;
     float s = 0.f;
-    for (int c = lane; c < d; c += 32) s += a[c] * b[c];
+    for (int c = lane; c < d; c += 32) s += a[c] * dvec_val(b, c);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) dvec[(long long) h * n + i] = s;
+}
+
+extern "C" __global__ void flash_dvec(const float* dout, const float* out, float* dvec, int n, int hq, int d) {
+    flash_dvec_t(dout, out, dvec, n, hq, d);
+}
+
+extern "C" __global__ void flash_dvec_bf16(const float* dout, const unsigned short* out, float* dvec, int n, int hq, int d) {
+    flash_dvec_t(dout, out, dvec, n, hq, d);
 }
 
 // The next 32-query tile at or after q0 with a query that sees a key of [k0, kEnd); n when none.

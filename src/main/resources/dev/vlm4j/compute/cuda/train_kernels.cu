@@ -74,12 +74,26 @@ extern "C" __global__ void mul_f32(const float* a, const float* b, float* y, lon
 }
 
 // y = silu(a) * u: dA += g u s (1 + a (1 - s)), dU += g a s, s = sigmoid(a)
-extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n) {
+// A saved activation's value: float32, or bf16 as kept for a backward (GradOps.compact)
+__device__ __forceinline__ float act(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float act(const unsigned short* p, long long i) { return __uint_as_float(((unsigned int) p[i]) << 16); }
+
+template <typename T>
+__device__ __forceinline__ void silu_mul_backward_t(const float* g, const T* a, const T* u, float* da, float* du, long long n) {
     GRID_STRIDE(i, n) {
-        float x = a[i], s = 1.f / (1.f + expf(-x));
-        if (da) da[i] += g[i] * u[i] * s * (1.f + x * (1.f - s));
+        float x = act(a, i), s = 1.f / (1.f + expf(-x));
+        if (da) da[i] += g[i] * act(u, i) * s * (1.f + x * (1.f - s));
         if (du) du[i] += g[i] * x * s;
     }
+}
+
+extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n) {
+    silu_mul_backward_t(g, a, u, da, du, n);
+}
+
+extern "C" __global__ void silu_mul_backward_bf16(const float* g, const unsigned short* a, const unsigned short* u, float* da, float* du,
+                                                  long long n) {
+    silu_mul_backward_t(g, a, u, da, du, n);
 }
 
 // y = x Phi(x): dx += g (Phi(x) + x phi(x))
@@ -118,12 +132,13 @@ extern "C" __global__ void rotary_backward(const float* g, const float* cos, con
 
 // RMSNorm backward, one block per row: inv = rsqrt(mean(x^2) + eps);
 // dx += inv g w - x inv^3 (sum g w x) / d;  dw += g x inv (atomically, over rows)
-extern "C" __global__ void rms_norm_backward(const float* g, const float* x, const float* w, float* dx, float* dw, int d, float eps) {
+template <typename T>
+__device__ __forceinline__ void rms_norm_backward_t(const float* g, const T* x, const float* w, float* dx, float* dw, int d, float eps) {
     __shared__ float red[32];
     long long o = (long long) blockIdx.x * d;
     float ss = 0.f, dot = 0.f;
     for (int k = threadIdx.x; k < d; k += blockDim.x) {
-        float v = x[o + k];
+        float v = act(x, o + k);
         ss += v * v;
         dot += g[o + k] * w[k] * v;
     }
@@ -132,10 +147,19 @@ extern "C" __global__ void rms_norm_backward(const float* g, const float* x, con
     float inv = rsqrtf(ss / d + eps);
     float c = inv * inv * inv * dot / d;
     for (int k = threadIdx.x; k < d; k += blockDim.x) {
-        float v = x[o + k];
+        float v = act(x, o + k);
         if (dx) dx[o + k] += inv * g[o + k] * w[k] - c * v;
         if (dw) atomicAdd(dw + k, g[o + k] * v * inv);
     }
+}
+
+extern "C" __global__ void rms_norm_backward(const float* g, const float* x, const float* w, float* dx, float* dw, int d, float eps) {
+    rms_norm_backward_t(g, x, w, dx, dw, d, eps);
+}
+
+extern "C" __global__ void rms_norm_backward_bf16(const float* g, const unsigned short* x, const float* w, float* dx, float* dw, int d,
+                                                  float eps) {
+    rms_norm_backward_t(g, x, w, dx, dw, d, eps);
 }
 
 // db[c] += sum over rows of dy[r, c]; grid (column blocks)
@@ -331,34 +355,80 @@ __device__ __forceinline__ float lora_masked(const float* __restrict__ x, long l
 }
 
 // Partial down-projection: part[ks][t][r] = sum over k in chunk ks (LORA_KC columns) of mask * x[t, k] * A[r, k].
-// Block: 8 warps = 8 rows, one column chunk (A's R x LORA_KC chunk in dynamic shared memory); each lane takes 16
-// columns, its 16 loads issued before the sums. (4 rows per warp measured slower: 39.7 against 24.4 ms a step.)
-extern "C" __global__ void lora_down_part(const float* __restrict__ x, const float* __restrict__ a, float* __restrict__ part,
-                                          int n, int in, int R, unsigned long long seed, int threshold) {
+// The same partial sums by resident blocks: a block stages A's chunk once, then its warps walk over row pairs
+// (pair w of the chunk, w += 8 * gridDim.x), the next pair's 32 loads per lane issued before the current pair is
+// summed, so loads stay in flight without a wave tail; each value of A read from shared memory serves both rows,
+// and eight ranks at a time are summed over the warp in 9 shuffles instead of 40 (halving exchange: after the steps
+// over lane bits 4, 3, 2 each lane keeps one rank, then bits 1 and 0 finish).
+__device__ __forceinline__ void lora_load_pair(const float* __restrict__ x, float (&v)[2][16], int t, int n, int in, int k0, int kc,
+                                               int lane, unsigned long long seed, int threshold) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        long long base = (long long) (t + j) * in + k0;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            int c = lane + 32 * i;
+            v[j][i] = t + j < n && c < kc ? x[base + c] : 0.f;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream(const float* __restrict__ x, const float* __restrict__ a,
+        float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
     extern __shared__ float as[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = blockIdx.y, k0 = ks * LORA_KC;
-    int kc = min(LORA_KC, in - k0), t = blockIdx.x * 8 + warp;
+    int kc = min(LORA_KC, in - k0), stride = 16 * gridDim.x;
+    int t = (blockIdx.x * 8 + warp) * 2;
+    float v[2][16], nv[2][16];
+    lora_load_pair(x, v, t, n, in, k0, kc, lane, seed, threshold);
     for (int j = threadIdx.x; j < R * LORA_KC; j += blockDim.x) {
         int r = j / LORA_KC, c = j % LORA_KC;
         as[j] = c < kc ? a[(long long) r * in + k0 + c] : 0.f;
     }
     __syncthreads();
-    if (t >= n) return;
-    float v[16];
-    long long base = (long long) t * in + k0;
+    bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+    int mine = (b4 ? 4 : 0) + (b3 ? 2 : 0) + (b2 ? 1 : 0);
+    for (; t < n; t += stride) {
+        if (t + stride < n) lora_load_pair(x, nv, t + stride, n, in, k0, kc, lane, seed, threshold);
+        if (threshold > 0)
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
-        int c = lane + 32 * i;
-        v[i] = c < kc ? lora_masked(x, base + c, seed, threshold) : 0.f;
-    }
+            for (int j = 0; j < 2; j++) {
+                long long base = (long long) (t + j) * in + k0;
 #pragma unroll
-    for (int r = 0; r < LORA_MAXR; r++) {
-        if (r >= R) break;
-        float s = 0.f;
+                for (int i = 0; i < 16; i++)
+                    if (!dropout_keeps(seed, base + lane + 32 * i, threshold)) v[j][i] = 0.f;
+            }
+        for (int r0 = 0; r0 < R; r0 += 8) {
+            float s[2][8];
 #pragma unroll
-        for (int i = 0; i < 16; i++) s = fmaf(v[i], as[r * LORA_KC + lane + 32 * i], s);
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) part[((long long) ks * n + t) * R + r] = s;
+            for (int r = 0; r < 8; r++) {
+                s[0][r] = 0.f;
+                s[1][r] = 0.f;
+                if (r0 + r >= R) continue;
+#pragma unroll
+                for (int i = 0; i < 16; i++) {
+                    float w = as[(r0 + r) * LORA_KC + lane + 32 * i];
+                    s[0][r] = fmaf(v[0][i], w, s[0][r]);
+                    s[1][r] = fmaf(v[1][i], w, s[1][r]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                float h[4], q[2];
+#pragma unroll
+                for (int m = 0; m < 4; m++) h[m] = (b4 ? s[j][m + 4] : s[j][m]) + __shfl_xor_sync(0xffffffffu, b4 ? s[j][m] : s[j][m + 4], 16);
+#pragma unroll
+                for (int m = 0; m < 2; m++) q[m] = (b3 ? h[m + 2] : h[m]) + __shfl_xor_sync(0xffffffffu, b3 ? h[m] : h[m + 2], 8);
+                float o = (b2 ? q[1] : q[0]) + __shfl_xor_sync(0xffffffffu, b2 ? q[0] : q[1], 4);
+                o += __shfl_xor_sync(0xffffffffu, o, 2);
+                o += __shfl_xor_sync(0xffffffffu, o, 1);
+                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) part[((long long) ks * n + t + j) * R + r0 + mine] = o;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int i = 0; i < 16; i++) v[j][i] = nv[j][i];
     }
 }
 
@@ -374,34 +444,60 @@ extern "C" __global__ void sum_parts_f32(const float* __restrict__ part, float* 
 }
 
 // Partial dA: part[p][r][k] = sum over the rows of part p (rows [p * per, (p + 1) * per)) of dh[t, r] * mask * x[t, k];
-// one thread per column k, the part's dh rows in shared memory.
-extern "C" __global__ void lora_down_da_part(const float* __restrict__ x, const float* __restrict__ dh, float* __restrict__ part,
-                                             int n, int in, int R, int per, unsigned long long seed, int threshold) {
-    __shared__ float ds[32 * LORA_MAXR];
+// one thread per column k, the part's dh rows (at most LORA_DA_ROWS) staged once in shared memory, padded to 16 ranks so that each
+// row's factors come as 16-byte reads, then the rows in groups of 16 loads in flight with no barrier between them.
+#define LORA_DA_ROWS 256
+template <typename T>
+__device__ __forceinline__ void lora_down_da_t(const T* __restrict__ x, const float* __restrict__ dh, float* __restrict__ part,
+                                              int n, int in, int R, int per, unsigned long long seed, int threshold) {
+    extern __shared__ float4 dsh4[];
+    float* dsh = (float*) dsh4;
     int k = blockIdx.x * blockDim.x + threadIdx.x, p = blockIdx.y;
-    int t0 = p * per, t1 = min(n, t0 + per);
+    int t0 = p * per, t1 = min(n, t0 + per), tc = t1 - t0;
     float acc[LORA_MAXR];
 #pragma unroll
     for (int r = 0; r < LORA_MAXR; r++) acc[r] = 0.f;
-    for (int tb = t0; tb < t1; tb += 32) {
-        int tc = min(32, t1 - tb);
-        __syncthreads();
-        for (int j = threadIdx.x; j < tc * R; j += blockDim.x) ds[j] = dh[(long long) tb * R + j];
-        __syncthreads();
-        if (k >= in) continue;
-        for (int i0 = 0; i0 < tc; i0 += 8) {
-            float v[8];
+    for (int j = threadIdx.x; j < tc * LORA_MAXR; j += blockDim.x) {
+        int i = j / LORA_MAXR, r = j % LORA_MAXR;
+        dsh[j] = r < R ? dh[(long long) (t0 + i) * R + r] : 0.f;
+    }
+    __syncthreads();
+    if (k >= in) return;
+    for (int i0 = 0; i0 < tc; i0 += 16) {
+        float v[16];
 #pragma unroll
-            for (int i = 0; i < 8; i++) v[i] = i0 + i < tc ? lora_masked(x, (long long) (tb + i0 + i) * in + k, seed, threshold) : 0.f;
+        for (int i = 0; i < 16; i++) v[i] = i0 + i < tc ? act(x, (long long) (t0 + i0 + i) * in + k) : 0.f;
+        if (threshold > 0)
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 16; i++)
+                if (!dropout_keeps(seed, (long long) (t0 + i0 + i) * in + k, threshold)) v[i] = 0.f;
 #pragma unroll
-                for (int r = 0; r < LORA_MAXR; r++) if (r < R && i0 + i < tc) acc[r] = fmaf(ds[(i0 + i) * R + r], v[i], acc[r]);
+        for (int i = 0; i < 16; i++) {
+            if (i0 + i >= tc) break;
+#pragma unroll
+            for (int q = 0; q < LORA_MAXR / 4; q++) {
+                if (4 * q >= R) break;
+                float4 d = dsh4[(i0 + i) * (LORA_MAXR / 4) + q];
+                acc[4 * q] = fmaf(d.x, v[i], acc[4 * q]);
+                acc[4 * q + 1] = fmaf(d.y, v[i], acc[4 * q + 1]);
+                acc[4 * q + 2] = fmaf(d.z, v[i], acc[4 * q + 2]);
+                acc[4 * q + 3] = fmaf(d.w, v[i], acc[4 * q + 3]);
+            }
         }
     }
-    if (k < in)
 #pragma unroll
-        for (int r = 0; r < LORA_MAXR; r++) if (r < R) part[((long long) p * R + r) * in + k] = acc[r];
+    for (int r = 0; r < LORA_MAXR; r++) if (r < R) part[((long long) p * R + r) * in + k] = acc[r];
+}
+
+extern "C" __global__ void lora_down_da_part2(const float* __restrict__ x, const float* __restrict__ dh, float* __restrict__ part,
+                                              int n, int in, int R, int per, unsigned long long seed, int threshold) {
+    lora_down_da_t(x, dh, part, n, in, R, per, seed, threshold);
+}
+
+extern "C" __global__ void lora_down_da_part2_bf16(const unsigned short* __restrict__ x, const float* __restrict__ dh,
+                                                   float* __restrict__ part, int n, int in, int R, int per, unsigned long long seed,
+                                                   int threshold) {
+    lora_down_da_t(x, dh, part, n, in, R, per, seed, threshold);
 }
 
 // dx[t, k] += factor * mask(t, k) * sum_r dh[t, r] A[r, k]: a block covers 256 columns (A's column in registers)

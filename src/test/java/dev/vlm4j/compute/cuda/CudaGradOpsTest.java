@@ -4,6 +4,7 @@ import dev.vlm4j.compute.AttentionMask;
 import dev.vlm4j.compute.Backend;
 import dev.vlm4j.compute.GradOps;
 import dev.vlm4j.compute.cpu.CpuBackend;
+import dev.vlm4j.tensor.DType;
 import dev.vlm4j.tensor.Tensor;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
@@ -339,6 +340,45 @@ class CudaGradOpsTest {
                 assertClose(dx, gpu, 2e-6, what + " dx");
                 assertClose(da, gpu, 2e-6, what + " dA");
             }
+    }
+
+    /**
+     * bf16 mode keeps large saved activations in bf16 ({@link GradOps#compact}; float32 mode and small tensors as they
+     * are): {@link GradOps#expand} gives the bf16-rounded values back, and the backwards that read the compact form
+     * directly (RMSNorm, SwiGLU, the LoRA down-projection's dA) give the same results as from the expanded tensors.
+     */
+    @Test
+    void compactSavedActivations() {
+        GradOps ops = gpuBf16.gradOps();
+        int n = 300, d = 512;   // 153,600 elements: compacted
+        Pair x = rnd(gpuBf16, 1f, n, d), up = rnd(gpuBf16, 1f, n, d);
+        assertEquals(DType.F32, gpu.gradOps().compact(gpu.fromHost(x.h.heapFloats(), n, d)).dtype(), "float32 mode keeps float32");
+        Tensor small = gpuBf16.fromHost(rand(64, 1f), 8, 8);
+        assertSame(small, ops.compact(small), "a small activation is kept as it is");
+        Tensor c = ops.compact(x.d), cu = ops.compact(up.d);
+        assertEquals(DType.BF16, c.dtype());
+        float[] want = x.h.heapFloats(), back = gpuBf16.toHost(ops.expand(c));
+        for (int i = 0; i < want.length; i++)
+            assertTrue(Math.abs(back[i] - want[i]) <= Math.abs(want[i]) / 256, "element " + i + ": " + want[i] + " kept as " + back[i]);
+        Tensor xe = ops.expand(c), ue = ops.expand(cu), dy = gpuBf16.fromHost(rand(n * d, 1f), n, d), w = gpuBf16.fromHost(rand(d, 1f), d);
+        // RMSNorm backward: dx from the compact and the expanded input
+        Tensor dx1 = gpuBf16.zeros(n, d), dx2 = gpuBf16.zeros(n, d);
+        ops.rmsNorm(dy, c, w, 1e-6f, dx1, null);
+        ops.rmsNorm(dy, xe, w, 1e-6f, dx2, null);
+        assertArrayEquals(gpuBf16.toHost(dx2), gpuBf16.toHost(dx1), "rmsNorm backward from bf16 x");
+        // SwiGLU backward
+        Tensor dg1 = gpuBf16.zeros(n, d), du1 = gpuBf16.zeros(n, d), dg2 = gpuBf16.zeros(n, d), du2 = gpuBf16.zeros(n, d);
+        ops.siluMul(dy, c, cu, dg1, du1);
+        ops.siluMul(dy, xe, ue, dg2, du2);
+        assertArrayEquals(gpuBf16.toHost(dg2), gpuBf16.toHost(dg1), "siluMul backward (gate) from bf16");
+        assertArrayEquals(gpuBf16.toHost(du2), gpuBf16.toHost(du1), "siluMul backward (up) from bf16");
+        // LoRA down-projection dA (deterministic: parts summed in order)
+        int r = 8;
+        Tensor a = gpuBf16.fromHost(rand(r * d, 0.05f), r, d), dh = gpuBf16.fromHost(rand(n * r, 1f), n, r);
+        Tensor da1 = gpuBf16.zeros(r, d), da2 = gpuBf16.zeros(r, d);
+        ops.loraDownBackward(dh, c, a, 2f, 0.1f, 5L, null, da1);
+        ops.loraDownBackward(dh, xe, a, 2f, 0.1f, 5L, null, da2);
+        assertArrayEquals(gpuBf16.toHost(da2), gpuBf16.toHost(da1), "loraDown dA from bf16 x");
     }
 
     @Test

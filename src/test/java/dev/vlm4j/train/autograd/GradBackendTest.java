@@ -109,4 +109,37 @@ class GradBackendTest {
         assertTrue(ex.getMessage().contains("siluMul"), ex.getMessage());
         assertEquals(0, g.tapeLength(), "the tape is cleared after a failed backward");
     }
+
+    /**
+     * The chunked LM-head loss ({@link GradBackend#linearCrossEntropy}) against the logits' cross-entropy: the same
+     * loss and the same gradient upstream of the hidden states, with one chunk and with chunks of 2 and 3 rows
+     * (a chunk without targets skipped), labels ignored (-100) included.
+     */
+    @Test
+    void chunkedHeadLossEqualsTheLogitsLoss() {
+        int n = 7, width = 6, vocab = 11;
+        Tensor x = param("x", n, 4), wIn = param("wIn", width, 4), head = param("head", vocab, width);
+        long[] labels = {-100, 3, -100, -100, 10, 0, 7};
+        double[] losses = new double[4];
+        float[][] grads = new float[4][];
+        long[] chunks = {Long.MAX_VALUE, 0, 2L * vocab, 3L * vocab};
+        for (int c = 0; c < chunks.length; c++) {
+            GradBackend g = new GradBackend(new CpuBackend());
+            GradBackend.Parameter pw = g.addParameter("wIn", wIn);
+            g.record(true);
+            Tensor h = g.linear(x, wIn, null);
+            losses[c] = c == 0 ? g.crossEntropy(g.linear(h, head, null), labels, 0.5) : g.linearCrossEntropy(h, head, labels, 0.5, chunks[c]);
+            g.backward();
+            g.record(false);
+            grads[c] = pw.grad().clone();
+        }
+        for (int c = 1; c < chunks.length; c++) {
+            assertEquals(losses[0], losses[c], 1e-12 * Math.abs(losses[0]), "loss with chunks of " + chunks[c] + " logits");
+            for (int i = 0; i < grads[0].length; i++)
+                assertEquals(grads[0][i], grads[c][i], 1e-6f * (1 + Math.abs(grads[0][i])), "gradient " + i + " with chunks of " + chunks[c]);
+        }
+        GradBackend g = new GradBackend(new CpuBackend());
+        g.addParameter("head", head);
+        assertThrows(IllegalArgumentException.class, () -> g.linearCrossEntropy(x, head, labels, 1.0), "a head with a gradient");
+    }
 }
