@@ -268,92 +268,38 @@ public final class GradBackend implements Backend {
      * e.g. 1 / accumulation steps) is queued as a seed of the next {@link #backward}.
      */
     public double crossEntropy(Tensor logits, long[] labels, double lossScale) {
-        int vocab = (int) logits.dim(-1), rows = (int) (logits.numel() / vocab);
-        if (labels.length != rows) throw new IllegalArgumentException(rows + " logit rows but " + labels.length + " labels");
-        int[] targets = new int[rows];
-        Arrays.fill(targets, -1);
-        int count = 0;
-        for (int t = 0; t + 1 < rows; t++) {
-            long y = labels[t + 1];
-            if (y == -100) continue;
-            if (y < 0 || y >= vocab) throw new IllegalArgumentException("label " + y + " outside the vocabulary of " + vocab);
-            targets[t] = (int) y;
-            count++;
-        }
-        if (count == 0) return Double.NaN;
-        GradOps.Loss l = ops.crossEntropy(logits, targets);
-        double loss = l.sum() / l.count();
-        Node n = recording ? nodes.get(logits) : null;
-        if (n != null) {
-            double c = lossScale / l.count();
-            seeds.add(() -> l.backward(n.grad(), c));
-        }
-        return loss;
+        return Losses.crossEntropy(this, logits, labels, lossScale);
     }
 
     /**
-     * {@link #crossEntropy} of the logits {@code h W^T} without them: the rows in chunks of about 64 MiB of logits,
-     * each chunk's logits, loss and (while recording) loss gradient and its product with W computed at once and freed,
-     * so that the step holds {@code [n, hidden]} (the gradient of h, queued as a seed of the next {@link #backward})
-     * instead of the logits and their gradient {@code [n, vocab]}. W must have no gradient (a frozen LM head).
+     * {@link #crossEntropy} of the logits {@code h W^T} without them: the rows in chunks of at most 160 MiB of logits
+     * (whole 128-row tiles: 256 rows of a 152k vocabulary), each chunk's logits, loss and (while recording) loss
+     * gradient and its product with W computed at once and freed, so that the step holds {@code [n, hidden]} (the
+     * gradient of h, queued as a seed of the next {@link #backward}) instead of the logits and their gradient
+     * {@code [n, vocab]}. W must have no gradient (a frozen LM head).
      */
     public double linearCrossEntropy(Tensor h, Tensor w, long[] labels, double lossScale) {
-        return linearCrossEntropy(h, w, labels, lossScale, 16L << 20);
+        return Losses.linearCrossEntropy(this, h, w, labels, lossScale, 40L << 20);
     }
 
     /** {@link #linearCrossEntropy(Tensor, Tensor, long[], double)} with chunks of about {@code chunkLogits} logits. */
     double linearCrossEntropy(Tensor h, Tensor w, long[] labels, double lossScale, long chunkLogits) {
-        if (nodes.get(w) != null) throw new IllegalArgumentException("linearCrossEntropy: the weight " + w + " has a gradient");
-        int n = rows(h), vocab = (int) w.dim(0), width = (int) h.dim(-1);
-        if (labels.length != n) throw new IllegalArgumentException(n + " hidden rows but " + labels.length + " labels");
-        if (h.dtype() != dev.vlm4j.tensor.DType.F32 || w.dim(-1) != width)
-            throw new IllegalArgumentException("linearCrossEntropy: hidden states " + h + " against weight " + w);
-        int[] targets = new int[n];
-        Arrays.fill(targets, -1);
-        int count = 0;
-        for (int t = 0; t + 1 < n; t++) {
-            long y = labels[t + 1];
-            if (y == -100) continue;
-            if (y < 0 || y >= vocab) throw new IllegalArgumentException("label " + y + " outside the vocabulary of " + vocab);
-            targets[t] = (int) y;
-            count++;
-        }
-        if (count == 0) return Double.NaN;
-        Node nh = recording ? node(h) : null;
-        Tensor dh = nh == null ? null : inner.zeros(h.shape());
-        float c = (float) (lossScale / count);
-        int chunk = (int) Math.max(1, Math.min(n, chunkLogits / vocab));
-        double sum = 0;
-        for (int r0 = 0; r0 < n; r0 += chunk) {
-            int from = r0, to = Math.min(n, r0 + chunk);
-            int[] tc = Arrays.copyOfRange(targets, from, to);
-            if (Arrays.stream(tc).allMatch(t -> t < 0)) continue;
-            double[] part = new double[1];
-            inner.scoped(() -> {
-                Tensor logits = inner.linear(rowsOf(h, from, to), w, null);
-                GradOps.Loss l = ops.crossEntropy(logits, tc);
-                part[0] = l.sum();
-                if (dh != null) {
-                    Tensor dl = inner.zeros(to - from, vocab), dc = inner.zeros(to - from, width);
-                    l.backward(dl, c);
-                    ops.linearDx(dl, w, dc);
-                    int[] rows = new int[to - from];
-                    for (int i = 0; i < rows.length; i++) rows[i] = from + i;
-                    ops.addRows(dh, rows, dc, null, rows.length);
-                }
-                return null;
-            });
-            sum += part[0];
-        }
-        if (nh != null) seeds.add(() -> contribute(nh, dh));
-        return sum / count;
+        return Losses.linearCrossEntropy(this, h, w, labels, lossScale, chunkLogits);
     }
 
-    /** Rows [from, to) of a row-major float32 tensor {@code [n, width]}, sharing its memory (an input, not a gradient). */
-    private static Tensor rowsOf(Tensor t, int from, int to) {
-        long w = t.dim(-1);
-        return new Tensor(t.dtype(), new long[]{to - from, w}, t.data().asSlice(from * w * 4, (to - from) * w * 4), t.device());
-    }
+    /** The node of a tensor an op reads (counting the use) while recording, else null: for {@link Losses}. */
+    Node recordedNode(Tensor t) { return recording ? node(t) : null; }
+
+    /** Whether {@code t} has a node (a gradient path) now. */
+    boolean hasNode(Tensor t) { return nodes.get(t) != null; }
+
+    /** The node of {@code t} without counting a use (a loss seeds its gradient directly). */
+    Node nodeOf(Tensor t) { return nodes.get(t); }
+
+    /** Queues a seed of the next {@link #backward}. */
+    void seed(Runnable s) { seeds.add(s); }
+
+    GradOps ops() { return ops; }
 
     /**
      * Runs the tape backwards from the queued loss seeds, accumulating into the parameter gradients, then clears the
@@ -532,7 +478,7 @@ public final class GradBackend implements Backend {
      * copy (no allocation, no pass over memory): from then on nothing writes to it, so {@code g} may also be taken by
      * another node (both sides of an add) or be the gradient an op was handed.
      */
-    private void contribute(Node n, Tensor g) {
+    void contribute(Node n, Tensor g) {
         n.uses--;
         if (n.grad == null && n.param == null && n.uses == 0)
             n.grad = java.util.Arrays.equals(g.shape(), n.shape) ? g : inner.view(g, n.shape);
