@@ -272,14 +272,14 @@ public final class GradBackend implements Backend {
     }
 
     /**
-     * {@link #crossEntropy} of the logits {@code h W^T} without them: the rows in chunks of at most 160 MiB of logits
-     * (whole 128-row tiles: 256 rows of a 152k vocabulary), each chunk's logits, loss and (while recording) loss
+     * {@link #crossEntropy} of the logits {@code h W^T} without them: the rows in chunks of at most 320 MiB of logits
+     * (whole 128-row tiles: 512 rows of a 152k vocabulary), each chunk's logits, loss and (while recording) loss
      * gradient and its product with W computed at once and freed, so that the step holds {@code [n, hidden]} (the
      * gradient of h, queued as a seed of the next {@link #backward}) instead of the logits and their gradient
      * {@code [n, vocab]}. W must have no gradient (a frozen LM head).
      */
     public double linearCrossEntropy(Tensor h, Tensor w, long[] labels, double lossScale) {
-        return Losses.linearCrossEntropy(this, h, w, labels, lossScale, 40L << 20);
+        return Losses.linearCrossEntropy(this, h, w, labels, lossScale, 80L << 20);
     }
 
     /** {@link #linearCrossEntropy(Tensor, Tensor, long[], double)} with chunks of about {@code chunkLogits} logits. */
