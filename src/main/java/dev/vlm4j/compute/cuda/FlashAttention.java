@@ -101,7 +101,7 @@ final class FlashAttention {
     private MemorySegment bf16(Tensor x, int rows) {
         long count = (long) rows * x.dim(-1);
         MemorySegment out = be.scratch(Math.max(4, 2 * count));
-        be.elementwise("f32_to_bf16_kernel", count, addr(x), out.address(), count);
+        be.toBf16(addr(x), out.address(), count);
         return out;
     }
 

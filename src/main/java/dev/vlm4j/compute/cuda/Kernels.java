@@ -46,7 +46,7 @@ final class Kernels {
             "sum_squares_multi_f32");
 
     /** The kernel entry points CudaBackend uses. */
-    static final List<String> NAMES = List.of("f32_to_bf16_kernel", "bf16_to_f32_kernel", "rms_norm", "add_f32",
+    static final List<String> NAMES = List.of("f32_to_bf16_kernel", "f32_to_bf16_x8", "bf16_to_f32_kernel", "rms_norm", "add_f32",
             "bias_add", "silu_mul", "gelu_erf", "embedding_f32", "embedding_bf16", "gather_rows", "scatter_rows",
             "columns_f32", "rotary_f32", "attention_f32", "attention_split", "attention_combine", "gemv_bf16", "gemv_f32",
             "append_rows", "attention_batch", "argmax_rows", "attention_flash", "gemv_bf16_sx", "gemv_bf16_fused", "rms_norm_v4", "softmax_rows_bf16", "rms_norm_v4_bf16", "silu_mul_bf16");

@@ -381,6 +381,25 @@ class CudaGradOpsTest {
         assertArrayEquals(gpuBf16.toHost(da2), gpuBf16.toHost(da1), "loraDown dA from bf16 x");
     }
 
+    /** The bf16 conversion (8 values a thread where aligned, the rest one a thread) rounds as the host does. */
+    @Test
+    void bf16ConversionRoundsAsTheHost() {
+        for (int count : new int[]{1, 7, 8, 9, 4096, 100_003})
+            for (int skip : new int[]{0, 1, 4}) {   // a source 4 or 16 bytes past an aligned start
+                float[] v = rand(count + skip, 3f);
+                v[skip] = Float.NaN;
+                if (count > 2) v[skip + 1] = 1.00390625f;   // halfway between two bf16 values: rounds to even
+                Tensor x = gpuBf16.fromHost(v, count + skip);
+                java.lang.foreign.MemorySegment out = gpuBf16.scratch(2L * count + 16);
+                gpuBf16.toBf16(CudaBackend.addr(x) + 4L * skip, out.address(), count);
+                byte[] got = gpuBf16.toHostBytes(out, 2L * count);
+                for (int i = 0; i < count; i++) {
+                    short want = CudaBackend.toBf16(v[skip + i]), g = (short) ((got[2 * i] & 0xff) | (got[2 * i + 1] << 8));
+                    assertEquals(want, g, "count " + count + " skip " + skip + " element " + i + " (" + v[skip + i] + ")");
+                }
+            }
+    }
+
     @Test
     void dropoutMaskIsTheHostOne() {
         int n = 10007;
