@@ -255,12 +255,12 @@ public final class TrainableModel implements AutoCloseable {
                 Tensor hidden = model().trainingHidden(ids, images, videos);
                 float[] host = null;
                 double loss;
-                if (keepLogits || !frozenHead()) {
+                if (keepLogits) {   // the logits themselves are wanted: not chunked
                     Tensor logits = model().languageModel().logits(hidden);
                     loss = grad.crossEntropy(logits, labels, lossScale);
-                    if (keepLogits) host = grad.toHost(logits);
+                    host = grad.toHost(logits);
                 } else {
-                    loss = grad.linearCrossEntropy(hidden, model().languageModel().lmHead(), labels, lossScale);
+                    loss = headLoss(hidden, labels, lossScale);
                 }
                 grad.backward();
                 out[0] = new Step(loss, host);

@@ -109,9 +109,8 @@ public final class GradBackend implements Backend {
             // compact only activations kept across the forward (a re-run's tape lives for one segment), and not
             // one already kept as it is (an attention output that also feeds a LoRA down-projection)
             Tensor h = t;
-            if (!activation) h = t;
-            else if (how == Keep.IDENTITY) h = null;
-            else if (how == Keep.COMPACT && recomputing == 0 && !GradBackend.this.held.containsKey(t.data())) h = ops.compact(t);
+            if (activation && how == Keep.IDENTITY) h = null;
+            else if (activation && how == Keep.COMPACT && recomputing == 0 && !GradBackend.this.held.containsKey(t.data())) h = ops.compact(t);
             this.held = h;
             if (activation && h != null) hold(h.data());
             pending.add(this);

@@ -37,7 +37,7 @@ final class Losses {
         if (count(targets) == 0) return Double.NaN;
         GradOps.Loss l = g.ops().crossEntropy(logits, targets);
         double loss = l.sum() / l.count();
-        GradBackend.Node n = g.recording() && g.hasNode(logits) ? g.nodeOf(logits) : null;
+        GradBackend.Node n = g.recording() ? g.nodeOf(logits) : null;
         if (n != null) {
             double c = lossScale / l.count();
             g.seed(() -> l.backward(n.grad(), c));
