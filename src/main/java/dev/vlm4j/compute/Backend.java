@@ -32,6 +32,12 @@ public interface Backend extends AutoCloseable {
     /** A zero-filled float32 tensor. */
     Tensor zeros(long... shape);
 
+    /**
+     * A float32 tensor whose contents are not defined, for a result an operation then writes in full (a backend may
+     * skip zero-filling it; by default it is {@link #zeros}).
+     */
+    default Tensor empty(long... shape) { return zeros(shape); }
+
     /** {@code y = x W^T + b}: x {@code [n, in]}, w {@code [out, in]}, bias {@code [out]} or null. */
     Tensor linear(Tensor x, Tensor w, Tensor bias);
 

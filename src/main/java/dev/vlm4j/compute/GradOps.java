@@ -40,14 +40,38 @@ public interface GradOps {
     /** Backward of {@link Backend#linear} to its input: {@code dx[n, in] += dy[n, out] W[out, in]} (W as the backend keeps it). */
     void linearDx(Tensor dy, Tensor w, Tensor dx);
 
+    /**
+     * {@link #linearDx} that writes dx ({@code dx = dy W}, its old contents ignored) when {@code accumulate} is false:
+     * the first contribution to a gradient needs no zero-filled tensor to add to.
+     */
+    default void linearDx(Tensor dy, Tensor w, Tensor dx, boolean accumulate) {
+        if (!accumulate) zero(dx);
+        linearDx(dy, w, dx);
+    }
+
     /** Backward of {@link Backend#linear} to its weight and bias: {@code dw[out, in] += dy^T x}, {@code db[out] += sum_rows dy}. */
     void linearDw(Tensor dy, Tensor x, Tensor dw, Tensor db);
 
     /** Backward of {@link Backend#rmsNorm} (x, w as in the forward). */
     void rmsNorm(Tensor dy, Tensor x, Tensor w, float eps, Tensor dx, Tensor dw);
 
+    /**
+     * The forward {@code be.siluMul(gate, up)} of a recorded op whose backward keeps gate and up {@link #compact}: a
+     * backend may write their compact copies in the same pass (compact then finds them instead of converting).
+     */
+    default Tensor siluMulKeepingInputs(Backend be, Tensor gate, Tensor up) { return be.siluMul(gate, up); }
+
     /** Backward of {@link Backend#siluMul}. */
     void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    /** {@link #siluMul} that writes dGate and dUp (either may be null) instead of adding when {@code accumulate} is false. */
+    default void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp, boolean accumulate) {
+        if (!accumulate) {
+            if (dGate != null) zero(dGate);
+            if (dUp != null) zero(dUp);
+        }
+        siluMul(dy, gate, up, dGate, dUp);
+    }
 
     /** Backward of {@link Backend#gelu} (exact erf form). */
     void gelu(Tensor dy, Tensor x, Tensor dx);

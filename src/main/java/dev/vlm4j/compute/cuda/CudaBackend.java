@@ -45,8 +45,7 @@ public final class CudaBackend implements Backend {
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private boolean closed;
     private final int multiprocessors;
-    private Tensor bf16Source;
-    private MemorySegment bf16Copy;
+    private final Bf16Copies bf16Copies = new Bf16Copies();
     /** Batched decode kernels (appendRows, attentionBatch, argmaxRows) and the tiled attention; off = the defaults. */
     boolean batchedKernels = !"0".equals(System.getenv("VLM4J_CUDA_BATCHED")),
             flashAttention = !"0".equals(System.getenv("VLM4J_CUDA_FLASH"));
@@ -275,7 +274,7 @@ public final class CudaBackend implements Backend {
 
     /** Forgets the cached bf16 copy of {@code t} when t is about to change in place (gradients accumulating). */
     void modifies(Tensor t) {
-        if (t != null && t == bf16Source) wrote();
+        bf16Copies.forget(t);
     }
 
     @Override public Device device() { return device; }
@@ -393,6 +392,13 @@ public final class CudaBackend implements Backend {
             }
         }
         return out;
+    }
+
+    /** Uninitialised device memory (no memset): the caller writes every element. */
+    @Override
+    public Tensor empty(long... shape) {
+        bind();
+        return newF32(shape);
     }
 
     @Override
@@ -557,16 +563,16 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The bf16 copy of an activation used as a GEMM input. The last one is kept, so the q/k/v (and gate/up) products
-     * of one normed input convert it once; every in-place operation forgets it.
+     * The bf16 copy of an activation used as a GEMM input. The last few are kept ({@link Bf16Copies}), so the q/k/v
+     * (and gate/up) products of one normed input convert it once; every in-place operation forgets them.
      */
     MemorySegment bf16Of(Tensor x) {
-        if (x == bf16Source) return bf16Copy;
+        MemorySegment cached = bf16Copies.get(x);
+        if (cached != null) return cached;
         long count = x.numel();
         MemorySegment xb = scratch(count * 2);
         toBf16(addr(x), xb.address(), count);
-        bf16Source = x;
-        bf16Copy = xb;
+        bf16Copies.put(x, xb);
         return xb;
     }
 
@@ -581,15 +587,14 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** The bf16 copy of {@code x} if one is at hand (its producer's, or the last conversion), else null; converts nothing. */
+    MemorySegment cachedBf16(Tensor x) { return bf16Copies.get(x); }
+
     /** Records that {@code copy} holds {@code x} as bf16 (written by x's producer), for {@link #bf16Of}. */
-    void bf16Copy(Tensor x, MemorySegment copy) {
-        bf16Source = x;
-        bf16Copy = copy;
-    }
+    void bf16Copy(Tensor x, MemorySegment copy) { bf16Copies.put(x, copy); }
 
     void wrote() {
-        bf16Source = null;
-        bf16Copy = null;
+        bf16Copies.clear();
     }
 
     @Override
@@ -622,12 +627,29 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public Tensor siluMul(Tensor gate, Tensor up) {
+    public Tensor siluMul(Tensor gate, Tensor up) { return siluMul(gate, up, false); }
+
+    /**
+     * siluMul; with {@code keepInputs} (a training forward whose backward keeps gate and up compact) the bf16 copies
+     * of gate and up are written in the same pass and cached, where the output's is written too.
+     */
+    Tensor siluMul(Tensor gate, Tensor up, boolean keepInputs) {
         bind();
         Tensor g = dev(gate), u = dev(up), y = newF32(gate.shape());
+        long n = gate.numel();
         if (feedsProducts(rows(gate))) {   // the down projection's bf16 operand written alongside
-            MemorySegment yb = scratch(2L * gate.numel());
-            elementwise("silu_mul_bf16", gate.numel(), addr(g), addr(u), addr(y), yb.address(), gate.numel());
+            MemorySegment yb = scratch(2L * n);
+            if (n % 4 == 0 && ((addr(g) | addr(u) | addr(y) | yb.address()) & 15) == 0) {
+                MemorySegment gb = keepInputs ? scratch(2L * n) : null, ub = keepInputs ? scratch(2L * n) : null;
+                elementwise("silu_mul_bf16_x4", n / 4, addr(g), addr(u), addr(y), yb.address(), gb == null ? 0L : gb.address(),
+                        ub == null ? 0L : ub.address(), n / 4);
+                if (keepInputs) {
+                    bf16Copy(g, gb);
+                    bf16Copy(u, ub);
+                }
+            } else {
+                elementwise("silu_mul_bf16", n, addr(g), addr(u), addr(y), yb.address(), n);
+            }
             bf16Copy(y, yb);
             return y;
         }

@@ -98,9 +98,12 @@ final class CudaGradOps implements GradOps {
         int chunks = (in + 511) / 512;   // LORA_KC columns per block, partial sums per chunk, summed in order
         MemorySegment part = be.scratch((long) chunks * n * r * 4);
         int threshold = p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0;
-        // resident blocks (2 per SM) walking over 16-row groups
-        be.launch("lora_down_stream", Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks)), chunks,
-                BLOCK, r * 512 * 4, addr(xd), addr(ad), part.address(), n, in, r, seed, threshold);
+        // resident blocks (2 per SM) walking over 16-row groups; from x's bf16 copy when its producer wrote one (bf16 mode:
+        // the frozen product beside reads the same rounded values)
+        MemorySegment xb = be.cachedBf16(xd);
+        be.launch(xb != null ? "lora_down_stream_bf16" : "lora_down_stream", Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks)),
+                chunks, BLOCK, r * 512 * 4, xb != null ? xb.address() : addr(xd), addr(ad), part.address(), n, in, r, seed, threshold);
+        Reference.reachabilityFence(xb);
         be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
         Reference.reachabilityFence(part);
         return h;
@@ -168,8 +171,13 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public void linearDx(Tensor dy, Tensor w, Tensor dx) {
+    public void linearDx(Tensor dy, Tensor w, Tensor dx) { linearDx(dy, w, dx, true); }
+
+    /** With {@code accumulate} false the product's beta is 0: dx is written without being read (no zero-fill needed). */
+    @Override
+    public void linearDx(Tensor dy, Tensor w, Tensor dx, boolean accumulate) {
         be.bind();
+        float beta = accumulate ? 1f : 0f;
         grad(dx, "linearDx");
         Tensor wd = be.upload(w), g = be.dev(dy);
         int n = rows(g), out = (int) g.dim(-1), in = (int) wd.dim(1);
@@ -181,13 +189,39 @@ final class CudaGradOps implements GradOps {
                 c = new CublasLt.Operand(false, in, n, in, 0);
         if (wd.dtype() == DType.BF16) {
             MemorySegment gb = be.bf16Of(g);
-            be.blas.batched(addr(wd), a, gb.address(), b, addr(dx), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+            be.blas.batched(addr(wd), a, gb.address(), b, addr(dx), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, beta, be.stream);
             Reference.reachabilityFence(gb);
+        } else if (wd.dtype() == DType.F32 && lowRank(in, n)) {
+            // a LoRA up-projection's dh: bf16 operands (dy's copy, made for the frozen product's dx, and B rounded)
+            MemorySegment gb = be.bf16Of(g), wb = roundedCopy(wd);
+            be.blas.batched(wb.address(), a, gb.address(), b, addr(dx), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, beta, be.stream);
+            Reference.reachabilityFence(gb);
+            Reference.reachabilityFence(wb);
         } else if (wd.dtype() == DType.F32) {
-            be.blas.batched(addr(wd), a, addr(g), b, addr(dx), c, 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+            be.blas.batched(addr(wd), a, addr(g), b, addr(dx), c, 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, beta, be.stream);
         } else {
             throw new IllegalArgumentException("linearDx: weights of dtype " + wd.dtype());
         }
+    }
+
+    /**
+     * Whether a float32 product of an {@code in}-wide input over n rows is a LoRA up-projection to run on bf16
+     * operands: bf16 mode, a rank-sized input (at most 64, a multiple of 8 for the operands' alignment) and more rows
+     * than decoding has. Its backward then reads dy's bf16 copy (half the bytes of the float32 dy) as the frozen
+     * product's does, accumulating in float32 (as torch's bf16 autocast does for these products).
+     */
+    private boolean lowRank(int in, int n) {
+        return LOW_RANK_BF16 && be.precision() == Precision.BF16 && in <= 64 && in % 8 == 0 && n > 16;
+    }
+
+    /** VLM4J_CUDA_LORA_BF16=0 keeps the LoRA up-projections' backward in float32 (for comparisons). */
+    static final boolean LOW_RANK_BF16 = !"0".equals(System.getenv("VLM4J_CUDA_LORA_BF16"));
+
+    /** A bf16 copy of a small float32 tensor (scratch; not the backend's cached copy, which dy holds). */
+    private MemorySegment roundedCopy(Tensor t) {
+        MemorySegment c = be.scratch(Math.max(16, 2 * t.numel()));
+        be.toBf16(addr(t), c.address(), t.numel());
+        return c;
     }
 
     @Override
@@ -203,8 +237,16 @@ final class CudaGradOps implements GradOps {
             if (rows(xd) != n || dw.numel() != (long) out * in)
                 throw new IllegalArgumentException("linearDw: dy " + dy + ", x " + x + ", dw " + dw);
             // column-major: dW^T (in x out) += X^T (in x n) * dY (n x out), dY stored as out x n
-            be.blas.batched(addr(xd), new CublasLt.Operand(false, in, n, in, 0), addr(g), new CublasLt.Operand(true, out, n, out, 0),
-                    addr(dw), new CublasLt.Operand(false, in, out, in, 0), 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+            CublasLt.Operand a = new CublasLt.Operand(false, in, n, in, 0), b = new CublasLt.Operand(true, out, n, out, 0),
+                    c = new CublasLt.Operand(false, in, out, in, 0);
+            if (xd.dtype() == DType.F32 && lowRank(in, n)) {   // a LoRA B's gradient: bf16 dy (as linearDx) and rounded h
+                MemorySegment gb = be.bf16Of(g), xb = roundedCopy(xd);
+                be.blas.batched(xb.address(), a, gb.address(), b, addr(dw), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+                Reference.reachabilityFence(gb);
+                Reference.reachabilityFence(xb);
+            } else {
+                be.blas.batched(addr(xd), a, addr(g), b, addr(dw), c, 1, CublasLt.CUDA_R_32F, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
+            }
         }
         if (db != null) {
             grad(db, "linearDw");
@@ -225,14 +267,23 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+    public Tensor siluMulKeepingInputs(dev.vlm4j.compute.Backend b, Tensor gate, Tensor up) {
+        boolean compacted = be.precision() == Precision.BF16 && gate.numel() >= compactMin();
+        return b == be ? be.siluMul(gate, up, compacted) : b.siluMul(gate, up);
+    }
+
+    @Override
+    public void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) { siluMul(dy, gate, up, dGate, dUp, true); }
+
+    @Override
+    public void siluMul(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp, boolean accumulate) {
         be.bind();
         grad(dGate, "siluMul");
         grad(dUp, "siluMul");
         Tensor g = be.dev(dy), a = activation(gate), u = activation(up);
         if (a.dtype() != u.dtype()) { a = expand(a); u = expand(u); }
         be.elementwise(a.dtype() == DType.BF16 ? "silu_mul_backward_bf16" : "silu_mul_backward", g.numel(), addr(g), addr(a), addr(u),
-                ptr(dGate), ptr(dUp), g.numel());
+                ptr(dGate), ptr(dUp), g.numel(), accumulate ? 1 : 0);
     }
 
     @Override

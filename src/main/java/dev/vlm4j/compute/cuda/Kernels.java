@@ -42,14 +42,14 @@ final class Kernels {
             "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
             "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
             "masked_softmax", "softmax_backward_rows", "reduce_heads_add", "scale_copy_f32", "mul_f32", "add_dropout_f32",
-            "lora_down_stream", "sum_parts_f32", "lora_down_da_part2", "lora_down_da_part2_bf16", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32",
+            "lora_down_stream", "lora_down_stream_bf16", "sum_parts_f32", "lora_down_da_part2", "lora_down_da_part2_bf16", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32",
             "sum_squares_multi_f32");
 
     /** The kernel entry points CudaBackend uses. */
     static final List<String> NAMES = List.of("f32_to_bf16_kernel", "f32_to_bf16_x8", "bf16_to_f32_kernel", "rms_norm", "add_f32",
             "bias_add", "silu_mul", "gelu_erf", "embedding_f32", "embedding_bf16", "gather_rows", "scatter_rows",
             "columns_f32", "rotary_f32", "attention_f32", "attention_split", "attention_combine", "gemv_bf16", "gemv_f32",
-            "append_rows", "attention_batch", "argmax_rows", "attention_flash", "gemv_bf16_sx", "gemv_bf16_fused", "rms_norm_v4", "softmax_rows_bf16", "rms_norm_v4_bf16", "silu_mul_bf16");
+            "append_rows", "attention_batch", "argmax_rows", "attention_flash", "gemv_bf16_sx", "gemv_bf16_fused", "rms_norm_v4", "softmax_rows_bf16", "rms_norm_v4_bf16", "silu_mul_bf16", "silu_mul_bf16_x4");
 
     static byte[] resource(String name) {
         try (InputStream in = Kernels.class.getResourceAsStream(name)) {

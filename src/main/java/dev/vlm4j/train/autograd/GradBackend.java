@@ -49,6 +49,16 @@ public final class GradBackend implements Backend {
             if (grad == null) grad = inner.zeros(shape);
             return grad;
         }
+
+        /** Whether no gradient has come yet (an op may then write it instead of adding to zeros: {@link #fresh}). */
+        boolean unwritten() { return grad == null && param == null; }
+
+        /** A gradient tensor with undefined contents, for the first contribution to write in full. */
+        Tensor fresh() {
+            if (!unwritten()) throw new IllegalStateException("a gradient came already");
+            grad = inner.empty(shape);
+            return grad;
+        }
     }
 
     /** A trainable tensor: its name, the tensor the model computes with, and its float32 gradient. */
@@ -531,6 +541,7 @@ public final class GradBackend implements Backend {
     @Override public Tensor fromHost(float[] values, long... shape) { return inner.fromHost(values, shape); }
     @Override public float[] toHost(Tensor t) { return inner.toHost(t); }
     @Override public Tensor zeros(long... shape) { return inner.zeros(shape); }
+    @Override public Tensor empty(long... shape) { return inner.empty(shape); }
 
     @Override
     public Tensor linear(Tensor x, Tensor w, Tensor bias) {
@@ -539,10 +550,16 @@ public final class GradBackend implements Backend {
         if (!any(nx, nw, nb)) return y;
         Saved sx = nw == null ? null : new Saved(x), sw = nx == null ? null : new Saved(w);
         push("linear", y, ny -> {
-            if (nx != null) ops.linearDx(ny.grad, sw.values("linear"), nx.grad());
+            if (nx != null) linearDx(ny.grad, sw.values("linear"), nx);
             if (nw != null || nb != null) ops.linearDw(ny.grad, sx == null ? null : sx.values("linear"), gradOrNull(nw), gradOrNull(nb));
         });
         return y;
+    }
+
+    /** dx of a product into x's node: written when it is the first contribution, else added. */
+    private void linearDx(Tensor dy, Tensor w, Node nx) {
+        boolean write = nx.unwritten();
+        ops.linearDx(dy, w, write ? nx.fresh() : nx.grad(), !write);
     }
 
     /** {@code residual + x W^T} as one op (the backend may add in the product's epilogue); backward as linear + add. */
@@ -553,7 +570,7 @@ public final class GradBackend implements Backend {
         if (!any(nr, nx, nw)) return y;
         Saved sx = nw == null ? null : new Saved(x), sw = nx == null ? null : new Saved(w);
         push("addLinear", y, ny -> {
-            if (nx != null) ops.linearDx(ny.grad, sw.values("addLinear"), nx.grad());
+            if (nx != null) linearDx(ny.grad, sw.values("addLinear"), nx);
             if (nw != null) ops.linearDw(ny.grad, sx.values("addLinear"), nw.grad(), null);
             if (nr != null) contribute(nr, ny.grad);   // last: it may take the gradient itself
         });
@@ -584,11 +601,17 @@ public final class GradBackend implements Backend {
 
     @Override
     public Tensor siluMul(Tensor gate, Tensor up) {
-        Tensor y = inner.siluMul(gate, up);
         Node ng = node(gate), nu = node(up);
-        if (!any(ng, nu)) return y;
+        if (!any(ng, nu)) return inner.siluMul(gate, up);
+        // the inputs' compact copies (kept below) written by the forward itself where the backend can
+        Tensor y = recomputing == 0 ? ops.siluMulKeepingInputs(inner, gate, up) : inner.siluMul(gate, up);
         Saved sg = new Saved(gate, Keep.COMPACT), su = new Saved(up, Keep.COMPACT);
-        push("siluMul", y, ny -> ops.siluMul(ny.grad, sg.raw("siluMul"), su.raw("siluMul"), gradOrNull(ng), gradOrNull(nu)));
+        push("siluMul", y, ny -> {
+            // the gate and up products' outputs usually feed nothing else: their gradients are written, not added
+            boolean write = ng != nu && (ng == null || ng.unwritten()) && (nu == null || nu.unwritten());
+            ops.siluMul(ny.grad, sg.raw("siluMul"), su.raw("siluMul"), ng == null ? null : write ? ng.fresh() : ng.grad(),
+                    nu == null ? null : write ? nu.fresh() : nu.grad(), !write);
+        });
         return y;
     }
 

@@ -104,29 +104,38 @@ public final class LoraBackend implements Backend {
         }
     }
 
+    /**
+     * {@code x W^T + b} plus the LoRA updates. The rank-r products come first and the frozen product adds them in its
+     * epilogue ({@code addLinear}), so the wide output is written once rather than written and then read again to add
+     * the update; the bias goes with the first update.
+     */
     @Override
     public Tensor linear(Tensor x, Tensor w, Tensor bias) {
-        Tensor y = inner.linear(x, w, bias);
         List<Target> ts = targets.get(w);
-        return ts == null ? y : addLora(y, x, ts);
+        if (ts == null) return inner.linear(x, w, bias);
+        return inner.addLinear(updates(null, bias, x, ts), x, w);
     }
 
     /** {@code residual + x W^T} with the LoRA updates of W added too (o_proj, down_proj). */
     @Override
     public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
-        Tensor y = inner.addLinear(residual, x, w);
         List<Target> ts = targets.get(w);
-        return ts == null ? y : addLora(y, x, ts);
+        if (ts == null) return inner.addLinear(residual, x, w);
+        return inner.addLinear(updates(residual, null, x, ts), x, w);
     }
 
-    /** {@code y + scale B A dropout(x)} for each pair; the scale applies to the rank-r product, the smallest tensor. */
-    private Tensor addLora(Tensor y, Tensor x, List<Target> ts) {
+    /**
+     * {@code residual + bias + scale B A dropout(x)} summed over the pairs (either of residual and bias may be null, not
+     * both given); the scale applies to the rank-r product, the smallest tensor.
+     */
+    private Tensor updates(Tensor residual, Tensor bias, Tensor x, List<Target> ts) {
+        Tensor acc = residual;
         for (Target t : ts) {
             boolean drop = training && t.dropout() > 0;
             Tensor u = inner.loraDown(x, t.a(), t.scale(), drop ? t.dropout() : 0f, drop ? rng.nextSeed() : 0L);
-            y = inner.addLinear(y, u, t.b());
+            acc = acc == null ? inner.linear(u, t.b(), bias) : inner.addLinear(acc, u, t.b());
         }
-        return y;
+        return acc;
     }
 
     @Override public Device device() { return inner.device(); }
@@ -134,6 +143,7 @@ public final class LoraBackend implements Backend {
     @Override public Tensor fromHost(float[] values, long... shape) { return inner.fromHost(values, shape); }
     @Override public float[] toHost(Tensor t) { return inner.toHost(t); }
     @Override public Tensor zeros(long... shape) { return inner.zeros(shape); }
+    @Override public Tensor empty(long... shape) { return inner.empty(shape); }
     @Override public Tensor rmsNorm(Tensor x, Tensor w, float eps) { return inner.rmsNorm(x, w, eps); }
     @Override public Tensor add(Tensor a, Tensor b) { return inner.add(a, b); }
     @Override public Tensor siluMul(Tensor gate, Tensor up) { return inner.siluMul(gate, up); }

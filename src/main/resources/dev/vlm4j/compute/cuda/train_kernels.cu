@@ -78,22 +78,25 @@ extern "C" __global__ void mul_f32(const float* a, const float* b, float* y, lon
 __device__ __forceinline__ float act(const float* p, long long i) { return p[i]; }
 __device__ __forceinline__ float act(const unsigned short* p, long long i) { return __uint_as_float(((unsigned int) p[i]) << 16); }
 
+// da, du += (or = when !accumulate: their old contents are not read) the gradients of y = silu(a) u
 template <typename T>
-__device__ __forceinline__ void silu_mul_backward_t(const float* g, const T* a, const T* u, float* da, float* du, long long n) {
+__device__ __forceinline__ void silu_mul_backward_t(const float* g, const T* a, const T* u, float* da, float* du, long long n,
+                                                    int accumulate) {
     GRID_STRIDE(i, n) {
         float x = act(a, i), s = 1.f / (1.f + expf(-x));
-        if (da) da[i] += g[i] * act(u, i) * s * (1.f + x * (1.f - s));
-        if (du) du[i] += g[i] * x * s;
+        if (da) da[i] = (accumulate ? da[i] : 0.f) + g[i] * act(u, i) * s * (1.f + x * (1.f - s));
+        if (du) du[i] = (accumulate ? du[i] : 0.f) + g[i] * x * s;
     }
 }
 
-extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n) {
-    silu_mul_backward_t(g, a, u, da, du, n);
+extern "C" __global__ void silu_mul_backward(const float* g, const float* a, const float* u, float* da, float* du, long long n,
+                                             int accumulate) {
+    silu_mul_backward_t(g, a, u, da, du, n, accumulate);
 }
 
 extern "C" __global__ void silu_mul_backward_bf16(const float* g, const unsigned short* a, const unsigned short* u, float* da, float* du,
-                                                  long long n) {
-    silu_mul_backward_t(g, a, u, da, du, n);
+                                                  long long n, int accumulate) {
+    silu_mul_backward_t(g, a, u, da, du, n, accumulate);
 }
 
 // y = x Phi(x): dx += g (Phi(x) + x phi(x))
@@ -360,7 +363,8 @@ __device__ __forceinline__ float lora_masked(const float* __restrict__ x, long l
 // summed, so loads stay in flight without a wave tail; each value of A read from shared memory serves both rows,
 // and eight ranks at a time are summed over the warp in 9 shuffles instead of 40 (halving exchange: after the steps
 // over lane bits 4, 3, 2 each lane keeps one rank, then bits 1 and 0 finish).
-__device__ __forceinline__ void lora_load_pair(const float* __restrict__ x, float (&v)[2][16], int t, int n, int in, int k0, int kc,
+template <typename T>
+__device__ __forceinline__ void lora_load_pair(const T* __restrict__ x, float (&v)[2][16], int t, int n, int in, int k0, int kc,
                                                int lane, unsigned long long seed, int threshold) {
 #pragma unroll
     for (int j = 0; j < 2; j++) {
@@ -368,13 +372,14 @@ __device__ __forceinline__ void lora_load_pair(const float* __restrict__ x, floa
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             int c = lane + 32 * i;
-            v[j][i] = t + j < n && c < kc ? x[base + c] : 0.f;
+            v[j][i] = t + j < n && c < kc ? act(x, base + c) : 0.f;
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream(const float* __restrict__ x, const float* __restrict__ a,
-        float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
+template <typename T>
+__device__ __forceinline__ void lora_down_stream_t(const T* __restrict__ x, const float* __restrict__ a, float* __restrict__ part,
+                                                   int n, int in, int R, unsigned long long seed, int threshold) {
     extern __shared__ float as[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = blockIdx.y, k0 = ks * LORA_KC;
     int kc = min(LORA_KC, in - k0), stride = 16 * gridDim.x;
@@ -430,6 +435,17 @@ extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream(const floa
 #pragma unroll
             for (int i = 0; i < 16; i++) v[j][i] = nv[j][i];
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream(const float* __restrict__ x, const float* __restrict__ a,
+        float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
+    lora_down_stream_t(x, a, part, n, in, R, seed, threshold);
+}
+
+// The same from x's bf16 copy (the copy its producer wrote for the frozen product; half the bytes to stream).
+extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream_bf16(const unsigned short* __restrict__ x,
+        const float* __restrict__ a, float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
+    lora_down_stream_t(x, a, part, n, in, R, seed, threshold);
 }
 
 // dst[i] (+)= factor * sum_p part[p][i] over parts of size values, summed in order (deterministic): the second stage

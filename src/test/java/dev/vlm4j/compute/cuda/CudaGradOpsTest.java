@@ -381,6 +381,96 @@ class CudaGradOpsTest {
         assertArrayEquals(gpuBf16.toHost(da2), gpuBf16.toHost(da1), "loraDown dA from bf16 x");
     }
 
+    static float[] roundedBf16(float[] v) {
+        float[] r = new float[v.length];
+        for (int i = 0; i < v.length; i++) r[i] = Float.intBitsToFloat(CudaBackend.toBf16(v[i]) << 16);
+        return r;
+    }
+
+    static Tensor nans(CudaBackend dev, long... shape) {
+        float[] v = new float[(int) Tensor.numel(shape)];
+        java.util.Arrays.fill(v, Float.NaN);
+        return dev.fromHost(v, shape);
+    }
+
+    /**
+     * A first contribution writes its gradient instead of adding to zeros: linearDx (beta 0) and the SwiGLU backward
+     * into NaN-filled tensors give what adding to zeros gives (so the old contents are not read).
+     */
+    @Test
+    void firstContributionsWriteWithoutReading() {
+        for (CudaBackend dev : new CudaBackend[]{gpu, gpuBf16}) {
+            GradOps ops = dev.gradOps();
+            int n = 64, in = 96, out = 160;
+            Tensor dy = dev.fromHost(rand(n * out, 1f), n, out), w = dev.fromHost(rand(out * in, 0.1f), out, in);
+            Tensor add = dev.zeros(n, in), write = nans(dev, n, in);
+            ops.linearDx(dy, w, add);
+            ops.linearDx(dy, w, write, false);
+            assertClose(new Pair(Tensor.of(dev.toHost(add), n, in), write), dev, 1e-6, dev.precision() + " linearDx written");
+            Tensor g = dev.fromHost(rand(n * in, 1f), n, in), a = dev.fromHost(rand(n * in, 1f), n, in), u = dev.fromHost(rand(n * in, 1f), n, in);
+            Tensor dg1 = dev.zeros(n, in), du1 = dev.zeros(n, in), dg2 = nans(dev, n, in), du2 = nans(dev, n, in);
+            ops.siluMul(g, a, u, dg1, du1);
+            ops.siluMul(g, a, u, dg2, du2, false);
+            assertArrayEquals(dev.toHost(dg1), dev.toHost(dg2), dev.precision() + " siluMul gate gradient written");
+            assertArrayEquals(dev.toHost(du1), dev.toHost(du2), dev.precision() + " siluMul up gradient written");
+        }
+    }
+
+    /** The SwiGLU forward of a training step writes the bf16 copies of its output and (kept) inputs in its one pass. */
+    @Test
+    void swiGluForwardWritesTheCompactCopies() {
+        int n = 96, d = 1000;   // 4-value groups, more rows than decoding
+        float[] gv = rand(n * d, 2f), uv = rand(n * d, 1f);
+        Tensor g = gpuBf16.fromHost(gv, n, d), u = gpuBf16.fromHost(uv, n, d);
+        Tensor plain = gpuBf16.siluMul(g, u);
+        Tensor y = gpuBf16.siluMul(g, u, true);
+        float[] want = gpuBf16.toHost(plain);
+        assertArrayEquals(want, gpuBf16.toHost(y), "the output");
+        Object[][] copies = {{y, roundedBf16(want), "output"}, {g, roundedBf16(gv), "gate"}, {u, roundedBf16(uv), "up"}};
+        for (Object[] c : copies) {
+            java.lang.foreign.MemorySegment m = gpuBf16.cachedBf16((Tensor) c[0]);
+            assertNotNull(m, "the " + c[2] + "'s bf16 copy is cached");
+            float[] w = (float[]) c[1];
+            byte[] got = gpuBf16.toHostBytes(m, 2L * w.length);
+            for (int i = 0; i < w.length; i++) {
+                float v = Float.intBitsToFloat(((got[2 * i] & 0xff) | (got[2 * i + 1] << 8)) << 16);
+                assertEquals(w[i], v, c[2] + " element " + i);
+            }
+        }
+    }
+
+    /**
+     * bf16 mode runs the LoRA products on bf16 operands where the frozen products have them: the down-projection from
+     * x's bf16 copy, the up-projection's backward (dh = dy B, dB += dy^T h) from dy's copy and rounded B and h. Each
+     * equals the float32 computation on the rounded values (float32 accumulation), and float32 mode keeps float32.
+     */
+    @Test
+    void loraProductsReadBf16OperandsInBf16Mode() {
+        GradOps ops = gpuBf16.gradOps();
+        int n = 300, in = 512, out = 640, r = 8;
+        float[] xv = rand(n * in, 1f), av = rand(r * in, 0.05f), dyv = rand(n * out, 1f), bv = rand(out * r, 0.05f), hv = rand(n * r, 1f);
+        // down-projection from the cached bf16 copy of x
+        Tensor x = gpuBf16.fromHost(xv, n, in), a = gpuBf16.fromHost(av, r, in);
+        gpuBf16.bf16Of(x);   // as the producer (RMSNorm, SwiGLU, attention) leaves it
+        float[] want = cpu.scale(cpu.linear(Tensor.of(roundedBf16(xv), n, in), Tensor.of(av.clone(), r, in), null), 2f).heapFloats();
+        assertClose(new Pair(Tensor.of(want, n, r), gpuBf16.loraDown(x, a, 2f, 0f, 0L)), gpuBf16, 2e-6, "loraDown from bf16 x");
+        // up-projection backward: dh = dy B and dB += dy^T h on rounded operands
+        Tensor dy = gpuBf16.fromHost(dyv, n, out), b = gpuBf16.fromHost(bv, out, r), h = gpuBf16.fromHost(hv, n, r);
+        Tensor dyr = Tensor.of(roundedBf16(dyv), n, out), br = Tensor.of(roundedBf16(bv), out, r), hr = Tensor.of(roundedBf16(hv), n, r);
+        Pair dh = acc(gpuBf16, n, r), db = acc(gpuBf16, out, r);
+        host().linearDx(dyr, br, dh.h);
+        host().linearDw(dyr, hr, db.h, null);
+        ops.linearDx(dy, b, dh.d);
+        ops.linearDw(dy, h, db.d, null);
+        assertClose(dh, gpuBf16, 2e-6, "LoRA up backward dh from bf16 operands");
+        assertClose(db, gpuBf16, 2e-6, "LoRA up backward dB from bf16 operands");
+        // float32 mode: the float32 values
+        Pair dh32 = acc(gpu, n, r);
+        host().linearDx(Tensor.of(dyv.clone(), n, out), Tensor.of(bv.clone(), out, r), dh32.h);
+        gpu.gradOps().linearDx(gpu.fromHost(dyv, n, out), gpu.fromHost(bv, out, r), dh32.d);
+        assertClose(dh32, gpu, 2e-6, "float32 mode dh");
+    }
+
     /** The bf16 conversion (8 values a thread where aligned, the rest one a thread) rounds as the host does. */
     @Test
     void bf16ConversionRoundsAsTheHost() {
