@@ -95,18 +95,56 @@ final class CudaGradOps implements GradOps {
         shape[shape.length - 1] = r;
         Tensor h = be.newF32(shape);
         if (n == 0) return h;
-        int chunks = (in + 511) / 512;   // LORA_KC columns per block, partial sums per chunk, summed in order
-        MemorySegment part = be.scratch((long) chunks * n * r * 4);
         int threshold = p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0;
-        // resident blocks (2 per SM) walking over 16-row groups; from x's bf16 copy when its producer wrote one (bf16 mode:
-        // the frozen product beside reads the same rounded values)
-        MemorySegment xb = be.cachedBf16(xd);
-        be.launch(xb != null ? "lora_down_stream_bf16" : "lora_down_stream", Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks)),
-                chunks, BLOCK, r * 512 * 4, xb != null ? xb.address() : addr(xd), addr(ad), part.address(), n, in, r, seed, threshold);
-        Reference.reachabilityFence(xb);
-        be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), chunks, (long) n * r, scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
+        // from x's bf16 copy when its producer wrote one (bf16 mode: the frozen product beside reads the same rounded values)
+        MemorySegment xb = WIDE && in % 8 == 0 ? be.cachedBf16(xd) : null;
+        MemorySegment part = downParts(addr(xd), xb == null ? 0 : xb.address(), addr(ad), false, n, in, r, seed, threshold);
+        be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), (in + 511) / 512, (long) n * r,
+                scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
         Reference.reachabilityFence(part);
+        Reference.reachabilityFence(xb);
         return h;
+    }
+
+    /** VLM4J_CUDA_LORA_WIDE=0: the LoRA kernels without the wide (16- and 8-byte) loads, as before them. */
+    static final boolean WIDE = !"0".equals(System.getenv("VLM4J_CUDA_LORA_WIDE"));
+
+    /**
+     * Partial sums {@code part[chunk][t][r]} of {@code mask * x A^T} over 512-column chunks (to be summed in order by
+     * sum_parts_f32): x float32 at {@code x}, or bf16 at {@code xb} when not 0 (then in % 8 == 0); A {@code [r, in]}, or
+     * given transposed ({@code [in, r]}, bf16 x only) when {@code at}. Resident blocks, 2 per SM, walk over row pairs.
+     */
+    private MemorySegment downParts(long x, long xb, long a, boolean at, int n, int in, int r, long seed, int threshold) {
+        int chunks = (in + 511) / 512;
+        MemorySegment part = be.scratch((long) chunks * n * r * 4);
+        int grid = Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks));
+        if (xb != 0)
+            be.launch("lora_down_stream8", grid, chunks, BLOCK, r * 512 * 4, xb, a, part.address(), n, in, r, seed, threshold, at ? 1 : 0);
+        else if (!at)
+            be.launch("lora_down_stream", grid, chunks, BLOCK, r * 512 * 4, x, a, part.address(), n, in, r, seed, threshold);
+        else
+            throw new IllegalArgumentException("a transposed factor needs bf16 x");
+        return part;
+    }
+
+    /**
+     * Partial sums {@code part[p][r][k]} of {@code dh^T mask x} over row parts (one wave of resident blocks, at most
+     * 256 rows a part): x {@code [n, in]} float32 or bf16, dh {@code [n, r]} float32. Returns the part count.
+     */
+    private int daParts(Tensor xd, long dh, MemorySegment[] partOut, int n, int in, int r, long seed, int threshold) {
+        boolean four = WIDE && xd.dtype() == DType.BF16 && r <= 8 && in % 4 == 0;
+        int threads = four ? 128 : BLOCK, colBlocks = four ? (in / 4 + threads - 1) / threads : (in + BLOCK - 1) / BLOCK;
+        int parts = Math.max((n + 255) / 256, Math.min(Math.max(1, n / 32), Math.max(1, 3 * be.multiprocessors() / colBlocks)));
+        int per = (n + parts - 1) / parts;
+        parts = (n + per - 1) / per;
+        MemorySegment part = be.scratch((long) parts * r * in * 4);
+        if (four)
+            be.launch("lora_down_da4_bf16", colBlocks, parts, threads, per * 8 * 4, addr(xd), dh, part.address(), n, in, r, per, seed, threshold);
+        else
+            be.launch(xd.dtype() == DType.BF16 ? "lora_down_da_part2_bf16" : "lora_down_da_part2", colBlocks, parts, BLOCK, per * 16 * 4,
+                    addr(xd), dh, part.address(), n, in, r, per, seed, threshold);
+        partOut[0] = part;
+        return parts;
     }
 
     @Override
@@ -119,23 +157,20 @@ final class CudaGradOps implements GradOps {
         Tensor g = be.dev(dh);
         if (da != null && n > 0) {
             grad(da, "loraDownBackward");
-            Tensor xd = activation(x);
-            int colBlocks = (in + BLOCK - 1) / BLOCK;
-            // one wave of resident blocks (3 per SM), at most LORA_DA_ROWS rows a part
-            int parts = Math.max((n + 255) / 256, Math.min(Math.max(1, n / 32), Math.max(1, 3 * be.multiprocessors() / colBlocks)));
-            int per = (n + parts - 1) / parts;
-            parts = (n + per - 1) / per;
-            MemorySegment part = be.scratch((long) parts * r * in * 4);
-            be.launch(xd.dtype() == DType.BF16 ? "lora_down_da_part2_bf16" : "lora_down_da_part2", colBlocks, parts, BLOCK, per * 16 * 4,
-                    addr(xd), addr(g), part.address(), n, in, r, per, seed, threshold);
-            be.elementwise("sum_parts_f32", (long) r * in, part.address(), addr(da), parts, (long) r * in, factor, 1);
-            Reference.reachabilityFence(part);
+            MemorySegment[] part = new MemorySegment[1];
+            int parts = daParts(activation(x), addr(g), part, n, in, r, seed, threshold);
+            be.elementwise("sum_parts_f32", (long) r * in, part[0].address(), addr(da), parts, (long) r * in, factor, 1);
+            Reference.reachabilityFence(part[0]);
         }
         if (dx != null && n > 0) {
             grad(dx, "loraDownBackward");
             Tensor ad = be.dev(a);
-            be.launch("lora_down_dx", (in + BLOCK - 1) / BLOCK, (n + 31) / 32, BLOCK, 0, addr(ad), addr(g), addr(dx), n, in, r,
-                    seed, threshold, factor);
+            if (WIDE && r <= 8 && in % 4 == 0 && ((addr(dx) | addr(ad)) & 15) == 0)
+                be.launch("lora_down_dx4", (in / 4 + BLOCK - 1) / BLOCK, (n + 31) / 32, BLOCK, 0, addr(ad), addr(g), addr(dx), n, in, r,
+                        seed, threshold, factor);
+            else
+                be.launch("lora_down_dx", (in + BLOCK - 1) / BLOCK, (n + 31) / 32, BLOCK, 0, addr(ad), addr(g), addr(dx), n, in, r,
+                        seed, threshold, factor);
         }
     }
 
@@ -191,6 +226,14 @@ final class CudaGradOps implements GradOps {
             MemorySegment gb = be.bf16Of(g);
             be.blas.batched(addr(wd), a, gb.address(), b, addr(dx), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, beta, be.stream);
             Reference.reachabilityFence(gb);
+        } else if (wd.dtype() == DType.F32 && lowRank(in, n) && WIDE && out % 8 == 0) {
+            // a LoRA up-projection's dh = dy B: the down-projection kernel over dy's bf16 copy (made for the frozen
+            // product's dx) with B as the transposed factor, one pass at the bandwidth
+            MemorySegment gb = be.bf16Of(g);
+            MemorySegment part = downParts(0, gb.address(), addr(wd), true, n, out, in, 0L, 0);
+            be.elementwise("sum_parts_f32", (long) n * in, part.address(), addr(dx), (out + 511) / 512, (long) n * in, 1f, accumulate ? 1 : 0);
+            Reference.reachabilityFence(gb);
+            Reference.reachabilityFence(part);
         } else if (wd.dtype() == DType.F32 && lowRank(in, n)) {
             // a LoRA up-projection's dh: bf16 operands (dy's copy, made for the frozen product's dx, and B rounded)
             MemorySegment gb = be.bf16Of(g), wb = roundedCopy(wd);
@@ -239,7 +282,15 @@ final class CudaGradOps implements GradOps {
             // column-major: dW^T (in x out) += X^T (in x n) * dY (n x out), dY stored as out x n
             CublasLt.Operand a = new CublasLt.Operand(false, in, n, in, 0), b = new CublasLt.Operand(true, out, n, out, 0),
                     c = new CublasLt.Operand(false, in, out, in, 0);
-            if (xd.dtype() == DType.F32 && lowRank(in, n)) {   // a LoRA B's gradient: bf16 dy (as linearDx) and rounded h
+            if (xd.dtype() == DType.F32 && lowRank(in, n) && WIDE && in <= 8 && out % 4 == 0) {
+                // a LoRA B's gradient dB += dy^T h: the dA kernel over dy's bf16 copy, summed transposed
+                MemorySegment gb = be.bf16Of(g);
+                MemorySegment[] part = new MemorySegment[1];
+                int parts = daParts(new Tensor(DType.BF16, g.shape(), gb, be.device()), addr(xd), part, n, out, in, 0L, 0);
+                be.elementwise("sum_parts_t_f32", (long) in * out, part[0].address(), addr(dw), parts, in, out, 1f, 1);
+                Reference.reachabilityFence(gb);
+                Reference.reachabilityFence(part[0]);
+            } else if (xd.dtype() == DType.F32 && lowRank(in, n)) {   // a LoRA B's gradient: bf16 dy (as linearDx) and rounded h
                 MemorySegment gb = be.bf16Of(g), xb = roundedCopy(xd);
                 be.blas.batched(xb.address(), a, gb.address(), b, addr(dw), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);
                 Reference.reachabilityFence(gb);

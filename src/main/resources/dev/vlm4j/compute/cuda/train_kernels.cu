@@ -363,8 +363,7 @@ __device__ __forceinline__ float lora_masked(const float* __restrict__ x, long l
 // summed, so loads stay in flight without a wave tail; each value of A read from shared memory serves both rows,
 // and eight ranks at a time are summed over the warp in 9 shuffles instead of 40 (halving exchange: after the steps
 // over lane bits 4, 3, 2 each lane keeps one rank, then bits 1 and 0 finish).
-template <typename T>
-__device__ __forceinline__ void lora_load_pair(const T* __restrict__ x, float (&v)[2][16], int t, int n, int in, int k0, int kc,
+__device__ __forceinline__ void lora_load_pair(const float* __restrict__ x, float (&v)[2][16], int t, int n, int in, int k0, int kc,
                                                int lane, unsigned long long seed, int threshold) {
 #pragma unroll
     for (int j = 0; j < 2; j++) {
@@ -372,13 +371,12 @@ __device__ __forceinline__ void lora_load_pair(const T* __restrict__ x, float (&
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             int c = lane + 32 * i;
-            v[j][i] = t + j < n && c < kc ? act(x, base + c) : 0.f;
+            v[j][i] = t + j < n && c < kc ? x[base + c] : 0.f;
         }
     }
 }
 
-template <typename T>
-__device__ __forceinline__ void lora_down_stream_t(const T* __restrict__ x, const float* __restrict__ a, float* __restrict__ part,
+__device__ __forceinline__ void lora_down_stream_t(const float* __restrict__ x, const float* __restrict__ a, float* __restrict__ part,
                                                    int n, int in, int R, unsigned long long seed, int threshold) {
     extern __shared__ float as[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = blockIdx.y, k0 = ks * LORA_KC;
@@ -439,12 +437,6 @@ __device__ __forceinline__ void lora_down_stream_t(const T* __restrict__ x, cons
 
 extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream(const float* __restrict__ x, const float* __restrict__ a,
         float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
-    lora_down_stream_t(x, a, part, n, in, R, seed, threshold);
-}
-
-// The same from x's bf16 copy (the copy its producer wrote for the frozen product; half the bytes to stream).
-extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream_bf16(const unsigned short* __restrict__ x,
-        const float* __restrict__ a, float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold) {
     lora_down_stream_t(x, a, part, n, in, R, seed, threshold);
 }
 
@@ -541,6 +533,205 @@ extern "C" __global__ void lora_down_dx(const float* __restrict__ a, const float
             for (int r = 0; r < LORA_MAXR; r++) if (r < R) s = fmaf(ds[(i0 + i) * R + r], ac[r], s);
             bool keep = threshold == 0 || dropout_keeps(seed, e, threshold);
             dx[e] = keep ? old[i] + s * factor : old[i];
+        }
+    }
+}
+
+// ---- The same products from bf16 operands, 16-byte loads (in % 8 == 0) ----
+// x's bf16 copy (the one its producer wrote for the frozen product) is half the bytes of the float32 x, and a lane
+// that reads 8 values at once keeps the loads wide: lane l owns columns 8 l + e and 256 + 8 l + e (e < 8) of a
+// 512-column chunk. The same kernels serve the LoRA up-projection's backward: dh = dy B is the down-projection of dy
+// with the factor given transposed (B [out, R], AT), and dB = dy^T h the dA product with dy as x (then summed
+// transposed by sum_parts_t_f32).
+
+__device__ __forceinline__ void bf16x8_to_f32(uint4 w, float* v) {
+    v[0] = __uint_as_float(w.x << 16); v[1] = __uint_as_float(w.x & 0xffff0000u);
+    v[2] = __uint_as_float(w.y << 16); v[3] = __uint_as_float(w.y & 0xffff0000u);
+    v[4] = __uint_as_float(w.z << 16); v[5] = __uint_as_float(w.z & 0xffff0000u);
+    v[6] = __uint_as_float(w.w << 16); v[7] = __uint_as_float(w.w & 0xffff0000u);
+}
+
+// Column of value q (< 16) of lane l within a chunk.
+__device__ __forceinline__ int lora8_col(int lane, int q) { return 256 * (q >> 3) + 8 * lane + (q & 7); }
+
+__device__ __forceinline__ void lora_load_pair8(const unsigned short* __restrict__ x, float (&v)[2][16], int t, int n, int in,
+                                                int k0, int kc, int lane) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        long long base = (long long) (t + j) * in + k0;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int c = 256 * i + 8 * lane;
+            uint4 w = t + j < n && c < kc ? *(const uint4*) (x + base + c) : make_uint4(0u, 0u, 0u, 0u);
+            bf16x8_to_f32(w, &v[j][8 * i]);
+        }
+    }
+}
+
+// part[ks][t][r] = sum over k in chunk ks of mask * x[t, k] * A[r, k] (A[r, k] = a[k * R + r] when at), as
+// lora_down_stream. Shared: the chunk of A as [r][q][lane] (value q of lane l at q * 32 + l: conflict-free reads).
+extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const unsigned short* __restrict__ x,
+        const float* __restrict__ a, float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold, int at) {
+    extern __shared__ float as[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = blockIdx.y, k0 = ks * LORA_KC;
+    int kc = min(LORA_KC, in - k0), stride = 16 * gridDim.x;
+    int t = (blockIdx.x * 8 + warp) * 2;
+    float v[2][16], nv[2][16];
+    lora_load_pair8(x, v, t, n, in, k0, kc, lane);
+    for (int j = threadIdx.x; j < R * LORA_KC; j += blockDim.x) {
+        int r = j / LORA_KC, w = j % LORA_KC, q = w >> 5, l = w & 31, c = lora8_col(l, q);
+        as[j] = c < kc ? (at ? a[(long long) (k0 + c) * R + r] : a[(long long) r * in + k0 + c]) : 0.f;
+    }
+    __syncthreads();
+    bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+    int mine = (b4 ? 4 : 0) + (b3 ? 2 : 0) + (b2 ? 1 : 0);
+    for (; t < n; t += stride) {
+        if (t + stride < n) lora_load_pair8(x, nv, t + stride, n, in, k0, kc, lane);
+        if (threshold > 0)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                long long base = (long long) (t + j) * in + k0;
+#pragma unroll
+                for (int q = 0; q < 16; q++)
+                    if (!dropout_keeps(seed, base + lora8_col(lane, q), threshold)) v[j][q] = 0.f;
+            }
+        for (int r0 = 0; r0 < R; r0 += 8) {
+            float s[2][8];
+#pragma unroll
+            for (int r = 0; r < 8; r++) {
+                s[0][r] = 0.f;
+                s[1][r] = 0.f;
+                if (r0 + r >= R) continue;
+#pragma unroll
+                for (int q = 0; q < 16; q++) {
+                    float w = as[(r0 + r) * LORA_KC + q * 32 + lane];
+                    s[0][r] = fmaf(v[0][q], w, s[0][r]);
+                    s[1][r] = fmaf(v[1][q], w, s[1][r]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                float h[4], qq[2];
+#pragma unroll
+                for (int m = 0; m < 4; m++) h[m] = (b4 ? s[j][m + 4] : s[j][m]) + __shfl_xor_sync(0xffffffffu, b4 ? s[j][m] : s[j][m + 4], 16);
+#pragma unroll
+                for (int m = 0; m < 2; m++) qq[m] = (b3 ? h[m + 2] : h[m]) + __shfl_xor_sync(0xffffffffu, b3 ? h[m] : h[m + 2], 8);
+                float o = (b2 ? qq[1] : qq[0]) + __shfl_xor_sync(0xffffffffu, b2 ? qq[0] : qq[1], 4);
+                o += __shfl_xor_sync(0xffffffffu, o, 2);
+                o += __shfl_xor_sync(0xffffffffu, o, 1);
+                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) part[((long long) ks * n + t + j) * R + r0 + mine] = o;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int q = 0; q < 16; q++) v[j][q] = nv[j][q];
+    }
+}
+
+// Partial dA from bf16 x, four columns a thread (8-byte loads): part[p][r][k] = sum over the part's rows of
+// dh[t, r] * mask * x[t, k], as lora_down_da_part2 (dh staged padded to 16 ranks), R <= 8.
+extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__ x, const float* __restrict__ dh,
+                                              float* __restrict__ part, int n, int in, int R, int per, unsigned long long seed,
+                                              int threshold) {
+    extern __shared__ float4 dsh4[];
+    float* dsh = (float*) dsh4;
+    int k = 4 * (blockIdx.x * blockDim.x + threadIdx.x), p = blockIdx.y;
+    int t0 = p * per, t1 = min(n, t0 + per), tc = t1 - t0;
+    float acc[4][8];
+#pragma unroll
+    for (int c = 0; c < 4; c++)
+#pragma unroll
+        for (int r = 0; r < 8; r++) acc[c][r] = 0.f;
+    for (int j = threadIdx.x; j < tc * 8; j += blockDim.x) {
+        int i = j >> 3, r = j & 7;
+        dsh[j] = r < R ? dh[(long long) (t0 + i) * R + r] : 0.f;
+    }
+    __syncthreads();
+    if (k >= in) return;
+    for (int i0 = 0; i0 < tc; i0 += 8) {
+        float v[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint2 w = i0 + i < tc ? *(const uint2*) (x + (long long) (t0 + i0 + i) * in + k) : make_uint2(0u, 0u);
+            v[i][0] = __uint_as_float(w.x << 16); v[i][1] = __uint_as_float(w.x & 0xffff0000u);
+            v[i][2] = __uint_as_float(w.y << 16); v[i][3] = __uint_as_float(w.y & 0xffff0000u);
+        }
+        if (threshold > 0)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+                    if (!dropout_keeps(seed, (long long) (t0 + i0 + i) * in + k + c, threshold)) v[i][c] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            if (i0 + i >= tc) break;
+            float4 d0 = dsh4[(i0 + i) * 2], d1 = dsh4[(i0 + i) * 2 + 1];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                acc[c][0] = fmaf(d0.x, v[i][c], acc[c][0]);
+                acc[c][1] = fmaf(d0.y, v[i][c], acc[c][1]);
+                acc[c][2] = fmaf(d0.z, v[i][c], acc[c][2]);
+                acc[c][3] = fmaf(d0.w, v[i][c], acc[c][3]);
+                acc[c][4] = fmaf(d1.x, v[i][c], acc[c][4]);
+                acc[c][5] = fmaf(d1.y, v[i][c], acc[c][5]);
+                acc[c][6] = fmaf(d1.z, v[i][c], acc[c][6]);
+                acc[c][7] = fmaf(d1.w, v[i][c], acc[c][7]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 8; r++)
+        if (r < R) *(float4*) (part + ((long long) p * R + r) * in + k) = make_float4(acc[0][r], acc[1][r], acc[2][r], acc[3][r]);
+}
+
+// dst[k][r] (+)= factor * sum_p part[p][r][k] (parts of R x cols values): sum_parts_f32 writing the transpose
+// (dB [out, R] from the partial dB^T of lora_down_da4_bf16).
+extern "C" __global__ void sum_parts_t_f32(const float* __restrict__ part, float* __restrict__ dst, int parts, int R, int cols,
+                                           float factor, int accumulate) {
+    long long size = (long long) R * cols;
+    GRID_STRIDE(i, size) {   // i = k * R + r: consecutive threads write consecutive dst values
+        int k = (int) (i / R), r = (int) (i - (long long) k * R);
+        float s = 0.f;
+        for (int q = 0; q < parts; q++) s += part[(long long) q * size + (long long) r * cols + k];
+        dst[i] = accumulate ? dst[i] + s * factor : s * factor;
+    }
+}
+
+// dx[t, k] += factor * mask * sum_r dh[t, r] A[r, k], four columns a thread (16-byte loads and stores; in % 4 == 0),
+// as lora_down_dx; R <= 8.
+extern "C" __global__ void lora_down_dx4(const float* __restrict__ a, const float* __restrict__ dh, float* __restrict__ dx,
+                                         int n, int in, int R, unsigned long long seed, int threshold, float factor) {
+    __shared__ float ds[32 * 8];
+    int k = 4 * (blockIdx.x * blockDim.x + threadIdx.x), t0 = blockIdx.y * 32, tc = min(32, n - t0);
+    for (int j = threadIdx.x; j < tc * R; j += blockDim.x) ds[j] = dh[(long long) t0 * R + j];
+    __syncthreads();
+    if (k >= in) return;
+    float4 ac[8];
+#pragma unroll
+    for (int r = 0; r < 8; r++) ac[r] = r < R ? *(const float4*) (a + (long long) r * in + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int i0 = 0; i0 < tc; i0 += 4) {
+        float4 old[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            old[i] = i0 + i < tc ? *(const float4*) (dx + (long long) (t0 + i0 + i) * in + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (i0 + i >= tc) break;
+            long long e = (long long) (t0 + i0 + i) * in + k;
+            float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int r = 0; r < 8; r++) {
+                if (r >= R) break;
+                float d = ds[(i0 + i) * R + r];
+                s.x = fmaf(d, ac[r].x, s.x); s.y = fmaf(d, ac[r].y, s.y); s.z = fmaf(d, ac[r].z, s.z); s.w = fmaf(d, ac[r].w, s.w);
+            }
+            float4 o = old[i];
+            if (threshold == 0 || dropout_keeps(seed, e, threshold)) o.x += s.x * factor;
+            if (threshold == 0 || dropout_keeps(seed, e + 1, threshold)) o.y += s.y * factor;
+            if (threshold == 0 || dropout_keeps(seed, e + 2, threshold)) o.z += s.z * factor;
+            if (threshold == 0 || dropout_keeps(seed, e + 3, threshold)) o.w += s.w * factor;
+            *(float4*) (dx + e) = o;
         }
     }
 }
