@@ -183,7 +183,8 @@ final class FlashAttention {
         MemorySegment seg = segments(mask);
         boolean two = usesV2(d);
         int queries = two ? V2_FWD_QUERIES : 16 * FWD_WARPS;
-        be.launch((two ? "flash_fwd2_" : "flash_fwd_") + d, (n + queries - 1) / queries, hq, two ? V2_FWD_THREADS : 32 * FWD_WARPS,
+        int blocks = (n + queries - 1) / queries;   // the second kernel's grid is (heads, blocks)
+        be.launch((two ? "flash_fwd2_" : "flash_fwd_") + d, two ? hq : blocks, two ? blocks : hq, two ? V2_FWD_THREADS : 32 * FWD_WARPS,
                 two ? forwardShared2(d) : forwardShared(d),
                 qb.address(), kb.address(), vb.address(), addr(y), yb == null ? 0L : yb.address(), lse == null ? 0L : lse.address(),
                 n, kvLen, hq, hkv,
@@ -239,7 +240,8 @@ final class FlashAttention {
         MemorySegment seg = segments(mask);
         boolean two = usesV2(d);
         int keys = two ? V2_BWD_KEYS : KEYS_PER_BLOCK;
-        be.launch((two ? "flash_bwd2_" : "flash_bwd_") + d, (kvLen + keys - 1) / keys, hq, two ? V2_BWD_THREADS : THREADS,
+        int blocks = (kvLen + keys - 1) / keys;   // the second kernel's grid is (heads, blocks)
+        be.launch((two ? "flash_bwd2_" : "flash_bwd_") + d, two ? hq : blocks, two ? blocks : hq, two ? V2_BWD_THREADS : THREADS,
                 two ? backwardShared2(d) : backwardShared(d),
                 qb.address(), kb.address(), vb.address(), ob.address(), lse.address(), dvec.address(),
                 dq == null ? 0L : addr(dq), dk == null ? 0L : addr(dk), dv == null ? 0L : addr(dv), n, kvLen, hq, hkv,

@@ -149,7 +149,9 @@ __device__ __forceinline__ int warp_max(int x) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Forward. Block: 4 warps, 128 queries (32 per warp: two m16 tiles) of one head; grid (ceil(n / 128), hq). bf16 q
+// Forward. Block: 4 warps, 128 queries (32 per warp: two m16 tiles) of one head; grid (hq, ceil(n / 128)): the heads
+// vary fastest, so that blocks start in order of their query tile, the last (under a causal mask the longest) first,
+// and blocks that start together read the same KV head. bf16 q
 // [n, hq*D], k and v [>= kvLen, hkv*D]. Shared: the query tile [128][D+8] and two stages of a K and a V tile [64][D+8]
 // (the next pair loads during the products). y [n, hq*D] float32 (every row written), also as bf16 into yb if not null;
 // lse [hq][n] (log2 units) if not null.
@@ -166,8 +168,7 @@ __device__ __forceinline__ void flash_fwd2(const u16* q, const u16* k, const u16
     int* Rl = (int*) (Vs + 2 * TILE);   // the key range [Rl, Rh) of each query of the block (read on masked tiles only)
     int* Rh = Rl + QB;
     int* Wb = Rh + QB;                  // per warp: [flo, fhi) (below; kept here to spare registers)
-    // the last query tiles first: under a causal mask they see the most keys, so the long blocks start early
-    const int h = blockIdx.y, kh = h / (hq / hkv), q0 = (gridDim.x - 1 - blockIdx.x) * QB;
+    const int h = blockIdx.x, kh = h / (hq / hkv), q0 = (gridDim.y - 1 - blockIdx.y) * QB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const long long qs = (long long) hq * D, ks = (long long) hkv * D;
     const float sl2 = scale * 1.4426950408889634f;
@@ -354,7 +355,8 @@ __device__ __forceinline__ int next_query_tile64(int q0, int n, int k0, int kEnd
 
 // ---------------------------------------------------------------------------------------------------------------
 // Backward. Block: 8 warps, 128 keys of one query head against every 64-query tile that can see them; grid
-// (ceil(kvLen / 128), hq). bf16 q, k, v, dO; with P = exp2(s - lse), dP = dO V^T, dS = P (dP - dvec): dV += P^T dO,
+// (hq, ceil(kvLen / 128)): the heads vary fastest, so that blocks start in order of their keys (under a causal mask
+// the first keys have the most queries) and blocks that start together read the same KV head. bf16 q, k, v, dO; with P = exp2(s - lse), dP = dO V^T, dS = P (dP - dvec): dV += P^T dO,
 // dK += scale dS^T Q (in registers, added at the end), dQ += scale dS K (per tile, atomics). dq [n, hq*D], dk and dv
 // [>= kvLen, hkv*D] float32 accumulate (+=) with atomics (grouped heads share dk/dv rows).
 // Per tile, warp w: (1) S^T, dP^T for keys 32 (w % 4) + [0, 32) x queries 32 (w / 4) + [0, 32), P^T and dS^T into
@@ -380,7 +382,7 @@ __device__ __forceinline__ void flash_bwd2(const u16* q, const u16* k, const u16
     int* Lo = (int*) (Dv + 2 * QB);         // key range [2][64]
     int* Hi = Lo + 2 * QB;
 
-    const int h = blockIdx.y, kh = h / (hq / hkv), k0 = blockIdx.x * KB;
+    const int h = blockIdx.x, kh = h / (hq / hkv), k0 = blockIdx.y * KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const long long qs = (long long) hq * D, ks = (long long) hkv * D;
     const float sl2 = scale * 1.4426950408889634f;
