@@ -135,6 +135,9 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** A loaded kernel by entry name (probes read its attributes). */
+    MemorySegment function(String name) { return fns.get(name); }
+
     private void loadModule(byte[] ptx, List<String> names) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment img = a.allocate(ptx.length + 1L);

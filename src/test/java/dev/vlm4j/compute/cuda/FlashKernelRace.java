@@ -25,6 +25,13 @@ public final class FlashKernelRace {
         CudaBackend be = CudaBackend.create(0, Precision.BF16);
         System.out.println("device: " + be.deviceName() + ", second kernels loaded: " + be.flashV2);
         System.out.printf(Locale.ROOT, "n = kvLen = %d, heads %d/%d, d = %d, %s%n", n, hq, hkv, d, causal ? "causal" : "no mask");
+        for (String k : new String[]{"flash_fwd_" + d, "flash_bwd_" + d, "flash_fwd2_" + d, "flash_bwd2_" + d}) {
+            MemorySegment f = be.function(k);
+            if (f == null) continue;
+            System.out.printf(Locale.ROOT, "%-16s %3d registers, %d bytes local memory per thread (spills when > 0)%n", k,
+                    be.drv.functionAttribute(f, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS),
+                    be.drv.functionAttribute(f, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES));
+        }
         AttentionMask mask = causal ? AttentionMask.causal(0) : new AttentionMask(null, false, 0);
         SplittableRandom rnd = new SplittableRandom(5);
         Tensor q = be.fromHost(rand(rnd, n * hq * d), n, hq * d), k = be.fromHost(rand(rnd, n * hkv * d), n, hkv * d),
