@@ -29,6 +29,7 @@ done
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/kernels.ptx"
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/train_kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/train_kernels.ptx"
 bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/flash_kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/flash_kernels.ptx"
+bash scripts/build-ptx.sh src/main/resources/dev/vlm4j/compute/cuda/flash2_kernels.cu "$out/ptx/dev/vlm4j/compute/cuda/flash2_kernels.ptx"
 tmp=$(mktemp -d)
 "$JAVA_HOME/bin/jlink" --add-modules java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.naming,java.desktop \
   --strip-debug --no-header-files --no-man-pages --output "$tmp/jre" 2>&1 | grep -v incubator || true

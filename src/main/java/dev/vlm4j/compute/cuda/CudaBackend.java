@@ -56,6 +56,8 @@ public final class CudaBackend implements Backend {
      * the tensor-core flash kernels ({@link FlashAttention}) for the head sizes they support; VLM4J_CUDA_FLASH_TC=0: off.
      */
     private boolean tensorCoreFlash = !"0".equals(System.getenv("VLM4J_CUDA_FLASH_TC"));
+    /** Whether the second flash kernels ({@code flash2_kernels.cu}) loaded and fit this device's shared memory. */
+    boolean flashV2;
     /** Decode steps run as CUDA graphs (VLM4J_CUDA_GRAPHS=0 or {@link #useGraphs} switch it off). */
     private boolean useGraphs = !"0".equals(System.getenv("VLM4J_CUDA_GRAPHS"));
     private final StepGraphs graphs;
@@ -105,6 +107,13 @@ public final class CudaBackend implements Backend {
             } catch (CudaException e) {
                 tensorCoreFlash = false;   // less shared memory per block than the backward kernel needs
             }
+            try {   // the second kernels (their backward needs 174 KiB of shared memory per block)
+                loadModule(Kernels.ptx(major * 10 + minor, Kernels.FLASH2_SOURCE, Kernels.FLASH2_PTX), FlashAttention.names2());
+                FlashAttention.configure2(drv, fns::get);
+                flashV2 = true;
+            } catch (CudaException e) {
+                flashV2 = false;
+            }
         } else {
             tensorCoreFlash = false;
         }
@@ -124,6 +133,9 @@ public final class CudaBackend implements Backend {
             flashAttention = false;   // a device with less shared memory per block keeps the one-query-per-block kernel
         }
     }
+
+    /** A loaded kernel by entry name (probes read its attributes). */
+    MemorySegment function(String name) { return fns.get(name); }
 
     private void loadModule(byte[] ptx, List<String> names) {
         try (Arena a = Arena.ofConfined()) {

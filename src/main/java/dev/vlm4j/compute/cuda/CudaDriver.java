@@ -27,7 +27,7 @@ final class CudaDriver {
             cuMemFree, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
             cuMemcpyDtoDAsync, cuMemsetD8, cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel, cuStreamCreate,
             cuStreamSynchronize, cuStreamDestroy, cuGetErrorString, cuMemGetInfo, cuMemHostAlloc, cuMemFreeHost,
-            cuMemsetD8Async, cuFuncSetAttribute, cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate,
+            cuMemsetD8Async, cuFuncSetAttribute, cuFuncGetAttribute, cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate,
             cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy, cuEventCreate, cuEventRecord, cuEventSynchronize,
             cuEventDestroy, cuEventElapsedTime;
 
@@ -66,6 +66,7 @@ final class CudaDriver {
         cuMemFreeHost = NativeLibs.fn(lib, "cuMemFreeHost", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         cuMemsetD8Async = NativeLibs.fn(lib, "cuMemsetD8Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_BYTE, JAVA_LONG, ADDRESS));
         cuFuncSetAttribute = NativeLibs.fn(lib, "cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuFuncGetAttribute = NativeLibs.fn(lib, "cuFuncGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
         cuStreamBeginCapture = NativeLibs.fn(lib, "cuStreamBeginCapture_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
         cuStreamEndCapture = NativeLibs.fn(lib, "cuStreamEndCapture", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         cuGraphInstantiate = NativeLibs.fn(lib, "cuGraphInstantiateWithFlags", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG));
@@ -167,7 +168,8 @@ final class CudaDriver {
         try { check((int) cuEventDestroy.invokeExact(event), "cuEventDestroy"); } catch (Throwable t) { throw rethrow(t); }
     }
 
-    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3,
+            CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
 
     /** Page-locked host memory of {@code bytes} (for asynchronous copies); free with {@link #freeHost}. */
     MemorySegment allocHost(long bytes) {
@@ -184,6 +186,15 @@ final class CudaDriver {
 
     void memsetAsync(long dst, byte value, long bytes, MemorySegment stream) {
         try { check((int) cuMemsetD8Async.invokeExact(dst, value, bytes, stream), "cuMemsetD8Async"); } catch (Throwable t) { throw rethrow(t); }
+    }
+
+    /** An attribute of a loaded kernel (registers per thread, local memory per thread: what the JIT made of its PTX). */
+    int functionAttribute(MemorySegment f, int attr) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(JAVA_INT);
+            check((int) cuFuncGetAttribute.invokeExact(v, attr, f), "cuFuncGetAttribute");
+            return v.get(JAVA_INT, 0);
+        } catch (Throwable t) { throw rethrow(t); }
     }
 
     void setFunctionAttribute(MemorySegment f, int attr, int value) {

@@ -17,7 +17,8 @@ import static dev.vlm4j.compute.cuda.CudaBackend.rows;
 
 /**
  * Attention on the tensor cores without materialised scores (bf16 mode), forward and backward in the manner of
- * FlashAttention-2 ({@code flash_kernels.cu}): the float32 operands are rounded to bf16 once, tiles stream through
+ * FlashAttention-2 ({@code flash_kernels.cu}; for head sizes {@link #V2_HEAD_SIZES} by default the kernels of
+ * {@code flash2_kernels.cu}, a module of their own, with larger warp tiles and 128-key backward blocks): the float32 operands are rounded to bf16 once, tiles stream through
  * shared memory, products accumulate in float32, the softmax is online, and the backward rebuilds each tile of
  * probabilities from the forward's per-query log-sum-exp. Grouped KV heads are read in place (no expanded copies);
  * the mask semantics (segments, causality, query offset) are {@link dev.vlm4j.compute.Backend#attention}'s.
@@ -31,6 +32,14 @@ final class FlashAttention {
     private static final int KEYS_PER_BLOCK = 64, THREADS = 128;
     /** Warps of a forward block, 16 queries each (VLM4J_FLASH_FWD_WARPS: 4 or 8). */
     private static final int FWD_WARPS = "8".equals(System.getenv("VLM4J_FLASH_FWD_WARPS")) ? 8 : 4;
+    /** The head sizes {@code flash2_kernels.cu} is instantiated for. */
+    static final int[] V2_HEAD_SIZES = {64, 128};
+    /** Whether the second kernels run where they exist (VLM4J_FLASH_V2=0: the first ones everywhere). */
+    static final boolean V2 = !"0".equals(System.getenv("VLM4J_FLASH_V2"));
+    /**
+     * The second kernels: forward blocks of 4 warps x 32 queries; backward blocks of 8 warps x 128 keys.
+     */
+    private static final int V2_FWD_QUERIES = 128, V2_FWD_THREADS = 128, V2_BWD_KEYS = 128, V2_BWD_THREADS = 256;
 
     /** The entry points of the flash kernel module. */
     static List<String> names() {
@@ -38,6 +47,16 @@ final class FlashAttention {
         for (int d : HEAD_SIZES) {
             n.add("flash_fwd_" + d);
             n.add("flash_bwd_" + d);
+        }
+        return n;
+    }
+
+    /** The entry points of the second flash kernel module ({@code flash2_kernels.cu}). */
+    static List<String> names2() {
+        List<String> n = new ArrayList<>();
+        for (int d : V2_HEAD_SIZES) {
+            n.add("flash_fwd2_" + d);
+            n.add("flash_bwd2_" + d);
         }
         return n;
     }
@@ -54,8 +73,25 @@ final class FlashAttention {
     private final CudaBackend be;
     private final Map<Tensor, Kept> kept = new WeakHashMap<>();
     private long reused, recomputed;
+    /**
+     * Whether this instance runs the second kernels where they exist ({@link #V2} unless set otherwise: probes and tests
+     * compare the two on one device). They also need the backend to have loaded them ({@code be.flashV2}).
+     */
+    boolean v2 = V2;
 
     FlashAttention(CudaBackend be) { this.be = be; }
+
+    FlashAttention(CudaBackend be, boolean v2) {
+        this.be = be;
+        this.v2 = v2;
+    }
+
+    /** Whether head size d runs the second kernels here. */
+    boolean usesV2(int d) {
+        if (!v2 || !be.flashV2) return false;
+        for (int s : V2_HEAD_SIZES) if (s == d) return true;
+        return false;
+    }
 
     static boolean supports(int d) {
         for (int s : HEAD_SIZES) if (s == d) return true;
@@ -67,6 +103,25 @@ final class FlashAttention {
 
     /** Shared memory of the backward kernel: K and V tiles, two stages of Q and dO [32][d+8], dS, per-query arrays. */
     static int backwardShared(int d) { return (2 * 64 * (d + 8) + 4 * 32 * (d + 8) + 32 * 72) * 2 + 4 * 64 * 4; }
+
+    /** Shared memory of the second forward kernel: the query tile [128][d+8], two stages of K and V tiles [64][d+8], key ranges. */
+    static int forwardShared2(int d) { return (128 + 4 * 64) * (d + 8) * 2 + (2 * 128 + 2 * 4) * 4; }
+
+    /**
+     * Shared memory of the second backward kernel: K and V tiles [128][d+8], two stages of Q and dO [64][d+8], P^T and
+     * dS^T [128][72], per-query arrays.
+     */
+    static int backwardShared2(int d) { return (2 * 128 * (d + 8) + 4 * 64 * (d + 8) + 2 * 128 * 72) * 2 + 4 * 2 * 64 * 4; }
+
+    /** Sets the dynamic shared memory limits the second kernels need (more than some devices allow: then they stay off). */
+    static void configure2(CudaDriver drv, java.util.function.Function<String, MemorySegment> fn) {
+        for (int d : V2_HEAD_SIZES) {
+            drv.setFunctionAttribute(fn.apply("flash_bwd2_" + d), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    backwardShared2(d));
+            drv.setFunctionAttribute(fn.apply("flash_fwd2_" + d), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    forwardShared2(d));
+        }
+    }
 
     /** Sets the dynamic shared memory limits the kernels need (above the default 48 KiB). */
     static void configure(CudaDriver drv, java.util.function.Function<String, MemorySegment> fn) {
@@ -122,11 +177,15 @@ final class FlashAttention {
         kept.put(y, new Kept(lse, qb, kb, vb, yb, q, k, v, kvLen, hq, hkv, mask));
     }
 
-    private void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment yb, MemorySegment lse, int n,
-                     int d, int kvLen, int hq, int hkv, AttentionMask mask) {
+    /** The forward kernel alone, on bf16 operands (lse may be null). */
+    void run(MemorySegment qb, MemorySegment kb, MemorySegment vb, Tensor y, MemorySegment yb, MemorySegment lse, int n,
+             int d, int kvLen, int hq, int hkv, AttentionMask mask) {
         MemorySegment seg = segments(mask);
-        int queries = 16 * FWD_WARPS;
-        be.launch("flash_fwd_" + d, (n + queries - 1) / queries, hq, 32 * FWD_WARPS, forwardShared(d),
+        boolean two = usesV2(d);
+        int queries = two ? V2_FWD_QUERIES : 16 * FWD_WARPS;
+        int blocks = (n + queries - 1) / queries;   // the second kernel's grid is (heads, blocks)
+        be.launch((two ? "flash_fwd2_" : "flash_fwd_") + d, two ? hq : blocks, two ? blocks : hq, two ? V2_FWD_THREADS : 32 * FWD_WARPS,
+                two ? forwardShared2(d) : forwardShared(d),
                 qb.address(), kb.address(), vb.address(), addr(y), yb == null ? 0L : yb.address(), lse == null ? 0L : lse.address(),
                 n, kvLen, hq, hkv,
                 (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
@@ -170,13 +229,24 @@ final class FlashAttention {
         long warps = (long) n * hq;
         be.launch(bf16Out ? "flash_dvec_bf16" : "flash_dvec", (int) ((warps * 32 + 255) / 256), 1, 256, 0, addr(dOut),
                 bf16Out ? f.yb.address() : addr(o), dvec.address(), n, hq, d);
+        runBackward(qb, kb, vb, ob, lse, dvec, dq, dk, dv, n, d, kvLen, hq, hkv, mask);
+        for (MemorySegment m : new MemorySegment[]{qb, kb, vb, ob, lse, dvec}) Reference.reachabilityFence(m);
+        Reference.reachabilityFence(o);
+    }
+
+    /** The backward kernel alone, on bf16 operands, the forward's log-sum-exp and FlashAttention-2's D (dvec). */
+    void runBackward(MemorySegment qb, MemorySegment kb, MemorySegment vb, MemorySegment ob, MemorySegment lse, MemorySegment dvec,
+                     Tensor dq, Tensor dk, Tensor dv, int n, int d, int kvLen, int hq, int hkv, AttentionMask mask) {
         MemorySegment seg = segments(mask);
-        be.launch("flash_bwd_" + d, (kvLen + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK, hq, THREADS, backwardShared(d),
+        boolean two = usesV2(d);
+        int keys = two ? V2_BWD_KEYS : KEYS_PER_BLOCK;
+        int blocks = (kvLen + keys - 1) / keys;   // the second kernel's grid is (heads, blocks)
+        be.launch((two ? "flash_bwd2_" : "flash_bwd_") + d, two ? hq : blocks, two ? blocks : hq, two ? V2_BWD_THREADS : THREADS,
+                two ? backwardShared2(d) : backwardShared(d),
                 qb.address(), kb.address(), vb.address(), ob.address(), lse.address(), dvec.address(),
                 dq == null ? 0L : addr(dq), dk == null ? 0L : addr(dk), dv == null ? 0L : addr(dv), n, kvLen, hq, hkv,
                 (float) (1.0 / Math.sqrt(d)), seg == null ? 0L : seg.address(), seg == null ? 0 : mask.segments().length - 1,
                 mask.causal() ? 1 : 0, mask.queryOffset());
-        for (MemorySegment m : new MemorySegment[]{qb, kb, vb, ob, lse, dvec, seg}) Reference.reachabilityFence(m);
-        Reference.reachabilityFence(o);
+        Reference.reachabilityFence(seg);
     }
 }

@@ -36,6 +36,9 @@ final class Kernels {
     /** Attention on the tensor cores without materialised scores (FlashAttention), a module of its own. */
     static final String FLASH_SOURCE = "/dev/vlm4j/compute/cuda/flash_kernels.cu",
             FLASH_PTX = "/dev/vlm4j/compute/cuda/flash_kernels.ptx";
+    /** The second flash attention kernels (larger tiles; FlashAttention.V2_HEAD_SIZES), a module of their own. */
+    static final String FLASH2_SOURCE = "/dev/vlm4j/compute/cuda/flash2_kernels.cu",
+            FLASH2_PTX = "/dev/vlm4j/compute/cuda/flash2_kernels.ptx";
 
     /** The entry points of {@link #TRAIN_SOURCE}. */
     static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "rms_norm_backward_bf16",

@@ -297,6 +297,53 @@ class CudaGradOpsTest {
         }
     }
 
+    /**
+     * The second flash kernels (flash2_kernels.cu) against the first on a ragged case: packed causal segments, a query
+     * count no tile size divides, grouped heads. Each runs its own forward (y, log-sum-exp) and backward (dq, dk, dv from
+     * zero); they differ only by float32 summation order and by the bf16 rounding of P, which is relative to a running
+     * maximum that starts at tile boundaries that differ between the two, so the bound is well below the host one.
+     */
+    @Test
+    void secondFlashKernelsMatchTheFirst() {
+        Assumptions.assumeTrue(gpuBf16.tensorCoreFlash(128), "tensor-core flash attention unavailable on this device");
+        Assumptions.assumeTrue(new FlashAttention(gpuBf16, true).usesV2(128), "second flash kernels unavailable on this device");
+        for (int d : FlashAttention.V2_HEAD_SIZES) {
+            int n = 333, hq = 8, hkv = 2;
+            AttentionMask mask = AttentionMask.causalSegments(new int[]{0, 7, 150, 151, 333});
+            Pair q = rnd(gpuBf16, 1f, n, hq * d), k = rnd(gpuBf16, 1f, n + 5, hkv * d), v = rnd(gpuBf16, 1f, n + 5, hkv * d),
+                    dO = rnd(gpuBf16, 1f, n, hq * d);
+            float[][][] got = new float[2][][];
+            for (int var = 0; var < 2; var++) {
+                FlashAttention flash = new FlashAttention(gpuBf16, var == 1);
+                assertEquals(var == 1, flash.usesV2(d));
+                Tensor y = gpuBf16.newF32(n, (long) hq * d);
+                flash.forward(q.d, k.d, v.d, y, gpuBf16.scratch(2L * n * hq * d), n, hq, hkv, mask);
+                Tensor dq = gpuBf16.zeros(n, (long) hq * d), dk = gpuBf16.zeros(n + 5, (long) hkv * d), dv = gpuBf16.zeros(n + 5, (long) hkv * d);
+                flash.backward(q.d, k.d, v.d, n, hq, hkv, mask, y, dO.d, dq, dk, dv);
+                assertEquals(1, flash.counts()[0], "the backward reused the kept forward");
+                got[var] = new float[][]{gpuBf16.toHost(y), gpuBf16.toHost(flash.keptFor(y).get(0)), gpuBf16.toHost(dq),
+                        gpuBf16.toHost(dk), gpuBf16.toHost(dv)};
+            }
+            String[] names = {"y", "lse", "dq", "dk", "dv"};
+            for (int i = 0; i < names.length; i++) {
+                double d2 = 0, n2 = 0, diff = 0, max = 0;
+                for (int j = 0; j < got[0][i].length; j++) {
+                    double a = got[0][i][j], b = got[1][i][j];
+                    assertFalse(Double.isNaN(b), names[i] + " NaN at " + j);
+                    d2 += (a - b) * (a - b);
+                    n2 += a * a;
+                    diff = Math.max(diff, Math.abs(a - b));
+                    max = Math.max(max, Math.abs(a));
+                }
+                double rel = Math.sqrt(d2 / Math.max(n2, 1e-30)), top = diff / Math.max(max, 1e-30);
+                String what = "second vs first flash kernels d=" + d + " " + names[i];
+                System.out.printf("%s: relative L2 %.2e, max %.2e%n", what, rel, top);
+                assertTrue(rel <= (i == 1 ? 1e-6 : 1e-3) && top <= (i == 1 ? 1e-5 : 5e-3),
+                        String.format("%s: relative L2 %.3e, max difference / max %.3e", what, rel, top));
+            }
+        }
+    }
+
     @Test
     void productAttentionForwardMatchesTheTiledKernel() {
         int n = 1100, hq = 4, hkv = 2, d = 64;

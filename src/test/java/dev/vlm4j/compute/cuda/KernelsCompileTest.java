@@ -34,6 +34,9 @@ class KernelsCompileTest {
     @Test
     void flashAttentionKernelsCompileWithNvcc() throws Exception { compiles(Kernels.FLASH_SOURCE, FlashAttention.names()); }
 
+    @Test
+    void secondFlashAttentionKernelsCompileWithNvcc() throws Exception { compiles(Kernels.FLASH2_SOURCE, FlashAttention.names2()); }
+
     private static void compiles(String source, java.util.List<String> names) throws Exception {
         String nvcc = nvcc();
         Assumptions.assumeTrue(nvcc != null, "nvcc not on the PATH: kernel compilation not checked");
