@@ -27,9 +27,9 @@ public final class CudaBackend implements Backend {
     private static final long WORKSPACE = 32L << 20;
     /** Single-row products use the gemv kernels (VLM4J_CUDA_GEMV=0 sends them to cuBLASLt too). */
     private static final boolean GEMV = !"0".equals(System.getenv("VLM4J_CUDA_GEMV"));
-    private static final int GEMV_ROWS = 8;
-    /** Batch-1 products through gemv_bf16_fused (and q/k/v, gate/up, residual adds fused); VLM4J_CUDA_GEMV=warp: off. */
-    private boolean fusedGemv = !"warp".equals(System.getenv("VLM4J_CUDA_GEMV"));
+    private static final int GEMV_ROWS = Gemv.ROWS;
+    /** The batch-1 products (matrix-vector kernels). */
+    private final Gemv gemv = new Gemv(this);
 
     final CudaDriver drv;
     private final int ordinal, dev;
@@ -101,19 +101,9 @@ public final class CudaBackend implements Backend {
         loadModule(Kernels.ptx(major * 10 + minor), Kernels.NAMES);
         loadModule(Kernels.ptx(major * 10 + minor, Kernels.TRAIN_SOURCE, Kernels.TRAIN_PTX), Kernels.TRAIN_NAMES);
         if (major >= 8) {   // mma.sync with bf16 operands
-            loadModule(Kernels.ptx(major * 10 + minor, Kernels.FLASH_SOURCE, Kernels.FLASH_PTX), FlashAttention.names());
-            try {
-                FlashAttention.configure(drv, fns::get);
-            } catch (CudaException e) {
-                tensorCoreFlash = false;   // less shared memory per block than the backward kernel needs
-            }
-            try {   // the second kernels (their backward needs 174 KiB of shared memory per block)
-                loadModule(Kernels.ptx(major * 10 + minor, Kernels.FLASH2_SOURCE, Kernels.FLASH2_PTX), FlashAttention.names2());
-                FlashAttention.configure2(drv, fns::get);
-                flashV2 = true;
-            } catch (CudaException e) {
-                flashV2 = false;
-            }
+            boolean[] on = FlashAttention.load(drv, (src, ptx, names) -> loadModule(Kernels.ptx(major * 10 + minor, src, ptx), names), fns::get);
+            tensorCoreFlash &= on[0];
+            flashV2 = on[1];
         } else {
             tensorCoreFlash = false;
         }
@@ -162,7 +152,7 @@ public final class CudaBackend implements Backend {
     public void useGemmAttention(boolean on) { gemmAttention = on; }
 
     /** Switches the fused batch-1 gemv kernel (on by default; VLM4J_CUDA_GEMV=warp), for benchmarks and tests. */
-    public void useFusedGemv(boolean on) { fusedGemv = on; }
+    public void useFusedGemv(boolean on) { gemv.fusedGemv = on; }
 
     /** Switches CUDA graphs for repeated steps (on by default; VLM4J_CUDA_GRAPHS=0), for benchmarks and tests. */
     public void useGraphs(boolean on) { useGraphs = on; }
@@ -306,7 +296,7 @@ public final class CudaBackend implements Backend {
         drv.streamSynchronize(stream);
     }
 
-    private boolean onDevice(Tensor t) { return device.equals(t.device()); }
+    boolean onDevice(Tensor t) { return device.equals(t.device()); }
 
     static long addr(Tensor t) { return t.data().address(); }
 
@@ -460,21 +450,8 @@ public final class CudaBackend implements Backend {
         int out = (int) wd.dim(0);
         Tensor xd = dev(x);
         Tensor y = newF32(n, out);
-        if (n == 1 && GEMV && in % 8 == 0 && fusedGemv && wd.dtype() == DType.BF16) {
-            fusedGemv(xd, in, new Tensor[]{wd}, new Tensor[]{bias}, new Tensor[]{y}, null, false);
-        } else if (n == 1 && GEMV && in % 8 == 0) {
-            // decoding: a warp-per-row matrix-vector kernel streams the weights faster than a skinny GEMM
-            long b = bias == null ? 0 : addr(upload(bias));
-            String k = switch (wd.dtype()) {
-                case BF16 -> "gemv_bf16";
-                case F32 -> "gemv_f32";
-                default -> throw new IllegalArgumentException("linear: weights of dtype " + wd.dtype());
-            };
-            boolean sx = wd.dtype() == DType.BF16 && in * 4 <= 48 * 1024;   // x staged (rounded) in shared memory
-            if (sx) k = "gemv_bf16_sx";
-            int rowsPerBlock = sx && out >= 4096 ? 2 * GEMV_ROWS : GEMV_ROWS;   // more rows share one staged x
-            launch(k, (out + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * rowsPerBlock, sx ? in * 4 : 0, addr(xd), addr(wd), b,
-                    addr(y), in, out);
+        if (n == 1 && GEMV && in % 8 == 0) {
+            gemv.product(xd, wd, bias, y, in, out);
         } else if (n > 0) {
             long b = bias == null ? 0 : addr(upload(bias));
             boolean fused;
@@ -490,60 +467,30 @@ public final class CudaBackend implements Backend {
         return y;
     }
 
-    /** Whether a batch-1 product of x with these weights can take the fused gemv kernel. */
-    private boolean fusable(Tensor x, Tensor... ws) {
-        if (!fusedGemv || !GEMV || rows(x) != 1 || x.dim(-1) % 8 != 0) return false;
-        for (Tensor w : ws)
-            if (!onDevice(w) || w.dtype() != DType.BF16 || w.rank() != 2 || w.dim(1) != x.dim(-1)) return false;
-        return true;
-    }
-
-    /** One launch of gemv_bf16_fused: up to three segments (weights, biases, outputs), a residual, or SwiGLU. */
-    private void fusedGemv(Tensor x, int in, Tensor[] ws, Tensor[] bs, Tensor[] ys, Tensor res, boolean swiglu) {
-        long[] w = new long[3], b = new long[3], y = new long[3];
-        int[] r = new int[3];
-        for (int i = 0; i < ws.length; i++) {
-            w[i] = addr(ws[i]);
-            b[i] = bs[i] == null ? 0 : addr(upload(bs[i]));
-            if (!swiglu || i == 0) y[i] = addr(ys[i]);
-            if (!swiglu) r[i] = (int) ws[i].dim(0);
-        }
-        if (swiglu) r[0] = (int) ws[0].dim(0);
-        int outputs = r[0] + r[1] + r[2], weightRows = swiglu ? 2 * outputs : outputs;
-        // warps per row: enough warps for ~130 SMs also on 4096-row matrices. Large matrices take blocks of 16 warps
-        // with x staged once per block in shared memory (as gemv_bf16_sx), the others 8 warps reading x directly
-        int split = weightRows >= 16384 ? 1 : weightRows >= 6144 ? 2 : 4;
-        boolean stage = split == 1 && in * 4 <= 48 * 1024;
-        int warps = stage ? 16 : 8, rowsPerBlock = warps / split;
-        launch("gemv_bf16_fused", (outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 32 * warps, stage ? in * 4 : 0, addr(x), in,
-                w[0], w[1], w[2], b[0], b[1], b[2], y[0], y[1], y[2], r[0], r[1], r[2], res == null ? 0L : addr(res),
-                swiglu ? 1 : 0, split, stage ? 1 : 0);
-    }
-
     @Override
     public Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
         bind();
-        if (ws.length > 3 || !fusable(x, ws)) return Backend.super.linears(x, ws, biases);
+        if (ws.length > 3 || !gemv.fusable(x, GEMV, ws)) return Backend.super.linears(x, ws, biases);
         Tensor xd = dev(x);
         Tensor[] ys = new Tensor[ws.length];
         for (int i = 0; i < ws.length; i++) ys[i] = newF32(1, ws[i].dim(0));
-        fusedGemv(xd, (int) x.dim(-1), ws, biases, ys, null, false);
+        gemv.fused(xd, (int) x.dim(-1), ws, biases, ys, null, false);
         return ys;
     }
 
     @Override
     public Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
         bind();
-        if (!fusable(x, gateW, upW) || gateW.dim(0) != upW.dim(0)) return Backend.super.swiGlu(x, gateW, upW);
+        if (!gemv.fusable(x, GEMV, gateW, upW) || gateW.dim(0) != upW.dim(0)) return Backend.super.swiGlu(x, gateW, upW);
         Tensor xd = dev(x), y = newF32(1, gateW.dim(0));
-        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{gateW, upW}, new Tensor[]{null, null}, new Tensor[]{y}, null, true);
+        gemv.fused(xd, (int) x.dim(-1), new Tensor[]{gateW, upW}, new Tensor[]{null, null}, new Tensor[]{y}, null, true);
         return y;
     }
 
     @Override
     public Tensor addLinear(Tensor residual, Tensor x, Tensor w) {
         bind();
-        if (!fusable(x, w) || residual.numel() != w.dim(0)) {
+        if (!gemv.fusable(x, GEMV, w) || residual.numel() != w.dim(0)) {
             Tensor wd = upload(w);
             int n = rows(x), in = (int) x.dim(-1), out = (int) wd.dim(0);
             boolean typed = wd.dtype() == DType.BF16 || wd.dtype() == DType.F32;
@@ -559,7 +506,7 @@ public final class CudaBackend implements Backend {
             return y;
         }
         Tensor xd = dev(x), rd = dev(residual), y = newF32(residual.shape());
-        fusedGemv(xd, (int) x.dim(-1), new Tensor[]{w}, new Tensor[]{null}, new Tensor[]{y}, rd, false);
+        gemv.fused(xd, (int) x.dim(-1), new Tensor[]{w}, new Tensor[]{null}, new Tensor[]{y}, rd, false);
         return y;
     }
 

@@ -333,6 +333,17 @@ final class CudaGradOps implements GradOps {
         grad(dUp, "siluMul");
         Tensor g = be.dev(dy), a = activation(gate), u = activation(up);
         if (a.dtype() != u.dtype()) { a = expand(a); u = expand(u); }
+        long n = g.numel();
+        if (a.dtype() == DType.BF16 && dGate != null && dUp != null && n % 4 == 0 && be.feedsProducts(rows(g))
+                && ((addr(g) | addr(a) | addr(u) | addr(dGate) | addr(dUp)) & 15) == 0) {
+            // the gradients' bf16 copies too (the products' backward reads dy as bf16), cached for bf16Of
+            MemorySegment gb = be.scratch(2 * n), ub = be.scratch(2 * n);
+            be.elementwise("silu_mul_backward_bf16_x4", n / 4, addr(g), addr(a), addr(u), addr(dGate), addr(dUp), gb.address(),
+                    ub.address(), n / 4, accumulate ? 1 : 0);
+            be.bf16Copy(dGate, gb);
+            be.bf16Copy(dUp, ub);
+            return;
+        }
         be.elementwise(a.dtype() == DType.BF16 ? "silu_mul_backward_bf16" : "silu_mul_backward", g.numel(), addr(g), addr(a), addr(u),
                 ptr(dGate), ptr(dUp), g.numel(), accumulate ? 1 : 0);
     }

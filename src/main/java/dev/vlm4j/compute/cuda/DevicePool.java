@@ -108,8 +108,21 @@ final class DevicePool implements AutoCloseable {
         if (sinceGc > gcEveryBytes) collect();
         ArrayDeque<Long> q = free.get(size);
         if (q != null && !q.isEmpty()) return q.pop();
+        if (FIT > 0 && size > (1 << 20)) {
+            // no cached block of this class: the smallest cached block at most 1/FIT larger before new driver memory
+            // (it comes back under this class; the driver still frees it whole)
+            long best = 0;
+            for (Map.Entry<Long, ArrayDeque<Long>> e : free.entrySet()) {
+                long c = e.getKey();
+                if (c > size && c <= size + size / FIT && !e.getValue().isEmpty() && (best == 0 || c < best)) best = c;
+            }
+            if (best != 0) return free.get(best).pop();
+        }
         return driverAlloc(size);
     }
+
+    /** Larger cached blocks serve a request when at most 1/FIT larger (VLM4J_CUDA_POOL_FIT, 0: exact classes only). */
+    static final int FIT = Integer.parseInt(System.getenv().getOrDefault("VLM4J_CUDA_POOL_FIT", "0"));
 
     /**
      * A block returned to the pool when the segment becomes unreachable, or when the innermost open

@@ -114,6 +114,30 @@ final class FlashAttention {
     static int backwardShared2(int d) { return (2 * 128 * (d + 8) + 4 * 64 * (d + 8) + 2 * 128 * 72) * 2 + 4 * 2 * 64 * 4; }
 
     /** Sets the dynamic shared memory limits the second kernels need (more than some devices allow: then they stay off). */
+    /** Loads a kernel module: its source and prebuilt PTX resource names, its entry points. */
+    interface ModuleLoader { void load(String source, String ptx, List<String> names); }
+
+    /**
+     * Loads the flash modules and sets their shared memory limits; returns whether the first kernels and the second
+     * (whose backward needs 174 KiB of shared memory per block) can run on this device.
+     */
+    static boolean[] load(CudaDriver drv, ModuleLoader loader, java.util.function.Function<String, MemorySegment> fn) {
+        boolean[] on = {true, true};
+        loader.load(Kernels.FLASH_SOURCE, Kernels.FLASH_PTX, names());
+        try {
+            configure(drv, fn);
+        } catch (CudaException e) {
+            on[0] = false;   // less shared memory per block than the backward kernel needs
+        }
+        try {
+            loader.load(Kernels.FLASH2_SOURCE, Kernels.FLASH2_PTX, names2());
+            configure2(drv, fn);
+        } catch (CudaException e) {
+            on[1] = false;
+        }
+        return on;
+    }
+
     static void configure2(CudaDriver drv, java.util.function.Function<String, MemorySegment> fn) {
         for (int d : V2_HEAD_SIZES) {
             drv.setFunctionAttribute(fn.apply("flash_bwd2_" + d), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

@@ -41,7 +41,7 @@ final class Kernels {
             FLASH2_PTX = "/dev/vlm4j/compute/cuda/flash2_kernels.ptx";
 
     /** The entry points of {@link #TRAIN_SOURCE}. */
-    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "rms_norm_backward_bf16",
+    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "silu_mul_backward_bf16_x4", "rms_norm_backward_bf16",
             "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
             "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
             "masked_softmax", "softmax_backward_rows", "reduce_heads_add", "scale_copy_f32", "mul_f32", "add_dropout_f32",

@@ -419,6 +419,9 @@ class CudaGradOpsTest {
         ops.siluMul(dy, xe, ue, dg2, du2);
         assertArrayEquals(gpuBf16.toHost(dg2), gpuBf16.toHost(dg1), "siluMul backward (gate) from bf16");
         assertArrayEquals(gpuBf16.toHost(du2), gpuBf16.toHost(du1), "siluMul backward (up) from bf16");
+        // which also leaves the gradients' bf16 copies (the gate and up products' backward operands)
+        assertCopyOf(dg1, "gate gradient");
+        assertCopyOf(du1, "up gradient");
         // LoRA down-projection dA (deterministic: parts summed in order)
         int r = 8;
         Tensor a = gpuBf16.fromHost(rand(r * d, 0.05f), r, d), dh = gpuBf16.fromHost(rand(n * r, 1f), n, r);
@@ -433,6 +436,16 @@ class CudaGradOpsTest {
         float[] r = new float[v.length];
         for (int i = 0; i < v.length; i++) r[i] = Float.intBitsToFloat(CudaBackend.toBf16(v[i]) << 16);
         return r;
+    }
+
+    /** gpuBf16 holds t's bf16 copy, equal to t's values rounded. */
+    static void assertCopyOf(Tensor t, String what) {
+        java.lang.foreign.MemorySegment m = gpuBf16.cachedBf16(t);
+        assertNotNull(m, "the " + what + "'s bf16 copy is cached");
+        float[] w = roundedBf16(gpuBf16.toHost(t));
+        byte[] got = gpuBf16.toHostBytes(m, 2L * w.length);
+        for (int i = 0; i < w.length; i++)
+            assertEquals(w[i], Float.intBitsToFloat(((got[2 * i] & 0xff) | (got[2 * i + 1] << 8)) << 16), what + " element " + i);
     }
 
     static Tensor nans(CudaBackend dev, long... shape) {
@@ -508,15 +521,16 @@ class CudaGradOpsTest {
                 float[] want = cpu.scale(cpu.linear(xin, Tensor.of(av.clone(), r, in), null), 2f).heapFloats();
                 assertClose(new Pair(Tensor.of(want, n, r), gpuBf16.loraDown(x, a, 2f, p, seed)), gpuBf16, 2e-6, "loraDown from bf16 x" + what);
                 // dA from the compact x, and dx
-                Tensor c = ops.compact(x), dh = gpuBf16.fromHost(hv, n, r);
+                Tensor c = ops.compact(x), dh = gpuBf16.fromHost(hv, n, r);   // small x stays float32
+                Tensor xs = c.dtype() == DType.BF16 ? xr : Tensor.of(xv.clone(), n, in), xsin = p > 0 ? cpu.dropout(xs, p, seed) : xs;
                 Pair da = acc(gpuBf16, r, in), dx = acc(gpuBf16, n, in);
                 Tensor dhs = cpu.scale(Tensor.of(hv.clone(), n, r), 2f), gx = cpu.zeros(n, in);
-                host().linearDw(dhs, xin, da.h, null);
+                host().linearDw(dhs, xsin, da.h, null);
                 host().linearDx(dhs, Tensor.of(av.clone(), r, in), gx);
                 if (p > 0) host().addDropout(dx.h, gx, p, seed);
                 else host().axpy(dx.h, gx, 1f);
                 ops.loraDownBackward(dh, c, a, 2f, p, seed, dx.d, da.d);
-                assertClose(da, gpuBf16, 2e-6, "loraDown dA from bf16 x" + what);
+                assertClose(da, gpuBf16, 2e-6, "loraDown dA from " + c.dtype() + " x" + what);
                 assertClose(dx, gpuBf16, 2e-6, "loraDown dx" + what);
                 // up-projection backward: dh = dy B and dB += dy^T h, dy rounded
                 Tensor dy = gpuBf16.fromHost(dyv, n, out), b = gpuBf16.fromHost(bv, out, r), h = gpuBf16.fromHost(hv, n, r);
