@@ -37,6 +37,21 @@ public interface GradOps {
         throw new UnsupportedOperationException("no fused LoRA backward here");
     }
 
+    /**
+     * Whether {@link #loraDownBackwardOfSwiGlu} can rebuild a SwiGLU output from the compact forms of its inputs (the
+     * forward's compact copy of the output, bit for bit), so that a training step need not keep that output.
+     */
+    default boolean rebuildsSwiGlu(Tensor gateCompact, Tensor upCompact) { return false; }
+
+    /** Whether {@link #loraDownBackwardOfSwiGlu} takes a factor of this rank. */
+    default boolean rebuildsSwiGluFor(int rank) { return false; }
+
+    /** {@link #loraDownBackward} of {@code x = siluMul(gate, up)}, x rebuilt from gate's and up's compact forms. */
+    default void loraDownBackwardOfSwiGlu(Tensor dh, Tensor gateCompact, Tensor upCompact, Tensor a, float scale, float p, long seed,
+                                          Tensor dx, Tensor da) {
+        throw new UnsupportedOperationException("no SwiGLU rebuild here");
+    }
+
     /** Backward of {@link Backend#linear} to its input: {@code dx[n, in] += dy[n, out] W[out, in]} (W as the backend keeps it). */
     void linearDx(Tensor dy, Tensor w, Tensor dx);
 

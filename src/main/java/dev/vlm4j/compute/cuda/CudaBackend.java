@@ -588,12 +588,16 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor siluMul(Tensor gate, Tensor up) { return siluMul(gate, up, false); }
 
+    /** The bf16 copies of gate and up of the last siluMul that computed its output from them (keepInputs), else null. */
+    long[] swiGluRounded;
+
     /**
      * siluMul; with {@code keepInputs} (a training forward whose backward keeps gate and up compact) the bf16 copies
      * of gate and up are written in the same pass and cached, where the output's is written too.
      */
     Tensor siluMul(Tensor gate, Tensor up, boolean keepInputs) {
         bind();
+        swiGluRounded = null;
         Tensor g = dev(gate), u = dev(up), y = newF32(gate.shape());
         long n = gate.numel();
         if (feedsProducts(rows(gate))) {   // the down projection's bf16 operand written alongside
@@ -605,6 +609,7 @@ public final class CudaBackend implements Backend {
                 if (keepInputs) {
                     bf16Copy(g, gb);
                     bf16Copy(u, ub);
+                    swiGluRounded = new long[]{gb.address(), ub.address()};
                 }
             } else {
                 elementwise("silu_mul_bf16", n, addr(g), addr(u), addr(y), yb.address(), n);

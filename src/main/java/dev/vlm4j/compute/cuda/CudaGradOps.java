@@ -132,13 +132,22 @@ final class CudaGradOps implements GradOps {
      * 256 rows a part): x {@code [n, in]} float32 or bf16, dh {@code [n, r]} float32. Returns the part count.
      */
     private int daParts(Tensor xd, long dh, MemorySegment[] partOut, int n, int in, int r, long seed, int threshold) {
+        return daParts(xd, null, dh, partOut, n, in, r, seed, threshold);
+    }
+
+    /** As above; with {@code up} not null, x = silu(xd) * up rebuilt from the two bf16 tensors (lora_down_da4_swiglu). */
+    private int daParts(Tensor xd, Tensor up, long dh, MemorySegment[] partOut, int n, int in, int r, long seed, int threshold) {
         boolean four = WIDE && xd.dtype() == DType.BF16 && r <= 8 && in % 4 == 0;
+        if (up != null && !four) throw new IllegalArgumentException("a SwiGLU rebuild needs bf16 operands, rank <= 8, in % 4 == 0");
         int threads = four ? 128 : BLOCK, colBlocks = four ? (in / 4 + threads - 1) / threads : (in + BLOCK - 1) / BLOCK;
         int parts = Math.max((n + 255) / 256, Math.min(Math.max(1, n / 32), Math.max(1, 3 * be.multiprocessors() / colBlocks)));
         int per = (n + parts - 1) / parts;
         parts = (n + per - 1) / per;
         MemorySegment part = be.scratch((long) parts * r * in * 4);
-        if (four)
+        if (up != null)
+            be.launch("lora_down_da4_swiglu", colBlocks, parts, threads, per * 8 * 4, addr(xd), addr(up), dh, part.address(), n, in, r, per,
+                    seed, threshold);
+        else if (four)
             be.launch("lora_down_da4_bf16", colBlocks, parts, threads, per * 8 * 4, addr(xd), dh, part.address(), n, in, r, per, seed, threshold);
         else
             be.launch(xd.dtype() == DType.BF16 ? "lora_down_da_part2_bf16" : "lora_down_da_part2", colBlocks, parts, BLOCK, per * 16 * 4,
@@ -148,7 +157,30 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
+    public boolean rebuildsSwiGlu(Tensor gateCompact, Tensor upCompact) {
+        long[] r = be.swiGluRounded;   // the last SwiGLU forward computed its output from exactly these copies
+        return WIDE && r != null && gateCompact.dtype() == DType.BF16 && upCompact.dtype() == DType.BF16 && gateCompact.dim(-1) % 4 == 0
+                && gateCompact.numel() == upCompact.numel() && addr(gateCompact) == r[0] && addr(upCompact) == r[1];
+    }
+
+    @Override
+    public boolean rebuildsSwiGluFor(int rank) { return rank <= 8; }
+
+    @Override
+    public void loraDownBackwardOfSwiGlu(Tensor dh, Tensor gateCompact, Tensor upCompact, Tensor a, float scale, float p, long seed,
+                                         Tensor dx, Tensor da) {
+        if (gateCompact.dtype() != DType.BF16 || upCompact.dtype() != DType.BF16 || gateCompact.dim(-1) % 4 != 0 || a.dim(0) > 8)
+            throw new IllegalArgumentException("loraDownBackwardOfSwiGlu: gate " + gateCompact + ", up " + upCompact + ", factor " + a);
+        loraDownBackward(dh, gateCompact, upCompact, a, scale, p, seed, dx, da);
+    }
+
+    @Override
     public void loraDownBackward(Tensor dh, Tensor x, Tensor a, float scale, float p, long seed, Tensor dx, Tensor da) {
+        loraDownBackward(dh, x, null, a, scale, p, seed, dx, da);
+    }
+
+    /** With {@code up} not null, x is the SwiGLU output rebuilt from the compact x (its gate) and up. */
+    private void loraDownBackward(Tensor dh, Tensor x, Tensor up, Tensor a, float scale, float p, long seed, Tensor dx, Tensor da) {
         be.bind();
         int r = (int) a.dim(0), in = (int) a.dim(1), n = rows(dh);
         if (r > FUSED_LORA_MAX_RANK || dh.dim(-1) != r) throw new IllegalArgumentException("loraDownBackward: dh " + dh + " for factor " + a);
@@ -158,7 +190,7 @@ final class CudaGradOps implements GradOps {
         if (da != null && n > 0) {
             grad(da, "loraDownBackward");
             MemorySegment[] part = new MemorySegment[1];
-            int parts = daParts(activation(x), addr(g), part, n, in, r, seed, threshold);
+            int parts = daParts(activation(x), up, addr(g), part, n, in, r, seed, threshold);
             be.elementwise("sum_parts_f32", (long) r * in, part[0].address(), addr(da), parts, (long) r * in, factor, 1);
             Reference.reachabilityFence(part[0]);
         }

@@ -203,6 +203,11 @@ public final class GradBackend implements Backend {
     /** How many live {@link Saved}s hold each activation buffer; their bytes, now and at most. */
     private final Map<MemorySegment, Integer> held = new HashMap<>();
     private long heldBytes, peakHeldBytes;
+    /**
+     * SwiGLU outputs of this tape whose compact copy the backend rebuilds from the kept gate and up
+     * ({@link GradOps#rebuildsSwiGlu}): a LoRA down-projection of one keeps nothing more for its dA.
+     */
+    private final IdentityHashMap<Tensor, Saved[]> swiGluInputs = new IdentityHashMap<>();
 
     private final GradOps ops;
 
@@ -363,6 +368,7 @@ public final class GradBackend implements Backend {
         seeds.clear();
         pending.clear();
         versions.clear();
+        swiGluInputs.clear();
         nodes = parameterNodes();
     }
 
@@ -606,6 +612,8 @@ public final class GradBackend implements Backend {
         // the inputs' compact copies (kept below) written by the forward itself where the backend can
         Tensor y = recomputing == 0 ? ops.siluMulKeepingInputs(inner, gate, up) : inner.siluMul(gate, up);
         Saved sg = new Saved(gate, Keep.COMPACT), su = new Saved(up, Keep.COMPACT);
+        // the output need not be kept for a LoRA down-projection's dA when the backend rebuilds it from these two
+        if (sg.held != null && su.held != null && ops.rebuildsSwiGlu(sg.held, su.held)) swiGluInputs.put(y, new Saved[]{sg, su});
         push("siluMul", y, ny -> {
             // the gate and up products' outputs usually feed nothing else: their gradients are written, not added
             boolean write = ng != nu && (ng == null || ng.unwritten()) && (nu == null || nu.unwritten());
@@ -779,9 +787,18 @@ public final class GradBackend implements Backend {
         Tensor y = inner.loraDown(x, a, scale, p, seed);
         Node nx = node(x), na = node(a);
         if (!any(nx, na)) return y;
-        Saved sx = na == null ? null : new Saved(x, Keep.COMPACT), sa = nx == null ? null : new Saved(a);
-        push("loraDown", y, ny -> ops.loraDownBackward(ny.grad, sx == null ? null : sx.raw("loraDown"),
-                sa == null ? a : sa.values("loraDown"), scale, p, seed, gradOrNull(nx), gradOrNull(na)));
+        Saved[] swiGlu = na == null || !ops.rebuildsSwiGluFor((int) a.dim(0)) ? null : swiGluInputs.get(x);
+        Saved sx = na == null ? null : new Saved(x, swiGlu != null ? Keep.IDENTITY : Keep.COMPACT), sa = nx == null ? null : new Saved(a);
+        push("loraDown", y, ny -> {
+            Tensor av = sa == null ? a : sa.values("loraDown");
+            if (swiGlu != null) {   // x = siluMul(gate, up), rebuilt from their kept compact copies
+                sx.check("loraDown");
+                ops.loraDownBackwardOfSwiGlu(ny.grad, swiGlu[0].raw("loraDown"), swiGlu[1].raw("loraDown"), av, scale, p, seed,
+                        gradOrNull(nx), gradOrNull(na));
+            } else {
+                ops.loraDownBackward(ny.grad, sx == null ? null : sx.raw("loraDown"), av, scale, p, seed, gradOrNull(nx), gradOrNull(na));
+            }
+        });
         return y;
     }
 

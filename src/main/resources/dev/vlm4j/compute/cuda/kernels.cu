@@ -173,21 +173,30 @@ __device__ __forceinline__ uint2 bf16x4(float4 v) {
 }
 
 // silu_mul_bf16 four values a thread (16-byte loads and stores, 8-byte bf16 stores), n4 = n / 4 groups (the caller
-// runs the tail through silu_mul_bf16), 16-byte aligned operands; also writes the inputs' bf16 copies into gb and ub
-// when not null (the compact copies a training step keeps for the backward, made in the same pass).
+// runs the tail through silu_mul_bf16), 16-byte aligned operands. When gb and ub are not null (a training step that
+// keeps the inputs compact for the backward) it writes their bf16 copies and computes y from those rounded values, so
+// that the backward can rebuild y's bf16 copy from them bit for bit (train_kernels.cu's lora_down_da4_swiglu) instead
+// of keeping it.
 extern "C" __global__ void silu_mul_bf16_x4(const float4* g, const float4* u, float4* y, uint2* yb, uint2* gb, uint2* ub,
                                             long long n4) {
     long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n4) return;
     float4 a = g[i], b = u[i], r;
+    if (gb != nullptr) {
+        uint2 ga = bf16x4(a), ua = bf16x4(b);
+        gb[i] = ga;
+        ub[i] = ua;
+        a = make_float4(__uint_as_float(ga.x << 16), __uint_as_float(ga.x & 0xffff0000u), __uint_as_float(ga.y << 16),
+                        __uint_as_float(ga.y & 0xffff0000u));
+        b = make_float4(__uint_as_float(ua.x << 16), __uint_as_float(ua.x & 0xffff0000u), __uint_as_float(ua.y << 16),
+                        __uint_as_float(ua.y & 0xffff0000u));
+    }
     r.x = a.x / (1.f + expf(-a.x)) * b.x;
     r.y = a.y / (1.f + expf(-a.y)) * b.y;
     r.z = a.z / (1.f + expf(-a.z)) * b.z;
     r.w = a.w / (1.f + expf(-a.w)) * b.w;
     y[i] = r;
     yb[i] = bf16x4(r);
-    if (gb != nullptr) gb[i] = bf16x4(a);
-    if (ub != nullptr) ub[i] = bf16x4(b);
 }
 
 extern "C" __global__ void gelu_erf(const float* x, float* y, long long n) {

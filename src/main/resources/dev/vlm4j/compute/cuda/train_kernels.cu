@@ -660,11 +660,27 @@ extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const uns
     }
 }
 
+// Four bf16 values of x at element e (8-byte load), or of x = bf16(silu(gate) * up) rebuilt from the bf16 gate and up
+// (the SwiGLU output a training step does not keep: kernels.cu's silu_mul_bf16_x4 computed its copy from the same
+// rounded inputs with the same expression, so this is that copy bit for bit).
+__device__ __forceinline__ void load4(const unsigned short* x, const unsigned short* up, long long e, bool ok, float* v) {
+    uint2 w = ok ? *(const uint2*) (x + e) : make_uint2(0u, 0u);
+    v[0] = __uint_as_float(w.x << 16); v[1] = __uint_as_float(w.x & 0xffff0000u);
+    v[2] = __uint_as_float(w.y << 16); v[3] = __uint_as_float(w.y & 0xffff0000u);
+    if (up != nullptr) {
+        uint2 q = ok ? *(const uint2*) (up + e) : make_uint2(0u, 0u);
+        float b[4] = {__uint_as_float(q.x << 16), __uint_as_float(q.x & 0xffff0000u), __uint_as_float(q.y << 16),
+                      __uint_as_float(q.y & 0xffff0000u)};
+#pragma unroll
+        for (int c = 0; c < 4; c++) v[c] = bf16_to_f32(f32_to_bf16(v[c] / (1.f + expf(-v[c])) * b[c]));
+    }
+}
+
 // Partial dA from bf16 x, four columns a thread (8-byte loads): part[p][r][k] = sum over the part's rows of
 // dh[t, r] * mask * x[t, k], as lora_down_da_part2 (dh staged padded to 16 ranks), R <= 8.
-extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__ x, const float* __restrict__ dh,
-                                              float* __restrict__ part, int n, int in, int R, int per, unsigned long long seed,
-                                              int threshold) {
+__device__ __forceinline__ void lora_down_da4_t(const unsigned short* __restrict__ x, const unsigned short* __restrict__ up,
+                                                const float* __restrict__ dh, float* __restrict__ part, int n, int in, int R,
+                                                int per, unsigned long long seed, int threshold) {
     extern __shared__ float4 dsh4[];
     float* dsh = (float*) dsh4;
     int k = 4 * (blockIdx.x * blockDim.x + threadIdx.x), p = blockIdx.y;
@@ -683,11 +699,7 @@ extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__
     for (int i0 = 0; i0 < tc; i0 += 8) {
         float v[8][4];
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            uint2 w = i0 + i < tc ? *(const uint2*) (x + (long long) (t0 + i0 + i) * in + k) : make_uint2(0u, 0u);
-            v[i][0] = __uint_as_float(w.x << 16); v[i][1] = __uint_as_float(w.x & 0xffff0000u);
-            v[i][2] = __uint_as_float(w.y << 16); v[i][3] = __uint_as_float(w.y & 0xffff0000u);
-        }
+        for (int i = 0; i < 8; i++) load4(x, up, (long long) (t0 + i0 + i) * in + k, i0 + i < tc, v[i]);
         if (threshold > 0)
 #pragma unroll
             for (int i = 0; i < 8; i++)
@@ -714,6 +726,19 @@ extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__
 #pragma unroll
     for (int r = 0; r < 8; r++)
         if (r < R) *(float4*) (part + ((long long) p * R + r) * in + k) = make_float4(acc[0][r], acc[1][r], acc[2][r], acc[3][r]);
+}
+
+extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__ x, const float* __restrict__ dh,
+                                              float* __restrict__ part, int n, int in, int R, int per, unsigned long long seed,
+                                              int threshold) {
+    lora_down_da4_t(x, nullptr, dh, part, n, in, R, per, seed, threshold);
+}
+
+// The same for x = the SwiGLU output silu(gate) * up, rebuilt from its bf16 inputs (gate in place of x).
+extern "C" __global__ void lora_down_da4_swiglu(const unsigned short* __restrict__ gate, const unsigned short* __restrict__ up,
+                                                const float* __restrict__ dh, float* __restrict__ part, int n, int in, int R,
+                                                int per, unsigned long long seed, int threshold) {
+    lora_down_da4_t(gate, up, dh, part, n, in, R, per, seed, threshold);
 }
 
 // dst[k][r] (+)= factor * sum_p part[p][r][k] (parts of R x cols values): sum_parts_f32 writing the transpose

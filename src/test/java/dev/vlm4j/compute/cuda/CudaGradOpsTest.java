@@ -477,16 +477,20 @@ class CudaGradOpsTest {
         }
     }
 
-    /** The SwiGLU forward of a training step writes the bf16 copies of its output and (kept) inputs in its one pass. */
+    /**
+     * The SwiGLU forward of a training step writes the bf16 copies of its output and (kept) inputs in its one pass, the
+     * output computed from the rounded inputs; a LoRA down-projection's dA then rebuilds the output's copy from the
+     * kept inputs bit for bit instead of keeping it.
+     */
     @Test
     void swiGluForwardWritesTheCompactCopies() {
         int n = 96, d = 1000;   // 4-value groups, more rows than decoding
         float[] gv = rand(n * d, 2f), uv = rand(n * d, 1f);
         Tensor g = gpuBf16.fromHost(gv, n, d), u = gpuBf16.fromHost(uv, n, d);
-        Tensor plain = gpuBf16.siluMul(g, u);
+        Tensor plain = gpuBf16.siluMul(gpuBf16.fromHost(roundedBf16(gv), n, d), gpuBf16.fromHost(roundedBf16(uv), n, d));
         Tensor y = gpuBf16.siluMul(g, u, true);
         float[] want = gpuBf16.toHost(plain);
-        assertArrayEquals(want, gpuBf16.toHost(y), "the output");
+        assertArrayEquals(want, gpuBf16.toHost(y), "the output (from the rounded inputs)");
         Object[][] copies = {{y, roundedBf16(want), "output"}, {g, roundedBf16(gv), "gate"}, {u, roundedBf16(uv), "up"}};
         for (Object[] c : copies) {
             java.lang.foreign.MemorySegment m = gpuBf16.cachedBf16((Tensor) c[0]);
@@ -498,6 +502,19 @@ class CudaGradOpsTest {
                 assertEquals(w[i], v, c[2] + " element " + i);
             }
         }
+        GradOps ops = gpuBf16.gradOps();
+        Tensor gc = ops.compact(g), uc = ops.compact(u), yc = ops.compact(y);
+        assertTrue(ops.rebuildsSwiGlu(gc, uc) && ops.rebuildsSwiGluFor(8), "the kept inputs rebuild the output");
+        int r = 8;
+        Tensor a = gpuBf16.fromHost(rand(r * d, 0.05f), r, d), dh = gpuBf16.fromHost(rand(n * r, 1f), n, r);
+        for (float p : new float[]{0f, 0.1f}) {
+            Tensor da1 = gpuBf16.zeros(r, d), da2 = gpuBf16.zeros(r, d);
+            ops.loraDownBackward(dh, yc, a, 2f, p, 9L, null, da1);
+            ops.loraDownBackwardOfSwiGlu(dh, gc, uc, a, 2f, p, 9L, null, da2);
+            assertArrayEquals(gpuBf16.toHost(da1), gpuBf16.toHost(da2), "dA from the rebuilt SwiGLU output, p=" + p);
+        }
+        gpuBf16.siluMul(g, u);   // a forward that keeps nothing: the copies are no longer the ones its output came from
+        assertFalse(ops.rebuildsSwiGlu(gc, uc), "only the last keeping forward's copies");
     }
 
     /**
