@@ -104,6 +104,18 @@ public interface GradOps {
     /** Backward of the in-place {@link Backend#rotary}: {@code dx += R^T dy} for the forward's cos/sin. */
     void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx);
 
+    /** {@link #rotary} that writes dx instead of adding to it when {@code accumulate} is false. */
+    default void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx, boolean accumulate) {
+        if (!accumulate) zero(dx);
+        rotary(dy, heads, cos, sin, dx);
+    }
+
+    /** {@code dst = src} (same number of elements). */
+    default void copy(Tensor dst, Tensor src) {
+        zero(dst);
+        axpy(dst, src, 1f);
+    }
+
     /**
      * Backward of {@link Backend#attention} with the same arguments (the mask's segments, causality, query offset and
      * grouped KV heads): {@code dq}, {@code dk}, {@code dv} (shaped as q, k, v; only the first kvLen rows of dk/dv).

@@ -310,6 +310,9 @@ public final class CudaBackend implements Backend {
     /** Copies host bytes (any segment, heap or native) to device memory (queued; see {@link StreamOps#copyIn}). */
     void copyIn(long dst, MemorySegment src, long bytes) { ops.copyIn(dst, src, bytes); }
 
+    /** Device-to-device copy on the stream. */
+    void copyDeviceAsync(long dst, long src, long bytes) { drv.copyDtoDAsync(dst, src, bytes, stream); }
+
     /** A device float32 copy of a host tensor (activation inputs such as pixel values), or the tensor itself. */
     Tensor dev(Tensor t) {
         if (onDevice(t)) {
@@ -715,7 +718,13 @@ public final class CudaBackend implements Backend {
         int n = rows(x), d = (int) cos.dim(-1);
         if (x.dim(-1) != (long) heads * d) throw new IllegalArgumentException("rotary: " + x + " is not " + heads + " heads of " + d);
         Tensor c = dev(cos), s = dev(sin);
-        if (n > 0) launch("rotary_f32", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(x), addr(c), addr(s), heads, d);
+        if (n > 0 && tensorCoreFlash(d) && feedsProducts(n)) {   // the flash attention's bf16 operand written alongside
+            MemorySegment xb = scratch(2 * x.numel());
+            launch("rotary_f32_bf16", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(x), xb.address(), addr(c), addr(s), heads, d);
+            bf16Copy(x, xb);
+        } else if (n > 0) {
+            launch("rotary_f32", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(x), addr(c), addr(s), heads, d);
+        }
     }
 
     @Override

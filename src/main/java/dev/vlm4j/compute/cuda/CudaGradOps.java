@@ -418,13 +418,30 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx) {
+    public void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx) { rotary(dy, heads, cos, sin, dx, true); }
+
+    /** Also writes dx's bf16 copy (the q/k products' backward operand) where products read bf16 (cached for bf16Of). */
+    @Override
+    public void rotary(Tensor dy, int heads, Tensor cos, Tensor sin, Tensor dx, boolean accumulate) {
         be.bind();
         grad(dx, "rotary");
         Tensor g = be.dev(dy), c = be.dev(cos), s = be.dev(sin);
         int n = rows(g), d = (int) c.dim(-1);
         if (g.dim(-1) != (long) heads * d) throw new IllegalArgumentException("rotary backward: " + dy + " is not " + heads + " heads of " + d);
-        if (n > 0) be.launch("rotary_backward", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(g), addr(c), addr(s), addr(dx), heads, d);
+        if (n == 0) return;
+        MemorySegment xb = be.feedsProducts(n) ? be.scratch(2 * dx.numel()) : null;
+        be.launch("rotary_backward2", n, heads, Math.min(BLOCK, Math.max(32, d / 2)), 0, addr(g), addr(c), addr(s), addr(dx),
+                xb == null ? 0L : xb.address(), heads, d, accumulate ? 1 : 0);
+        if (xb != null) be.bf16Copy(dx, xb);
+    }
+
+    @Override
+    public void copy(Tensor dst, Tensor src) {
+        be.bind();
+        grad(dst, "copy");
+        sameSize(dst, src, "copy");
+        Tensor s = be.dev(src);
+        if (dst.numel() > 0) be.copyDeviceAsync(addr(dst), addr(s), 4 * dst.numel());
     }
 
     @Override

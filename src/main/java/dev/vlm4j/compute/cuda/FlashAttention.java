@@ -176,8 +176,13 @@ final class FlashAttention {
 
     private static int headSize(Tensor q, int hq) { return (int) (q.dim(-1) / hq); }
 
-    /** The first rows of x {@code [>= rows, width]} float32 as bf16 (scratch; the backend's conversion kernel). */
+    /**
+     * The first rows of x {@code [>= rows, width]} float32 as bf16: the copy x's producer left (rotary) if there is
+     * one, else a conversion into scratch.
+     */
     private MemorySegment bf16(Tensor x, int rows) {
+        MemorySegment cached = be.cachedBf16(x);
+        if (cached != null) return cached;
         long count = (long) rows * x.dim(-1);
         MemorySegment out = be.scratch(Math.max(4, 2 * count));
         be.toBf16(addr(x), out.address(), count);

@@ -41,7 +41,7 @@ final class Kernels {
             FLASH2_PTX = "/dev/vlm4j/compute/cuda/flash2_kernels.ptx";
 
     /** The entry points of {@link #TRAIN_SOURCE}. */
-    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "silu_mul_backward_bf16_x4", "rms_norm_backward_bf16",
+    static final List<String> TRAIN_NAMES = List.of("axpy_f32", "add_product_f32", "silu_mul_backward", "silu_mul_backward_bf16", "silu_mul_backward_bf16_x4", "rotary_backward2", "rms_norm_backward_bf16",
             "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
             "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
             "masked_softmax", "softmax_backward_rows", "reduce_heads_add", "scale_copy_f32", "mul_f32", "add_dropout_f32",
@@ -52,7 +52,7 @@ final class Kernels {
     static final List<String> NAMES = List.of("f32_to_bf16_kernel", "f32_to_bf16_x8", "bf16_to_f32_kernel", "rms_norm", "add_f32",
             "bias_add", "silu_mul", "gelu_erf", "embedding_f32", "embedding_bf16", "gather_rows", "scatter_rows",
             "columns_f32", "rotary_f32", "attention_f32", "attention_split", "attention_combine", "gemv_bf16", "gemv_f32",
-            "append_rows", "attention_batch", "argmax_rows", "attention_flash", "gemv_bf16_sx", "gemv_bf16_fused", "rms_norm_v4", "softmax_rows_bf16", "rms_norm_v4_bf16", "silu_mul_bf16", "silu_mul_bf16_x4");
+            "append_rows", "attention_batch", "argmax_rows", "attention_flash", "gemv_bf16_sx", "gemv_bf16_fused", "rms_norm_v4", "softmax_rows_bf16", "rms_norm_v4_bf16", "silu_mul_bf16", "silu_mul_bf16_x4", "rotary_f32_bf16");
 
     static byte[] resource(String name) {
         try (InputStream in = Kernels.class.getResourceAsStream(name)) {

@@ -497,6 +497,7 @@ public final class GradBackend implements Backend {
         n.uses--;
         if (n.grad == null && n.param == null && n.uses == 0)
             n.grad = java.util.Arrays.equals(g.shape(), n.shape) ? g : inner.view(g, n.shape);
+        else if (n.unwritten()) ops.copy(n.fresh(), g);   // more to come: a copy of its own (no zero-fill and add)
         else ops.axpy(n.grad(), g, 1f);
     }
 
@@ -721,7 +722,10 @@ public final class GradBackend implements Backend {
             return;
         }
         Saved sc = new Saved(cos), ss = new Saved(sin);
-        push("rotary", x, ny -> ops.rotary(ny.grad, heads, sc.values("rotary"), ss.values("rotary"), nx.grad()));
+        push("rotary", x, ny -> {
+            boolean write = nx.unwritten();
+            ops.rotary(ny.grad, heads, sc.values("rotary"), ss.values("rotary"), write ? nx.fresh() : nx.grad(), !write);
+        });
     }
 
     @Override

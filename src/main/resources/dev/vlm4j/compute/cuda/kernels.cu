@@ -246,6 +246,23 @@ extern "C" __global__ void rotary_f32(float* x, const float* cs, const float* sn
     }
 }
 
+// rotary_f32 that also writes the result's bf16 copy (the flash attention's operand) into xb
+extern "C" __global__ void rotary_f32_bf16(float* x, unsigned short* xb, const float* cs, const float* sn, int heads, int d) {
+    int r = blockIdx.x, h = blockIdx.y, half = d >> 1;
+    long long o = ((long long) r * heads + h) * d;
+    float* xr = x + o;
+    const float* c = cs + (long long) r * d;
+    const float* s = sn + (long long) r * d;
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        float x1 = xr[j], x2 = xr[j + half];
+        float y1 = x1 * c[j] - x2 * s[j], y2 = x2 * c[j + half] + x1 * s[j + half];
+        xr[j] = y1;
+        xr[j + half] = y2;
+        xb[o + j] = f32_to_bf16(y1);
+        xb[o + j + half] = f32_to_bf16(y2);
+    }
+}
+
 #define ATT_MAXC 8
 // Attention with an online softmax (flash-attention style, one pass over the keys), one block per (query, head)
 // [and key chunk]: one warp per key at a time, lanes holding channels c = lane, lane + 32, ... (d <= 32 * ATT_MAXC),

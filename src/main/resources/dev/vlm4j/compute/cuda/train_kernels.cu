@@ -164,6 +164,24 @@ extern "C" __global__ void rotary_backward(const float* g, const float* cos, con
     }
 }
 
+// rotary_backward writing (accumulate = 0) or adding to dx, and dx's bf16 copy into xb when not null
+extern "C" __global__ void rotary_backward2(const float* g, const float* cos, const float* sin, float* dx, unsigned short* xb,
+                                            int heads, int d, int accumulate) {
+    int r = blockIdx.x, h = blockIdx.y, half = d / 2;
+    long long o = ((long long) r * heads + h) * d, co = (long long) r * d;
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        float g1 = g[o + j], g2 = g[o + j + half];
+        float v1 = (accumulate ? dx[o + j] : 0.f) + (g1 * cos[co + j] + g2 * sin[co + j + half]);
+        float v2 = (accumulate ? dx[o + j + half] : 0.f) + (g2 * cos[co + j + half] - g1 * sin[co + j]);
+        dx[o + j] = v1;
+        dx[o + j + half] = v2;
+        if (xb != nullptr) {
+            xb[o + j] = f32_to_bf16(v1);
+            xb[o + j + half] = f32_to_bf16(v2);
+        }
+    }
+}
+
 // RMSNorm backward, one block per row: inv = rsqrt(mean(x^2) + eps);
 // dx += inv g w - x inv^3 (sum g w x) / d;  dw += g x inv (atomically, over rows)
 template <typename T>

@@ -474,7 +474,27 @@ class CudaGradOpsTest {
             ops.siluMul(g, a, u, dg2, du2, false);
             assertArrayEquals(dev.toHost(dg1), dev.toHost(dg2), dev.precision() + " siluMul gate gradient written");
             assertArrayEquals(dev.toHost(du1), dev.toHost(du2), dev.precision() + " siluMul up gradient written");
+            // rotary backward (heads of 32) and a plain copy
+            int heads = in / 32;
+            Tensor cos = dev.fromHost(rand(n * 32, 1f), n, 32), sin = dev.fromHost(rand(n * 32, 1f), n, 32);
+            Tensor dr1 = dev.zeros(n, in), dr2 = nans(dev, n, in);
+            ops.rotary(g, heads, cos, sin, dr1);
+            ops.rotary(g, heads, cos, sin, dr2, false);
+            assertArrayEquals(dev.toHost(dr1), dev.toHost(dr2), dev.precision() + " rotary gradient written");
+            if (dev == gpuBf16) assertCopyOf(dr2, "rotary gradient");
+            Tensor c = nans(dev, n, in);
+            ops.copy(c, g);
+            assertArrayEquals(dev.toHost(g), dev.toHost(c), dev.precision() + " copy");
         }
+        // the rotary forward of bf16 mode leaves the flash attention's bf16 operand
+        int n = 40, heads = 3, d = 128;
+        float[] xv = rand(n * heads * d, 1f);
+        Tensor x = gpuBf16.fromHost(xv, n, heads * d), ref = gpu.fromHost(xv, n, heads * d);
+        Tensor cos = gpuBf16.fromHost(rand(n * d, 1f), n, d), sin = gpuBf16.fromHost(rand(n * d, 1f), n, d);
+        gpuBf16.rotary(x, heads, cos, sin);
+        gpu.rotary(ref, heads, gpu.fromHost(gpuBf16.toHost(cos), n, d), gpu.fromHost(gpuBf16.toHost(sin), n, d));
+        assertArrayEquals(gpu.toHost(ref), gpuBf16.toHost(x), "rotary with the bf16 copy written alongside");
+        assertCopyOf(x, "rotary output");
     }
 
     /**
