@@ -1,5 +1,6 @@
 package dev.vlm4j.trace;
 
+import dev.vlm4j.train.autograd.Parameter;
 import dev.vlm4j.api.ChatMessages;
 import dev.vlm4j.api.VisionLanguageModel;
 import dev.vlm4j.compute.Backend;
@@ -123,7 +124,7 @@ public final class Tracer {
 
     private void putGradients(Map<String, Tensor> out, int[] ids, long[] labels) {
         Qwen25VLModel model = vlm.model();
-        for (GradBackend.Parameter p : trainable.grad().parameters().values()) {
+        for (Parameter p : trainable.grad().parameters().values()) {
             String name = p.name();
             float[] g = p.grad();
             if (name.equals(EMBED) || name.equals(HEAD)) {

@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import dev.vlm4j.train.autograd.GradBackend;
 
 import dev.vlm4j.tensor.DType;
@@ -16,13 +17,13 @@ import java.util.Map;
  * host or on a GPU; the moments are float32 tensors beside them.
  */
 public final class AdamW {
-    private final List<GradBackend.Parameter> params;
+    private final List<Parameter> params;
     private final double beta1, beta2, eps, weightDecay;
     /** First and second moments, float32 tensors on each parameter's backend. */
     private final Tensor[] m, v;
     private int t;
 
-    public AdamW(List<GradBackend.Parameter> params, double beta1, double beta2, double eps, double weightDecay) {
+    public AdamW(List<Parameter> params, double beta1, double beta2, double eps, double weightDecay) {
         this.params = params;
         this.beta1 = beta1;
         this.beta2 = beta2;
@@ -31,7 +32,7 @@ public final class AdamW {
         m = new Tensor[params.size()];
         v = new Tensor[params.size()];
         for (int i = 0; i < params.size(); i++) {
-            GradBackend.Parameter p = params.get(i);
+            Parameter p = params.get(i);
             if (p.tensor().dtype() != DType.F32)
                 throw new IllegalArgumentException("parameter " + p.name() + " is not a float32 tensor (" + p.tensor()
                         + "); only float32 master weights and LoRA factors can be updated");
@@ -50,7 +51,7 @@ public final class AdamW {
     public Map<String, Tensor> state() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (int i = 0; i < params.size(); i++) {
-            GradBackend.Parameter p = params.get(i);
+            Parameter p = params.get(i);
             long[] shape = p.tensor().shape();
             out.put(p.name() + ".exp_avg", Tensor.of(p.backend().toHost(m[i]), shape));
             out.put(p.name() + ".exp_avg_sq", Tensor.of(p.backend().toHost(v[i]), shape));
@@ -61,7 +62,7 @@ public final class AdamW {
     /** Restores a {@link #state()} and the step count; every parameter's moments must be present with its size. */
     public void loadState(Map<String, Tensor> state, int steps) {
         for (int i = 0; i < params.size(); i++) {
-            GradBackend.Parameter p = params.get(i);
+            Parameter p = params.get(i);
             String n = p.name();
             for (String kind : new String[]{".exp_avg", ".exp_avg_sq"}) {
                 Tensor s = state.get(n + kind);
@@ -98,7 +99,7 @@ public final class AdamW {
      * Scales every gradient so that their global L2 norm is at most {@code maxNorm} (torch's clip_grad_norm_);
      * returns the norm before clipping.
      */
-    public static double clipGradNorm(List<GradBackend.Parameter> params, double maxNorm) {
+    public static double clipGradNorm(List<Parameter> params, double maxNorm) {
         double ss = 0;
         java.util.Map<dev.vlm4j.compute.GradOps, List<Tensor>> grads = new java.util.LinkedHashMap<>();
         for (var e : byOps(params).entrySet())
@@ -111,7 +112,7 @@ public final class AdamW {
     }
 
     /** The indices of the parameters, grouped by the backend that holds them, in order. */
-    private static java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps(List<GradBackend.Parameter> params) {
+    private static java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps(List<Parameter> params) {
         java.util.Map<dev.vlm4j.compute.GradOps, List<Integer>> byOps = new java.util.LinkedHashMap<>();
         for (int i = 0; i < params.size(); i++) byOps.computeIfAbsent(params.get(i).ops(), k -> new java.util.ArrayList<>()).add(i);
         return byOps;

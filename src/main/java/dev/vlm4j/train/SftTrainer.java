@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.vlm4j.tensor.Tensor;
 import dev.vlm4j.tensor.safetensors.SafeTensorsWriter;
@@ -111,7 +112,7 @@ public final class SftTrainer {
         }
         tm.grad().checkpointing(a.gradientCheckpointing ? TrainableModel.recomputedSegments(a.gradientCheckpointingScope) : null);
         tm.grad().resetPeakSavedActivationBytes();
-        List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
+        List<Parameter> params = new ArrayList<>(tm.grad().parameters().values());
         List<SftDataset.Example> examples = trainSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);
         if (examples.isEmpty()) throw new IllegalArgumentException("no training sample is left (see the skipped samples above)");
         List<SftDataset.Example> valExamples = valSet == null ? List.of() : valSet.encodeAll(tm.vlm(), a.maxLength, a.truncationStrategy, a.strict, log);

@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import dev.vlm4j.api.VisionLanguageModel;
 import dev.vlm4j.compute.Backend;
 import dev.vlm4j.compute.cpu.CpuBackend;
@@ -228,7 +229,7 @@ public final class TrainableModel implements AutoCloseable {
      */
     private boolean frozenHead() {
         Tensor head = model().languageModel().lmHead();
-        for (GradBackend.Parameter p : grad.parameters().values()) if (p.tensor() == head) return false;
+        for (Parameter p : grad.parameters().values()) if (p.tensor() == head) return false;
         return !lora.adapts(head);
     }
 

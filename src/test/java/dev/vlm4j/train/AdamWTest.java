@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import dev.vlm4j.compute.cpu.CpuBackend;
 import dev.vlm4j.tensor.Tensor;
 import dev.vlm4j.train.autograd.GradBackend;
@@ -15,7 +16,7 @@ class AdamWTest {
     void oneStepMatchesTorchAdamW() {
         GradBackend g = new GradBackend(new CpuBackend());
         Tensor w = Tensor.of(new float[]{1f, -2f}, 2);
-        GradBackend.Parameter p = g.addParameter("w", w);
+        Parameter p = g.addParameter("w", w);
         p.grad()[0] = 0.5f;
         p.grad()[1] = -0.25f;
         AdamW opt = new AdamW(List.of(p), 0.9, 0.999, 1e-8, 0.01);
@@ -28,7 +29,7 @@ class AdamWTest {
     @Test
     void clippingScalesToTheMaximumNorm() {
         GradBackend g = new GradBackend(new CpuBackend());
-        GradBackend.Parameter p = g.addParameter("w", Tensor.of(new float[2], 2));
+        Parameter p = g.addParameter("w", Tensor.of(new float[2], 2));
         p.grad()[0] = 3;
         p.grad()[1] = 4;
         assertEquals(5.0, AdamW.clipGradNorm(List.of(p), 1.0), 1e-9, "norm before clipping");

@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.vlm4j.compute.cuda.CudaBackend;
@@ -57,9 +58,9 @@ public final class CudaTrainBench {
             tm.addNewLora(targets, r, alpha / r, 0.05f, 42);
             java.util.function.Predicate<String> recompute = TrainableModel.recomputedSegments(scope);
             tm.grad().checkpointing(gc ? recompute : null);
-            List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
+            List<Parameter> params = new ArrayList<>(tm.grad().parameters().values());
             long trainable = 0;
-            for (GradBackend.Parameter p : params) trainable += p.tensor().numel();
+            for (Parameter p : params) trainable += p.tensor().numel();
             AdamW opt = new AdamW(params, 0.9, 0.999, 1e-8, 0.1);
             cuda.synchronize();
             cuda.resetPeakBytesInUse();
@@ -154,7 +155,7 @@ public final class CudaTrainBench {
     }
 
     /** One timed LoRA step: forward and backward with dropout seed {@code seed}, clipping, AdamW, device synchronised. */
-    private static double step(TrainableModel tm, CudaBackend cuda, AdamW opt, List<GradBackend.Parameter> params, int[] ids,
+    private static double step(TrainableModel tm, CudaBackend cuda, AdamW opt, List<Parameter> params, int[] ids,
                                long[] labels, long seed) {
         tm.lora().training(true, seed);
         tm.grad().zeroGrad();

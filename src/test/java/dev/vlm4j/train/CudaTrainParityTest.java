@@ -1,5 +1,6 @@
 package dev.vlm4j.train;
 
+import dev.vlm4j.train.autograd.Parameter;
 import dev.vlm4j.Fixtures;
 import dev.vlm4j.compute.Backend;
 import dev.vlm4j.compute.cpu.CpuBackend;
@@ -149,14 +150,14 @@ class CudaTrainParityTest {
             Backend base = side == 0 ? new CpuBackend() : CudaBackend.create(0, Precision.F32);
             try (TrainableModel tm = model(base)) {
                 List<SftDataset.Example> data = batch(tm);
-                List<GradBackend.Parameter> params = new ArrayList<>(tm.grad().parameters().values());
+                List<Parameter> params = new ArrayList<>(tm.grad().parameters().values());
                 AdamW opt = new AdamW(params, 0.9, 0.999, 1e-8, 0.1);
                 for (int s = 0; s < 3; s++) {
                     step(tm, data, true);
                     AdamW.clipGradNorm(params, 1.0);
                     opt.step(1e-3);
                 }
-                for (GradBackend.Parameter p : params)
+                for (Parameter p : params)
                     (side == 0 ? cpuParams : gpuParams).put(p.name(), tm.grad().toHost(p.tensor()));
             }
         }

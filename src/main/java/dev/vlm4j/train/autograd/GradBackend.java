@@ -61,39 +61,6 @@ public final class GradBackend implements Backend {
         }
     }
 
-    /** A trainable tensor: its name, the tensor the model computes with, and its float32 gradient. */
-    public static final class Parameter {
-        private final String name;
-        private final Tensor tensor;
-        private final Node node;
-        private final Backend backend;
-
-        Parameter(GradBackend owner, String name, Tensor tensor) {
-            this.name = name;
-            this.tensor = tensor;
-            this.backend = owner.inner;
-            this.node = owner.new Node(tensor.shape(), this);
-            this.node.grad = owner.inner.zeros(tensor.shape());
-        }
-
-        public String name() { return name; }
-        public Tensor tensor() { return tensor; }
-        /** The accumulated gradient as a float32 tensor of the backend (same shape as the tensor). */
-        public Tensor gradTensor() { return node.grad; }
-        /** The backend's operations on this parameter and its gradient (optimizer steps, norms). */
-        public GradOps ops() { return backend.gradOps(); }
-        public Backend backend() { return backend; }
-
-        /**
-         * The accumulated gradient on the host (same element order as the tensor): on the CPU the gradient's own
-         * array (writes change it), on a device a copy.
-         */
-        public float[] grad() {
-            float[] h = node.grad.heapFloats();
-            return h != null ? h : backend.toHost(node.grad);
-        }
-    }
-
     /** One recorded op: its output's node, the tensors it saved (released once it has run) and its backward. */
     private record Op(String name, Node out, List<Saved> saved, Runnable backward) {}
 
@@ -219,6 +186,13 @@ public final class GradBackend implements Backend {
     public Backend inner() { return inner; }
 
     /** Registers a trainable tensor (identity matters: the tensor the model passes to the ops). */
+    /** A new parameter's node, holding its zeroed gradient. */
+    Node parameterNode(Tensor t, Parameter p) {
+        Node n = new Node(t.shape(), p);
+        n.grad = inner.zeros(t.shape());
+        return n;
+    }
+
     public Parameter addParameter(String name, Tensor t) {
         if (params.containsKey(name)) throw new IllegalArgumentException("parameter " + name + " registered twice");
         Parameter existing = byTensor.get(t);

@@ -125,7 +125,7 @@ class GradBackendTest {
         long[] chunks = {Long.MAX_VALUE, 0, 2L * vocab, 3L * vocab};
         for (int c = 0; c < chunks.length; c++) {
             GradBackend g = new GradBackend(new CpuBackend());
-            GradBackend.Parameter pw = g.addParameter("wIn", wIn);
+            Parameter pw = g.addParameter("wIn", wIn);
             g.record(true);
             Tensor h = g.linear(x, wIn, null);
             losses[c] = c == 0 ? g.crossEntropy(g.linear(h, head, null), labels, 0.5) : g.linearCrossEntropy(h, head, labels, 0.5, chunks[c]);
