@@ -627,9 +627,11 @@ extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const uns
     int t = (blockIdx.x * 8 + warp) * 2;
     float v[2][16], nv[2][16];
     lora_load_pair8(x, v, t, n, in, k0, kc, lane);
+    // staged in the factor's memory order (coalesced reads), each value to its lane-interleaved place
     for (int j = threadIdx.x; j < R * LORA_KC; j += blockDim.x) {
-        int r = j / LORA_KC, w = j % LORA_KC, q = w >> 5, l = w & 31, c = lora8_col(l, q);
-        as[j] = c < kc ? (at ? a[(long long) (k0 + c) * R + r] : a[(long long) r * in + k0 + c]) : 0.f;
+        int r = at ? j % R : j / LORA_KC, c = at ? j / R : j % LORA_KC;
+        int q = 8 * (c >> 8) + (c & 7), l = (c & 255) >> 3;   // c = lora8_col(l, q)
+        as[r * LORA_KC + q * 32 + l] = c < kc ? (at ? a[(long long) (k0 + c) * R + r] : a[(long long) r * in + k0 + c]) : 0.f;
     }
     __syncthreads();
     bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
