@@ -98,10 +98,8 @@ final class CudaGradOps implements GradOps {
         int threshold = p > 0 ? dev.vlm4j.compute.Backend.dropoutThreshold(p) : 0;
         // from x's bf16 copy when its producer wrote one (bf16 mode: the frozen product beside reads the same rounded values)
         MemorySegment xb = WIDE && in % 8 == 0 ? be.cachedBf16(xd) : null;
-        MemorySegment part = downParts(addr(xd), xb == null ? 0 : xb.address(), addr(ad), false, n, in, r, seed, threshold);
-        be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(h), (in + 511) / 512, (long) n * r,
-                scale * (p > 0 ? 1f / (1f - p) : 1f), 0);
-        Reference.reachabilityFence(part);
+        downInto(addr(xd), xb == null ? 0 : xb.address(), addr(ad), false, n, in, r, seed, threshold, h,
+                scale * (p > 0 ? 1f / (1f - p) : 1f), false);
         Reference.reachabilityFence(xb);
         return h;
     }
@@ -110,50 +108,71 @@ final class CudaGradOps implements GradOps {
     static final boolean WIDE = !"0".equals(System.getenv("VLM4J_CUDA_LORA_WIDE"));
 
     /**
-     * Partial sums {@code part[chunk][t][r]} of {@code mask * x A^T} over 512-column chunks (to be summed in order by
-     * sum_parts_f32): x float32 at {@code x}, or bf16 at {@code xb} when not 0 (then in % 8 == 0); A {@code [r, in]}, or
-     * given transposed ({@code [in, r]}, bf16 x only) when {@code at}. Resident blocks, 2 per SM, walk over row pairs.
+     * Whether the wide LoRA kernels add their chunks' and parts' sums straight into the result with atomics (as the
+     * flash backward adds dQ, dK, dV: the order of the additions, so the last bits, may differ between runs) instead of
+     * writing partial sums that a second kernel adds in order. VLM4J_CUDA_LORA_ATOMIC=0: in order (deterministic);
+     * tests switch it per backend.
      */
-    private MemorySegment downParts(long x, long xb, long a, boolean at, int n, int in, int r, long seed, int threshold) {
+    boolean atomicSums = !"0".equals(System.getenv("VLM4J_CUDA_LORA_ATOMIC"));
+
+    /**
+     * {@code dst (+)= factor * mask * x A^T} ({@code dst [n, r]}, written when not {@code accumulate}): x float32 at
+     * {@code x}, or bf16 at {@code xb} when not 0 (then in % 8 == 0); A {@code [r, in]}, or given transposed
+     * ({@code [in, r]}, bf16 x only) when {@code at}. Resident blocks, 2 per SM, walk over row pairs of 512-column
+     * chunks; the chunks' sums are added atomically ({@link #atomicSums}) or summed in order by sum_parts_f32.
+     */
+    private void downInto(long x, long xb, long a, boolean at, int n, int in, int r, long seed, int threshold, Tensor dst,
+                          float factor, boolean accumulate) {
         int chunks = (in + 511) / 512;
-        MemorySegment part = be.scratch((long) chunks * n * r * 4);
         int grid = Math.max(1, Math.min((n + 15) / 16, 2 * be.multiprocessors() / chunks));
+        if (xb != 0 && atomicSums) {
+            if (!accumulate) zero(dst);
+            be.launch("lora_down_stream8", grid, chunks, BLOCK, r * 512 * 4, xb, a, 0L, n, in, r, seed, threshold, at ? 1 : 0,
+                    addr(dst), factor);
+            return;
+        }
+        MemorySegment part = be.scratch((long) chunks * n * r * 4);
         if (xb != 0)
-            be.launch("lora_down_stream8", grid, chunks, BLOCK, r * 512 * 4, xb, a, part.address(), n, in, r, seed, threshold, at ? 1 : 0);
+            be.launch("lora_down_stream8", grid, chunks, BLOCK, r * 512 * 4, xb, a, part.address(), n, in, r, seed, threshold, at ? 1 : 0,
+                    0L, 0f);
         else if (!at)
             be.launch("lora_down_stream", grid, chunks, BLOCK, r * 512 * 4, x, a, part.address(), n, in, r, seed, threshold);
         else
             throw new IllegalArgumentException("a transposed factor needs bf16 x");
-        return part;
+        be.elementwise("sum_parts_f32", (long) n * r, part.address(), addr(dst), chunks, (long) n * r, factor, accumulate ? 1 : 0);
+        Reference.reachabilityFence(part);
     }
 
     /**
-     * Partial sums {@code part[p][r][k]} of {@code dh^T mask x} over row parts (one wave of resident blocks, at most
-     * 256 rows a part): x {@code [n, in]} float32 or bf16, dh {@code [n, r]} float32. Returns the part count.
+     * {@code dst += factor * dh^T mask x} ({@code dst [r, in]}, or {@code [in, r]} when {@code transposed}) over row parts
+     * (one wave of resident blocks, at most 256 rows a part): x {@code [n, in]} float32 or bf16, dh {@code [n, r]} float32;
+     * with {@code up} not null x = silu(xd) * up rebuilt from the two bf16 tensors (lora_down_da4_swiglu). The parts' sums
+     * are added atomically by the wide kernel ({@link #atomicSums}) or summed in order by sum_parts(_t)_f32.
      */
-    private int daParts(Tensor xd, long dh, MemorySegment[] partOut, int n, int in, int r, long seed, int threshold) {
-        return daParts(xd, null, dh, partOut, n, in, r, seed, threshold);
-    }
-
-    /** As above; with {@code up} not null, x = silu(xd) * up rebuilt from the two bf16 tensors (lora_down_da4_swiglu). */
-    private int daParts(Tensor xd, Tensor up, long dh, MemorySegment[] partOut, int n, int in, int r, long seed, int threshold) {
+    private void daInto(Tensor xd, Tensor up, long dh, int n, int in, int r, long seed, int threshold, Tensor dst, float factor,
+                        boolean transposed) {
         boolean four = WIDE && xd.dtype() == DType.BF16 && r <= 8 && in % 4 == 0;
         if (up != null && !four) throw new IllegalArgumentException("a SwiGLU rebuild needs bf16 operands, rank <= 8, in % 4 == 0");
         int threads = four ? 128 : BLOCK, colBlocks = four ? (in / 4 + threads - 1) / threads : (in + BLOCK - 1) / BLOCK;
         int parts = Math.max((n + 255) / 256, Math.min(Math.max(1, n / 32), Math.max(1, 3 * be.multiprocessors() / colBlocks)));
         int per = (n + parts - 1) / parts;
         parts = (n + per - 1) / per;
-        MemorySegment part = be.scratch((long) parts * r * in * 4);
+        boolean atomic = four && atomicSums;
+        MemorySegment part = atomic ? null : be.scratch((long) parts * r * in * 4);
+        long pa = part == null ? 0L : part.address(), da = atomic ? addr(dst) : 0L;
         if (up != null)
-            be.launch("lora_down_da4_swiglu", colBlocks, parts, threads, per * 8 * 4, addr(xd), addr(up), dh, part.address(), n, in, r, per,
-                    seed, threshold);
+            be.launch("lora_down_da4_swiglu", colBlocks, parts, threads, per * 8 * 4, addr(xd), addr(up), dh, pa, n, in, r, per,
+                    seed, threshold, da, factor, transposed ? 1 : 0);
         else if (four)
-            be.launch("lora_down_da4_bf16", colBlocks, parts, threads, per * 8 * 4, addr(xd), dh, part.address(), n, in, r, per, seed, threshold);
+            be.launch("lora_down_da4_bf16", colBlocks, parts, threads, per * 8 * 4, addr(xd), dh, pa, n, in, r, per, seed, threshold,
+                    da, factor, transposed ? 1 : 0);
         else
             be.launch(xd.dtype() == DType.BF16 ? "lora_down_da_part2_bf16" : "lora_down_da_part2", colBlocks, parts, BLOCK, per * 16 * 4,
-                    addr(xd), dh, part.address(), n, in, r, per, seed, threshold);
-        partOut[0] = part;
-        return parts;
+                    addr(xd), dh, pa, n, in, r, per, seed, threshold);
+        if (atomic) return;
+        if (transposed) be.elementwise("sum_parts_t_f32", (long) r * in, pa, addr(dst), parts, r, in, factor, 1);
+        else be.elementwise("sum_parts_f32", (long) r * in, pa, addr(dst), parts, (long) r * in, factor, 1);
+        Reference.reachabilityFence(part);
     }
 
     @Override
@@ -189,10 +208,7 @@ final class CudaGradOps implements GradOps {
         Tensor g = be.dev(dh);
         if (da != null && n > 0) {
             grad(da, "loraDownBackward");
-            MemorySegment[] part = new MemorySegment[1];
-            int parts = daParts(activation(x), up, addr(g), part, n, in, r, seed, threshold);
-            be.elementwise("sum_parts_f32", (long) r * in, part[0].address(), addr(da), parts, (long) r * in, factor, 1);
-            Reference.reachabilityFence(part[0]);
+            daInto(activation(x), up, addr(g), n, in, r, seed, threshold, da, factor, false);
         }
         if (dx != null && n > 0) {
             grad(dx, "loraDownBackward");
@@ -262,10 +278,8 @@ final class CudaGradOps implements GradOps {
             // a LoRA up-projection's dh = dy B: the down-projection kernel over dy's bf16 copy (made for the frozen
             // product's dx) with B as the transposed factor, one pass at the bandwidth
             MemorySegment gb = be.bf16Of(g);
-            MemorySegment part = downParts(0, gb.address(), addr(wd), true, n, out, in, 0L, 0);
-            be.elementwise("sum_parts_f32", (long) n * in, part.address(), addr(dx), (out + 511) / 512, (long) n * in, 1f, accumulate ? 1 : 0);
+            downInto(0, gb.address(), addr(wd), true, n, out, in, 0L, 0, dx, 1f, accumulate);
             Reference.reachabilityFence(gb);
-            Reference.reachabilityFence(part);
         } else if (wd.dtype() == DType.F32 && lowRank(in, n)) {
             // a LoRA up-projection's dh: bf16 operands (dy's copy, made for the frozen product's dx, and B rounded)
             MemorySegment gb = be.bf16Of(g), wb = roundedCopy(wd);
@@ -317,11 +331,8 @@ final class CudaGradOps implements GradOps {
             if (xd.dtype() == DType.F32 && lowRank(in, n) && WIDE && in <= 8 && out % 4 == 0) {
                 // a LoRA B's gradient dB += dy^T h: the dA kernel over dy's bf16 copy, summed transposed
                 MemorySegment gb = be.bf16Of(g);
-                MemorySegment[] part = new MemorySegment[1];
-                int parts = daParts(new Tensor(DType.BF16, g.shape(), gb, be.device()), addr(xd), part, n, out, in, 0L, 0);
-                be.elementwise("sum_parts_t_f32", (long) in * out, part[0].address(), addr(dw), parts, in, out, 1f, 1);
+                daInto(new Tensor(DType.BF16, g.shape(), gb, be.device()), null, addr(xd), n, out, in, 0L, 0, dw, 1f, true);
                 Reference.reachabilityFence(gb);
-                Reference.reachabilityFence(part[0]);
             } else if (xd.dtype() == DType.F32 && lowRank(in, n)) {   // a LoRA B's gradient: bf16 dy (as linearDx) and rounded h
                 MemorySegment gb = be.bf16Of(g), xb = roundedCopy(xd);
                 be.blas.batched(xb.address(), a, gb.address(), b, addr(dw), c, 1, CublasLt.CUDA_R_16BF, CublasLt.CUDA_R_32F, 1f, 1f, be.stream);

@@ -620,7 +620,8 @@ __device__ __forceinline__ void lora_load_pair8(const unsigned short* __restrict
 // part[ks][t][r] = sum over k in chunk ks of mask * x[t, k] * A[r, k] (A[r, k] = a[k * R + r] when at), as
 // lora_down_stream. Shared: the chunk of A as [r][q][lane] (value q of lane l at q * 32 + l: conflict-free reads).
 extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const unsigned short* __restrict__ x,
-        const float* __restrict__ a, float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold, int at) {
+        const float* __restrict__ a, float* __restrict__ part, int n, int in, int R, unsigned long long seed, int threshold, int at,
+        float* __restrict__ dst, float factor) {
     extern __shared__ float as[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = blockIdx.y, k0 = ks * LORA_KC;
     int kc = min(LORA_KC, in - k0), stride = 16 * gridDim.x;
@@ -670,7 +671,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const uns
                 float o = (b2 ? qq[1] : qq[0]) + __shfl_xor_sync(0xffffffffu, b2 ? qq[0] : qq[1], 4);
                 o += __shfl_xor_sync(0xffffffffu, o, 2);
                 o += __shfl_xor_sync(0xffffffffu, o, 1);
-                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) part[((long long) ks * n + t + j) * R + r0 + mine] = o;
+                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) {
+                    if (dst != nullptr) atomicAdd(dst + (long long) (t + j) * R + r0 + mine, o * factor);
+                    else part[((long long) ks * n + t + j) * R + r0 + mine] = o;
+                }
             }
         }
 #pragma unroll
@@ -700,7 +704,8 @@ __device__ __forceinline__ void load4(const unsigned short* x, const unsigned sh
 // dh[t, r] * mask * x[t, k], as lora_down_da_part2 (dh staged padded to 16 ranks), R <= 8.
 __device__ __forceinline__ void lora_down_da4_t(const unsigned short* __restrict__ x, const unsigned short* __restrict__ up,
                                                 const float* __restrict__ dh, float* __restrict__ part, int n, int in, int R,
-                                                int per, unsigned long long seed, int threshold) {
+                                                int per, unsigned long long seed, int threshold, float* __restrict__ dst,
+                                                float factor, int transposed) {
     extern __shared__ float4 dsh4[];
     float* dsh = (float*) dsh4;
     int k = 4 * (blockIdx.x * blockDim.x + threadIdx.x), p = blockIdx.y;
@@ -745,20 +750,37 @@ __device__ __forceinline__ void lora_down_da4_t(const unsigned short* __restrict
     }
 #pragma unroll
     for (int r = 0; r < 8; r++)
-        if (r < R) *(float4*) (part + ((long long) p * R + r) * in + k) = make_float4(acc[0][r], acc[1][r], acc[2][r], acc[3][r]);
+        if (r < R) {
+            if (dst == nullptr) {
+                *(float4*) (part + ((long long) p * R + r) * in + k) = make_float4(acc[0][r], acc[1][r], acc[2][r], acc[3][r]);
+            } else if (transposed) {   // dst [in, R]
+#pragma unroll
+                for (int c = 0; c < 4; c++) atomicAdd(dst + (long long) (k + c) * R + r, acc[c][r] * factor);
+            } else {                   // dst [R, in]: one 16-byte reduction
+                float* q = dst + (long long) r * in + k;
+#if __CUDA_ARCH__ >= 900
+                asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(q), "f"(acc[0][r] * factor),
+                             "f"(acc[1][r] * factor), "f"(acc[2][r] * factor), "f"(acc[3][r] * factor) : "memory");
+#else
+#pragma unroll
+                for (int c = 0; c < 4; c++) atomicAdd(q + c, acc[c][r] * factor);
+#endif
+            }
+        }
 }
 
 extern "C" __global__ void lora_down_da4_bf16(const unsigned short* __restrict__ x, const float* __restrict__ dh,
                                               float* __restrict__ part, int n, int in, int R, int per, unsigned long long seed,
-                                              int threshold) {
-    lora_down_da4_t(x, nullptr, dh, part, n, in, R, per, seed, threshold);
+                                              int threshold, float* __restrict__ dst, float factor, int transposed) {
+    lora_down_da4_t(x, nullptr, dh, part, n, in, R, per, seed, threshold, dst, factor, transposed);
 }
 
 // The same for x = the SwiGLU output silu(gate) * up, rebuilt from its bf16 inputs (gate in place of x).
 extern "C" __global__ void lora_down_da4_swiglu(const unsigned short* __restrict__ gate, const unsigned short* __restrict__ up,
                                                 const float* __restrict__ dh, float* __restrict__ part, int n, int in, int R,
-                                                int per, unsigned long long seed, int threshold) {
-    lora_down_da4_t(gate, up, dh, part, n, in, R, per, seed, threshold);
+                                                int per, unsigned long long seed, int threshold, float* __restrict__ dst,
+                                                float factor, int transposed) {
+    lora_down_da4_t(gate, up, dh, part, n, in, R, per, seed, threshold, dst, factor, transposed);
 }
 
 // dst[k][r] (+)= factor * sum_p part[p][r][k] (parts of R x cols values): sum_parts_f32 writing the transpose

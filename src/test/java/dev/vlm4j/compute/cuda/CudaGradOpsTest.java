@@ -527,11 +527,20 @@ class CudaGradOpsTest {
         assertTrue(ops.rebuildsSwiGlu(gc, uc) && ops.rebuildsSwiGluFor(8), "the kept inputs rebuild the output");
         int r = 8;
         Tensor a = gpuBf16.fromHost(rand(r * d, 0.05f), r, d), dh = gpuBf16.fromHost(rand(n * r, 1f), n, r);
-        for (float p : new float[]{0f, 0.1f}) {
-            Tensor da1 = gpuBf16.zeros(r, d), da2 = gpuBf16.zeros(r, d);
-            ops.loraDownBackward(dh, yc, a, 2f, p, 9L, null, da1);
-            ops.loraDownBackwardOfSwiGlu(dh, gc, uc, a, 2f, p, 9L, null, da2);
-            assertArrayEquals(gpuBf16.toHost(da1), gpuBf16.toHost(da2), "dA from the rebuilt SwiGLU output, p=" + p);
+        CudaGradOps cops = (CudaGradOps) ops;
+        boolean atomic = cops.atomicSums;
+        try {
+            for (boolean inOrder : new boolean[]{true, false})
+                for (float p : new float[]{0f, 0.1f}) {
+                    cops.atomicSums = !inOrder;   // sums in order: bit for bit; atomically: the same up to the order
+                    Tensor da1 = gpuBf16.zeros(r, d), da2 = gpuBf16.zeros(r, d);
+                    ops.loraDownBackward(dh, yc, a, 2f, p, 9L, null, da1);
+                    ops.loraDownBackwardOfSwiGlu(dh, gc, uc, a, 2f, p, 9L, null, da2);
+                    if (inOrder) assertArrayEquals(gpuBf16.toHost(da1), gpuBf16.toHost(da2), "dA from the rebuilt SwiGLU output, p=" + p);
+                    else assertClose(new Pair(Tensor.of(gpuBf16.toHost(da1), r, d), da2), gpuBf16, 1e-6, "atomic dA, rebuilt, p=" + p);
+                }
+        } finally {
+            cops.atomicSums = atomic;
         }
         gpuBf16.siluMul(g, u);   // a forward that keeps nothing: the copies are no longer the ones its output came from
         assertFalse(ops.rebuildsSwiGlu(gc, uc), "only the last keeping forward's copies");
@@ -545,11 +554,23 @@ class CudaGradOpsTest {
      */
     @Test
     void loraProductsReadBf16OperandsInBf16Mode() {
-        GradOps ops = gpuBf16.gradOps();
+        CudaGradOps cops = (CudaGradOps) gpuBf16.gradOps();
+        boolean atomic = cops.atomicSums;
+        try {
+            for (boolean a : new boolean[]{false, true}) {
+                cops.atomicSums = a;
+                loraProductsOnBf16(cops);
+            }
+        } finally {
+            cops.atomicSums = atomic;
+        }
+    }
+
+    private void loraProductsOnBf16(GradOps ops) {
         for (int[] sh : new int[][]{{300, 512, 640, 8}, {37, 1032, 72, 3}, {129, 520, 8, 1}})
             for (float p : new float[]{0f, 0.1f}) {
                 int n = sh[0], in = sh[1], out = sh[2], r = sh[3];
-                String what = " n=" + n + " in=" + in + " out=" + out + " r=" + r + " p=" + p;
+                String what = " atomic=" + ((CudaGradOps) ops).atomicSums + " n=" + n + " in=" + in + " out=" + out + " r=" + r + " p=" + p;
                 long seed = 77L + n;
                 float[] xv = rand(n * in, 1f), av = rand(r * in, 0.05f), dyv = rand(n * out, 1f), bv = rand(out * r, 0.05f), hv = rand(n * r, 1f);
                 Tensor x = gpuBf16.fromHost(xv, n, in), a = gpuBf16.fromHost(av, r, in);
