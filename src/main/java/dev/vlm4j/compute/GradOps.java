@@ -209,6 +209,11 @@ public interface GradOps {
     /** In place: every element becomes 0. */
     void zero(Tensor g);
 
+    /** {@link #zero} of several tensors (a backend may do it in one launch). */
+    default void zero(java.util.List<Tensor> gs) {
+        for (Tensor g : gs) zero(g);
+    }
+
     /** In place: the tensor's float32 elements become {@code values} (same count). */
     void copyFromHost(Tensor dst, float[] values);
 }

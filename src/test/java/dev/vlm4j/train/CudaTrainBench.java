@@ -45,6 +45,7 @@ public final class CudaTrainBench {
                 case "--checkpoint-scope" -> scope = v;
                 case "--also-other-mode" -> other = Boolean.parseBoolean(v);
                 case "--precision" -> precision = v.equalsIgnoreCase("f32") ? Precision.F32 : Precision.BF16;
+                case "--sample-host" -> sampleHost = Boolean.parseBoolean(v);
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -87,6 +88,7 @@ public final class CudaTrainBench {
                 String prof = cuda.profileReport(40);
                 if (prof != null && s == warmup + steps - 1) System.out.print(prof);
             }
+            if (sampleHost) printSamples(30);
             double[] sorted = ms.clone();
             Arrays.sort(sorted);
             double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
@@ -154,16 +156,58 @@ public final class CudaTrainBench {
         }
     }
 
+    /** With --sample-host true: where the host thread spends a step (stack samples) and when the step's parts return. */
+    private static boolean sampleHost;
+    private static final Map<String, Integer> samples = new java.util.concurrent.ConcurrentHashMap<>();
+
     /** One timed LoRA step: forward and backward with dropout seed {@code seed}, clipping, AdamW, device synchronised. */
     private static double step(TrainableModel tm, CudaBackend cuda, AdamW opt, List<Parameter> params, int[] ids,
                                long[] labels, long seed) {
+        Thread main = Thread.currentThread();
+        boolean[] done = {false};
+        Thread sampler = null;
+        if (sampleHost) {   // the innermost vlm4j frame (and its caller) of the stepping thread, every 0.2 ms
+            sampler = new Thread(() -> {
+                while (!done[0]) {
+                    StackTraceElement[] st = main.getStackTrace();
+                    String top = null;
+                    for (int i = 0; i < st.length && top == null; i++)
+                        if (st[i].getClassName().startsWith("dev.vlm4j"))
+                            top = (i > 0 ? st[0].getClassName().replaceAll(".*\\.", "") + "." + st[0].getMethodName() + " <- " : "")
+                                    + st[i].getClassName().replaceAll(".*\\.", "") + "." + st[i].getMethodName() + ":" + st[i].getLineNumber();
+                    if (top != null) samples.merge(top, 1, Integer::sum);
+                    java.util.concurrent.locks.LockSupport.parkNanos(200_000);
+                }
+            });
+            sampler.setDaemon(true);
+            sampler.start();
+        }
+        long a = System.nanoTime();
         tm.lora().training(true, seed);
         tm.grad().zeroGrad();
         double loss = tm.lossAndBackward(ids, labels, null, null, 1.0, false).loss();
+        long b = System.nanoTime();
         tm.lora().training(false, 0);
         AdamW.clipGradNorm(params, 1.0);
+        long c = System.nanoTime();
         opt.step(1e-4);
         cuda.synchronize();
+        long d = System.nanoTime();
+        done[0] = true;
+        if (sampleHost) {
+            System.out.printf("  host: forward+backward queued after %.1f ms, clipping (waits for the GPU) done at %.1f ms, step %.1f ms%n",
+                    (b - a) / 1e6, (c - a) / 1e6, (d - a) / 1e6);
+            try { sampler.join(); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        }
         return loss;
+    }
+
+    /** The most sampled host frames so far, then forgets them. */
+    static void printSamples(int top) {
+        int total = samples.values().stream().mapToInt(Integer::intValue).sum();
+        System.out.printf("host samples: %d%n", total);
+        samples.entrySet().stream().sorted((x, y) -> y.getValue() - x.getValue()).limit(top)
+                .forEach(e -> System.out.printf("  %5.1f%%  %s%n", 100.0 * e.getValue() / total, e.getKey()));
+        samples.clear();
     }
 }

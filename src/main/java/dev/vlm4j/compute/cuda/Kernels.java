@@ -45,7 +45,7 @@ final class Kernels {
             "gelu_backward", "add_rows_f32", "add_columns_f32", "rotary_backward", "rms_norm_backward", "column_sums_f32",
             "dropout_f32", "cross_entropy_forward", "cross_entropy_backward", "expand_heads",
             "masked_softmax", "softmax_backward_rows", "reduce_heads_add", "scale_copy_f32", "mul_f32", "add_dropout_f32",
-            "lora_down_stream", "lora_down_stream8", "lora_down_da4_bf16", "lora_down_da4_swiglu", "sum_parts_t_f32", "lora_down_dx4", "sum_parts_f32", "lora_down_da_part2", "lora_down_da_part2_bf16", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32",
+            "lora_down_stream", "lora_down_stream8", "lora_down_da4_bf16", "lora_down_da4_swiglu", "sum_parts_t_f32", "lora_down_dx4", "sum_parts_f32", "lora_down_da_part2", "lora_down_da_part2_bf16", "lora_down_dx", "adamw_multi_f32", "scale_multi_f32", "zero_multi_f32",
             "sum_squares_multi_f32");
 
     /** The kernel entry points CudaBackend uses. */

@@ -215,7 +215,9 @@ public final class GradBackend implements Backend {
 
     /** Zeroes every parameter gradient. */
     public void zeroGrad() {
-        for (Parameter p : params.values()) ops.zero(p.node.grad);
+        List<Tensor> gs = new ArrayList<>(params.size());
+        for (Parameter p : params.values()) gs.add(p.node.grad);
+        ops.zero(gs);
     }
 
     /**

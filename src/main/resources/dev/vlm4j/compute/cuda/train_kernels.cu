@@ -252,6 +252,12 @@ extern "C" __global__ void scale_multi_f32(const long long* table, float s) {
     GRID_STRIDE(i, n) g[i] *= s;
 }
 
+extern "C" __global__ void zero_multi_f32(const long long* table) {
+    float* g = (float*) table[2 * blockIdx.y];
+    long long n = table[2 * blockIdx.y + 1];
+    GRID_STRIDE(i, n) g[i] = 0.f;
+}
+
 // partial[t * gridDim.x + block] = the block's float64 sum of squares of table[t] = {g, n}
 extern "C" __global__ void sum_squares_multi_f32(const long long* table, double* partial) {
     __shared__ double red[32];

@@ -210,6 +210,8 @@ class CudaGradOpsTest {
             assertClose(m.get(i), gpu, 1e-6, "AdamW first moment of tensor " + i);
             assertClose(v.get(i), gpu, 1e-5, "AdamW second moment of tensor " + i);
         }
+        g.zero(dev.apply(gr));   // one launch zeroes them all
+        for (int i = 0; i < sizes.length; i++) assertArrayEquals(new float[sizes[i]], gpu.toHost(gr.get(i).d), "zeroed tensor " + i);
     }
 
     /** Attention backward for one configuration, float32 mode against the host; bf16 mode with a bf16 bound. */
