@@ -14,8 +14,7 @@ import java.lang.foreign.MemorySegment;
  */
 final class Bf16Copies {
     /** How many copies are kept (VLM4J_CUDA_BF16_COPIES, default 4; 1 = only the last, as before). */
-    static final int CAPACITY = Math.max(1, Integer.getInteger("vlm4j.cuda.bf16Copies",
-            System.getenv("VLM4J_CUDA_BF16_COPIES") == null ? 4 : Integer.parseInt(System.getenv("VLM4J_CUDA_BF16_COPIES"))));
+    static final int CAPACITY = Math.max(1, Integer.getInteger("vlm4j.cuda.bf16Copies", DevicePool.intSetting("VLM4J_CUDA_BF16_COPIES", 4)));
 
     private final Tensor[] sources = new Tensor[CAPACITY];
     private final MemorySegment[] copies = new MemorySegment[CAPACITY];

@@ -122,7 +122,19 @@ final class DevicePool implements AutoCloseable {
     }
 
     /** Larger cached blocks serve a request when at most 1/FIT larger (VLM4J_CUDA_POOL_FIT, 0: exact classes only). */
-    static final int FIT = Integer.parseInt(System.getenv().getOrDefault("VLM4J_CUDA_POOL_FIT", "0"));
+    static final int FIT = intSetting("VLM4J_CUDA_POOL_FIT", 0);
+
+    /** An integer environment setting, or {@code dflt} when unset; a value that is not a number is reported and ignored. */
+    static int intSetting(String name, int dflt) {
+        String v = System.getenv(name);
+        if (v == null || v.isBlank()) return dflt;
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            System.err.println("warning: " + name + "=" + v + " is not a whole number; using " + dflt);
+            return dflt;
+        }
+    }
 
     /**
      * A block returned to the pool when the segment becomes unreachable, or when the innermost open
