@@ -634,45 +634,36 @@ public final class GradBackend implements Backend {
     public void scatterRows(Tensor dst, int[] rowIdx, Tensor src) {
         Node nd = node(dst), ns = node(src);
         inner.scatterRows(dst, rowIdx, src);
-        bump(dst);
-        if (!any(nd, ns)) {
-            if (recording) nodes.remove(dst);
-            return;
-        }
-        int[] idx = rowIdx.clone();
-        int dstRows = rows(dst);
-        push("scatterRows", dst, ny -> {
-            if (ns != null) ops.addRows(ns.grad(), null, ny.grad, idx, idx.length);
-            if (nd != null) {
-                boolean[] overwritten = new boolean[dstRows];
-                for (int r : idx) overwritten[r] = true;
-                int[] keep = untouched(overwritten);
-                ops.addRows(nd.grad(), keep, ny.grad, keep, keep.length);
-            }
-        });
+        rowsWritten("scatterRows", dst, rowIdx.clone(), nd, ns);
     }
 
     @Override
     public void copyRows(Tensor dst, int dstRow, Tensor src) {
         Node nd = node(dst), ns = node(src);
         inner.copyRows(dst, dstRow, src);
+        if ((nd != null || ns != null) && src.dim(-1) != dst.dim(-1))
+            throw new IllegalArgumentException("copyRows while recording: rows of " + src + " and " + dst + " differ in width");
+        int[] idx = new int[rows(src)];
+        for (int i = 0; i < idx.length; i++) idx[i] = dstRow + i;
+        rowsWritten("copyRows", dst, idx, nd, ns);
+    }
+
+    /**
+     * Records rows {@code idx} of dst overwritten in place by the rows of a source (node ns): the source's gradient
+     * takes those rows of dst's, dst's old value (node nd) the others.
+     */
+    private void rowsWritten(String name, Tensor dst, int[] idx, Node nd, Node ns) {
         bump(dst);
         if (!any(nd, ns)) {
             if (recording) nodes.remove(dst);
             return;
         }
-        if (src.dim(-1) != dst.dim(-1))
-            throw new IllegalArgumentException("copyRows while recording: rows of " + src + " and " + dst + " differ in width");
-        int count = rows(src), dstRows = rows(dst);
-        push("copyRows", dst, ny -> {
-            if (ns != null) {
-                int[] from = new int[count];
-                for (int i = 0; i < count; i++) from[i] = dstRow + i;
-                ops.addRows(ns.grad(), null, ny.grad, from, count);
-            }
+        int dstRows = rows(dst);
+        push(name, dst, ny -> {
+            if (ns != null) ops.addRows(ns.grad(), null, ny.grad, idx, idx.length);
             if (nd != null) {
                 boolean[] overwritten = new boolean[dstRows];
-                for (int i = 0; i < count; i++) overwritten[dstRow + i] = true;
+                for (int r : idx) overwritten[r] = true;
                 int[] keep = untouched(overwritten);
                 ops.addRows(nd.grad(), keep, ny.grad, keep, keep.length);
             }
