@@ -605,39 +605,30 @@ final class CudaGradOps implements GradOps {
     }
 
     @Override
-    public void scale(java.util.List<Tensor> gs, double s) {
-        be.bind();
-        if (gs.isEmpty()) return;
-        if (gs.size() > MULTI_MAX) {
-            for (int a = 0; a < gs.size(); a += MULTI_MAX) scale(gs.subList(a, Math.min(gs.size(), a + MULTI_MAX)), s);
-            return;
-        }
-        long most = 0;
-        for (Tensor g : gs) {
-            grad(g, "scale");
-            most = Math.max(most, g.numel());
-        }
-        MemorySegment t = sizesTable(gs);
-        be.launch("scale_multi_f32", multiBlocks(most), gs.size(), BLOCK, 0, t.address(), (float) s);
-        Reference.reachabilityFence(t);
-    }
+    public void scale(java.util.List<Tensor> gs, double s) { multi("scale_multi_f32", "scale", gs, (float) s); }
 
     /** One launch for up to MULTI_MAX tensors (zeroGrad before a step: one memset each cost the idle GPU ~6 ms of launches). */
     @Override
-    public void zero(java.util.List<Tensor> gs) {
+    public void zero(java.util.List<Tensor> gs) { multi("zero_multi_f32", "zero", gs); }
+
+    /** An in-place kernel over every gradient of gs ({pointer, count} table; extra arguments after it), MULTI_MAX a launch. */
+    private void multi(String kernel, String op, java.util.List<Tensor> gs, Object... extra) {
         be.bind();
         if (gs.isEmpty()) return;
         if (gs.size() > MULTI_MAX) {
-            for (int a = 0; a < gs.size(); a += MULTI_MAX) zero(gs.subList(a, Math.min(gs.size(), a + MULTI_MAX)));
+            for (int a = 0; a < gs.size(); a += MULTI_MAX) multi(kernel, op, gs.subList(a, Math.min(gs.size(), a + MULTI_MAX)), extra);
             return;
         }
         long most = 0;
         for (Tensor g : gs) {
-            grad(g, "zero");
+            grad(g, op);
             most = Math.max(most, g.numel());
         }
         MemorySegment t = sizesTable(gs);
-        be.launch("zero_multi_f32", multiBlocks(most), gs.size(), BLOCK, 0, t.address());
+        Object[] args = new Object[1 + extra.length];
+        args[0] = t.address();
+        System.arraycopy(extra, 0, args, 1, extra.length);
+        be.launch(kernel, multiBlocks(most), gs.size(), BLOCK, 0, args);
         Reference.reachabilityFence(t);
     }
 

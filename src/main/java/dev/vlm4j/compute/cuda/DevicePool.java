@@ -108,21 +108,8 @@ final class DevicePool implements AutoCloseable {
         if (sinceGc > gcEveryBytes) collect();
         ArrayDeque<Long> q = free.get(size);
         if (q != null && !q.isEmpty()) return q.pop();
-        if (FIT > 0 && size > (1 << 20)) {
-            // no cached block of this class: the smallest cached block at most 1/FIT larger before new driver memory
-            // (it comes back under this class; the driver still frees it whole)
-            long best = 0;
-            for (Map.Entry<Long, ArrayDeque<Long>> e : free.entrySet()) {
-                long c = e.getKey();
-                if (c > size && c <= size + size / FIT && !e.getValue().isEmpty() && (best == 0 || c < best)) best = c;
-            }
-            if (best != 0) return free.get(best).pop();
-        }
         return driverAlloc(size);
     }
-
-    /** Larger cached blocks serve a request when at most 1/FIT larger (VLM4J_CUDA_POOL_FIT, 0: exact classes only). */
-    static final int FIT = intSetting("VLM4J_CUDA_POOL_FIT", 0);
 
     /** An integer environment setting, or {@code dflt} when unset; a value that is not a number is reported and ignored. */
     static int intSetting(String name, int dflt) {
