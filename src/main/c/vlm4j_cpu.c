@@ -345,6 +345,73 @@ void vlm4j_gemm_panel(const float *a, int b0, int b1, int in, int k0, int kc, co
     }
 }
 
+/* In-register transpose of a 16 x 16 float block: r[i] lane j -> r[j] lane i. */
+INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+    }
+}
+
+/*
+ * Packs one panel slice for vlm4j_gemm_panel: panel[po + kk * 32 + c] = w[j0 + c, k0 + kk] as float32 for kk < kc,
+ * c < cols, and 0 for cols <= c < 32. dt 0: f32 rows of in values at w; 1: bf16 rows; 2: Q8_0, quant rows of nb
+ * 32-byte blocks at w and f16 block scales so bytes after w (k0 a multiple of 32). The same floats as Gemm.packB
+ * (f32 and bf16 exact, Q8_0 float(q) * float(scale)): 16 x 16 blocks loaded row-wise (masked at a k tail),
+ * transposed in registers, stored k-major.
+ */
+void vlm4j_gemm_pack(int dt, const void *w, long so, int in, int nb, int j0, int cols, int k0, int kc, float *panel, int po) {
+    panel += po;
+    for (int c0 = 0; c0 < 32; c0 += 16)
+        for (int kk = 0; kk < kc; kk += 16) {
+            int m = kc - kk < 16 ? kc - kk : 16, k = k0 + kk;
+            __mmask16 mask = (__mmask16) ((1u << m) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                long j = (long) j0 + c0 + i;
+                if (c0 + i >= cols) {
+                    r[i] = _mm512_setzero_ps();
+                } else if (dt == 0) {
+                    r[i] = _mm512_maskz_loadu_ps(mask, (const float *) w + j * in + k);
+                } else if (dt == 1) {
+                    __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, (const uint16_t *) w + j * in + k));
+                    r[i] = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+                } else {
+                    long blk = j * nb + k / BLK;
+                    uint16_t h;
+                    __builtin_memcpy(&h, (const char *) w + so + 2 * blk, 2);
+                    __m128i q = _mm_maskz_loadu_epi8(mask, (const int8_t *) w + blk * BLK + k % BLK);
+                    r[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(h)));
+                }
+            }
+            transpose16(r);
+            for (int i = 0; i < m; i++) _mm512_storeu_ps(panel + (long) (kk + i) * 32 + c0, r[i]);
+        }
+}
+
 /*
  * The machine's FMA peak probe: iters rounds of 12 independent 16-lane FMA chains (enough to cover the latency of two
  * FMA ports), 384 FLOP a round; returns a sum so that nothing is optimised away. The same loop in Java reads 10-20%
@@ -390,4 +457,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 8; }
+int vlm4j_cpu_abi(void) { return 9; }

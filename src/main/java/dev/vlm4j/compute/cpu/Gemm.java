@@ -84,7 +84,7 @@ final class Gemm {
                 int g1 = Math.min(p1, g0 + group);
                 for (int p = g0; p < g1; p++) {
                     int j0 = p * NR, cols = Math.min(NR, out - j0), base = (p - g0) * in * NR;
-                    for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row);
+                    for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row, useNative);
                 }
                 for (int rb0 = 0; rb0 < blocks; rb0 += mcBlocks) {
                     int rb1 = Math.min(blocks, rb0 + mcBlocks);
@@ -137,8 +137,12 @@ final class Gemm {
         }
     }
 
-    /** panel[po + kk * NR + c] = w[j0 + c, k0 + kk] as float32, zero for c >= cols. */
-    private static void packB(WeightRows w, int j0, int cols, int k0, int kc, float[] panel, int po, float[] row) {
+    /** panel[po + kk * NR + c] = w[j0 + c, k0 + kk] as float32, zero for c >= cols (in C where the native kernels run). */
+    private static void packB(WeightRows w, int j0, int cols, int k0, int kc, float[] panel, int po, float[] row, boolean useNative) {
+        if (useNative && (w.dt == DType.F32 || w.dt == DType.BF16 || w.dt == DType.Q8_0)) {
+            NativeKernels.gemmPack(w.dt, w.m, w.so, w.in, w.nb, w.w.dim(0), j0, cols, k0, kc, panel, po);
+            return;
+        }
         if (cols < NR) java.util.Arrays.fill(panel, po, po + kc * NR, 0f);
         for (int c = 0; c < cols; c++) {
             if (w.dt == DType.Q8_0 || w.dt == DType.Q4_0) MatMul.quantRowSlice(w.m, w.dt == DType.Q8_0, w.nb, w.qb, w.so, j0 + c, k0, kc, row);

@@ -1,5 +1,7 @@
 package dev.vlm4j.compute.cpu;
 
+import dev.vlm4j.tensor.DType;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
@@ -30,15 +32,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 8;
+    private static final int ABI = 9;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, FMA_PEAK, READ_SUM;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, FMA_PEAK, READ_SUM;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, fp = null, rs = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, gk = null, fp = null, rs = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -68,6 +70,12 @@ public final class NativeKernels {
                                 ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
                                 ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
                         Linker.Option.critical(true));
+                // dt, w, so, in, nb, j0, cols, k0, kc, panel, po (w a heap or native segment, panel a heap array)
+                gk = linker.downcallHandle(lib.find("vlm4j_gemm_pack").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                                ValueLayout.ADDRESS, ValueLayout.JAVA_INT),
+                        Linker.Option.critical(true));
                 fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
                         FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
                 // a native address, bytes, prefetch distance (no heap arrays: not critical)
@@ -93,6 +101,7 @@ public final class NativeKernels {
             qz = null;
             vn = null;
             gp = null;
+            gk = null;
             fp = null;
             rs = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
@@ -103,6 +112,7 @@ public final class NativeKernels {
         Q8_QUANTIZE = qz;
         Q8_VNNI = vn;
         GEMM_PANEL = gp;
+        GEMM_PACK = gk;
         FMA_PEAK = fp;
         READ_SUM = rs;
         STATUS = status;
@@ -191,6 +201,30 @@ public final class NativeKernels {
                     MemorySegment.ofArray(y), n, out, j0, cols, acc ? 1 : 0);
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM kernel failed", t);
+        }
+    }
+
+    /**
+     * Packs one panel slice for {@link #gemmPanel}: {@code panel[po + kk * 32 + c] = w[j0 + c, k0 + kk]} as float32 for
+     * {@code kk < kc}, {@code c < cols}, zero for the columns past cols; the same values as {@code Gemm.packB}. w holds
+     * f32 or bf16 rows of {@code in} values, or a Q8_0 matrix ({@code nb} 32-byte quant blocks per row, then f16 scales
+     * at byte {@code so}; k0 a multiple of 32). {@code rows} is w's number of rows.
+     */
+    static void gemmPack(DType dt, MemorySegment w, long so, int in, int nb, long rows, int j0, int cols, int k0, int kc, float[] panel, int po) {
+        int code = switch (dt) { case F32 -> 0; case BF16 -> 1; case Q8_0 -> 2; default -> -1; };
+        long need = switch (code) {
+            case 0 -> 4L * rows * in;
+            case 1 -> 2L * rows * in;
+            default -> Math.max(so + 2L * rows * nb, rows * nb * 32L);
+        };
+        if (code < 0 || j0 < 0 || cols <= 0 || cols > 32 || j0 + cols > rows || k0 < 0 || kc <= 0 || k0 + kc > in || po < 0
+                || po + 32L * kc > panel.length || w.byteSize() < need || code == 2 && (k0 % 32 != 0 || (long) nb * 32 < in))
+            throw new IllegalArgumentException("gemmPack: bad shapes " + dt + " rows=" + rows + " in=" + in + " j0=" + j0 + " cols=" + cols
+                    + " k0=" + k0 + " kc=" + kc + " po=" + po + " bytes=" + w.byteSize());
+        try {
+            GEMM_PACK.invokeExact(code, w, so, in, nb, j0, cols, k0, kc, MemorySegment.ofArray(panel), po);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native GEMM packing failed", t);
         }
     }
 

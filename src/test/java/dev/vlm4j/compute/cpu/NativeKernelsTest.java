@@ -158,13 +158,15 @@ class NativeKernelsTest {
     /**
      * The C GEMM micro-kernel loop against the Vector API one: bit-identical outputs (the same FMAs in the same order)
      * for full and partial 6-row blocks, pairs of blocks, partial 32-column panels, several k-slices and a k tail,
-     * several row chunks (200 rows) and several panel groups per worker (11008 deep).
+     * several row chunks (200 rows) and several panel groups per worker (11008 deep). The native path also packs the
+     * weight panels in C ({@code vlm4j_gemm_pack}: 16 x 16 transposes, masked k tails), so this compares that packing
+     * with the Java one too, for f32, bf16 on the heap and off-heap at an odd address, and Q8_0.
      */
     @ParameterizedTest
     @CsvSource({"1,64,32", "6,256,32", "12,256,64", "13,300,45", "37,700,96", "64,1100,129", "200,520,3456", "13,11008,2048", "200,11008,700"})
     void gemmMicroKernelIsBitIdenticalToTheVectorKernel(int n, int in, int out) {
         Assumptions.assumeTrue(Gemm.NATIVE, "native GEMM kernel not loaded: " + NativeKernels.status());
-        for (String kind : new String[]{"F32", "BF16N", "Q8_0"}) {
+        for (String kind : new String[]{"F32", "BF16", "BF16N", "Q8_0"}) {
             float[] v = CpuKernelsTest.randn(out * in, 41, 0.02f);
             Tensor w = kind.equals("Q8_0") ? Quant.quantize(Tensor.of(v, out, in), DType.Q8_0)
                     : kind.equals("F32") ? Tensor.of(v, out, in) : CpuKernelsTest.weight(kind, v, out, in);
