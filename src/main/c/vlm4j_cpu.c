@@ -413,6 +413,118 @@ void vlm4j_gemm_pack(int dt, const void *w, long so, int in, int nb, int j0, int
 }
 
 /*
+ * exp(x) for lanes x <= 0 (as softmax weights need): Cody-Waite reduction x = n ln2 + r and the degree-6 polynomial
+ * of Cephes' expf (about 1 ulp), scaled by 2^n with scalef; x below -104 gives 0 (or a denormal).
+ */
+INLINE __m512 exp_nonpositive(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    return _mm512_scalef_ps(_mm512_add_ps(p, _mm512_set1_ps(1.f)), n);
+}
+
+#define AQ 8    /* queries per call */
+#define AT 32   /* keys per tile */
+
+/*
+ * Online-softmax attention of AQ queries over the keys [lo, hi) of one KV head (the tiled kernel of
+ * dev.vlm4j.compute.cpu.Attention, in C): q = AQ scaled query rows of d floats (d a multiple of 16, at most 256),
+ * kt = that head's keys transposed (kt[c * ld + j], readable up to j = hi + 31), v rows of the head at v + j * w,
+ * out = AQ rows of d, normalised. Per tile of 32 keys: scores by d broadcast FMAs (16 accumulators), one max and
+ * one rescale per query, exp, then the weighted values into the accumulators two 16-wide column chunks at a time.
+ */
+void vlm4j_attention(const float *q, const float *kt, int ld, const float *v, int w, int d, int lo, int hi, float *out) {
+    float acc[AQ * 256], pb[AQ * AT], m[AQ], l[AQ];
+    for (int i = 0; i < AQ * d; i++) acc[i] = 0.f;
+    for (int e = 0; e < AQ; e++) { m[e] = -__builtin_inff(); l[e] = 0.f; }
+    const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+    for (int j0 = lo; j0 < hi; j0 += AT) {
+        int valid = hi - j0 < AT ? hi - j0 : AT;
+        __mmask16 v0 = valid >= 16 ? 0xFFFF : (__mmask16) ((1u << valid) - 1);
+        __mmask16 v1 = valid >= 32 ? 0xFFFF : valid <= 16 ? 0 : (__mmask16) ((1u << (valid - 16)) - 1);
+        __m512 s0[AQ], s1[AQ];
+#pragma GCC unroll 8
+        for (int e = 0; e < AQ; e++) s0[e] = s1[e] = _mm512_setzero_ps();
+        for (int c = 0; c < d; c++) {
+            __m512 k0 = _mm512_loadu_ps(kt + (long) c * ld + j0), k1 = _mm512_loadu_ps(kt + (long) c * ld + j0 + 16);
+#pragma GCC unroll 8
+            for (int e = 0; e < AQ; e++) {
+                __m512 b = _mm512_set1_ps(q[e * d + c]);
+                s0[e] = _mm512_fmadd_ps(k0, b, s0[e]);
+                s1[e] = _mm512_fmadd_ps(k1, b, s1[e]);
+            }
+        }
+        for (int e = 0; e < AQ; e++) {
+            __m512 a = _mm512_mask_blend_ps(v0, ninf, s0[e]), b = _mm512_mask_blend_ps(v1, ninf, s1[e]);
+            float tmax = _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+            if (tmax > m[e]) {
+                if (m[e] != -__builtin_inff()) {
+                    float corr = _mm512_cvtss_f32(exp_nonpositive(_mm512_set1_ps(m[e] - tmax)));
+                    l[e] *= corr;
+                    __m512 cv = _mm512_set1_ps(corr);
+                    for (int c = 0; c < d; c += 16) _mm512_storeu_ps(acc + e * d + c, _mm512_mul_ps(_mm512_loadu_ps(acc + e * d + c), cv));
+                }
+                m[e] = tmax;
+            }
+            __m512 mv = _mm512_set1_ps(m[e]);
+            __m512 p0 = _mm512_maskz_mov_ps(v0, exp_nonpositive(_mm512_sub_ps(a, mv)));
+            __m512 p1 = _mm512_maskz_mov_ps(v1, exp_nonpositive(_mm512_sub_ps(b, mv)));
+            l[e] += _mm512_reduce_add_ps(_mm512_add_ps(p0, p1));
+            _mm512_storeu_ps(pb + e * AT, p0);
+            _mm512_storeu_ps(pb + e * AT + 16, p1);
+        }
+        const float *vj = v + (long) j0 * w;
+        int c0 = 0;
+        for (; c0 + 32 <= d; c0 += 32) {
+            __m512 r0[AQ], r1[AQ];
+#pragma GCC unroll 8
+            for (int e = 0; e < AQ; e++) {
+                r0[e] = _mm512_loadu_ps(acc + e * d + c0);
+                r1[e] = _mm512_loadu_ps(acc + e * d + c0 + 16);
+            }
+            for (int t = 0; t < valid; t++) {
+                __m512 x0 = _mm512_loadu_ps(vj + (long) t * w + c0), x1 = _mm512_loadu_ps(vj + (long) t * w + c0 + 16);
+#pragma GCC unroll 8
+                for (int e = 0; e < AQ; e++) {
+                    __m512 p = _mm512_set1_ps(pb[e * AT + t]);
+                    r0[e] = _mm512_fmadd_ps(x0, p, r0[e]);
+                    r1[e] = _mm512_fmadd_ps(x1, p, r1[e]);
+                }
+            }
+#pragma GCC unroll 8
+            for (int e = 0; e < AQ; e++) {
+                _mm512_storeu_ps(acc + e * d + c0, r0[e]);
+                _mm512_storeu_ps(acc + e * d + c0 + 16, r1[e]);
+            }
+        }
+        if (c0 < d) {
+            __m512 r0[AQ];
+#pragma GCC unroll 8
+            for (int e = 0; e < AQ; e++) r0[e] = _mm512_loadu_ps(acc + e * d + c0);
+            for (int t = 0; t < valid; t++) {
+                __m512 x0 = _mm512_loadu_ps(vj + (long) t * w + c0);
+#pragma GCC unroll 8
+                for (int e = 0; e < AQ; e++) r0[e] = _mm512_fmadd_ps(x0, _mm512_set1_ps(pb[e * AT + t]), r0[e]);
+            }
+#pragma GCC unroll 8
+            for (int e = 0; e < AQ; e++) _mm512_storeu_ps(acc + e * d + c0, r0[e]);
+        }
+    }
+    for (int e = 0; e < AQ; e++) {
+        __m512 inv = _mm512_set1_ps(1.f / l[e]);
+        for (int c = 0; c < d; c += 16) _mm512_storeu_ps(out + e * d + c, _mm512_mul_ps(_mm512_loadu_ps(acc + e * d + c), inv));
+    }
+}
+
+/*
  * The machine's FMA peak probe: iters rounds of 12 independent 16-lane FMA chains (enough to cover the latency of two
  * FMA ports), 384 FLOP a round; returns a sum so that nothing is optimised away. The same loop in Java reads 10-20%
  * lower on the build machine, which would overstate every efficiency measured against it.
@@ -457,4 +569,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 9; }
+int vlm4j_cpu_abi(void) { return 10; }

@@ -17,8 +17,14 @@ final class Attention {
     private static final VectorSpecies<Float> F = MatMul.F;
     private static final int L = F.length();
 
-    /** (query, head) pairs processed together. */
+    /** (query, head) pairs processed together by the Vector API kernel. */
     private static final int G = 4;
+    /**
+     * The C kernel ({@link NativeKernels#attention}: 8 queries, 32-key tiles) where the native library is loaded and
+     * the head dimension is a multiple of 16 up to 256; {@code -Dvlm4j.attention.native=false} keeps the Vector API one.
+     */
+    static final boolean NATIVE = NativeKernels.attentionAvailable() && L == 16
+            && !"false".equals(System.getProperty("vlm4j.attention.native"));
 
     private Attention() {}
 
@@ -90,12 +96,19 @@ final class Attention {
     }
 
     static Tensor compute(float[] q, int n, float[] k, float[] v, int kvLen, int hq, int hkv, int d, AttentionMask mask) {
+        return compute(q, n, k, v, kvLen, hq, hkv, d, mask, NATIVE);
+    }
+
+    /** As above, choosing the C kernel (where it can take this head dimension) or the Vector API one. */
+    static Tensor compute(float[] q, int n, float[] k, float[] v, int kvLen, int hq, int hkv, int d, AttentionMask mask, boolean useNative) {
+        boolean nat = useNative && NATIVE && d % 16 == 0 && d <= 256;
+        int gq = nat ? NativeKernels.ATTENTION_QUERIES : G;
         float[] out = new float[n * hq * d];
         int group = hq / hkv, w = hkv * d;
         float scale = (float) (1.0 / Math.sqrt(d));
         int[] segOf = mask.querySegments(n, kvLen);
         // Transposed keys, each row padded so a tile may read past kvLen (those lanes are masked).
-        int ld = (kvLen + L - 1) / L * L + L;
+        int ld = (kvLen + L - 1) / L * L + (nat ? 32 : L);
         float[] kt = new float[hkv * d * ld];
         Parallel.forRange(hkv, 1, (h0, h1) -> {
             for (int kh = h0; kh < h1; kh++)
@@ -114,7 +127,7 @@ final class Attention {
             for (int i = 0; i < n; i++) {
                 int l0 = mask.keyStart(i, segOf), h0 = mask.keyEnd(i, segOf, kvLen);
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
-                    boolean extend = idx > itemStart[items] && idx - itemStart[items] < G && lo[idx - 1] == l0 && hi[idx - 1] == h0
+                    boolean extend = idx > itemStart[items] && idx - itemStart[items] < gq && lo[idx - 1] == l0 && hi[idx - 1] == h0
                             && ph[idx - 1] / group == kh;
                     if (!extend && idx > 0) itemStart[++items] = idx;
                     pi[idx] = i; ph[idx] = h; lo[idx] = l0; hi[idx] = h0;
@@ -123,6 +136,23 @@ final class Attention {
             }
         itemStart[++items] = idx;
         final int nItems = items;
+        if (nat) {
+            Parallel.forRange(nItems, 2, (t0, t1) -> {
+                float[] qs = new float[gq * d], os = new float[gq * d];
+                for (int t = t0; t < t1; t++) {
+                    int a = itemStart[t], g = itemStart[t + 1] - a;
+                    for (int e = 0; e < gq; e++) {
+                        int src = a + Math.min(e, g - 1); // pad with copies of the last pair (computed, not stored)
+                        int qo = pi[src] * hq * d + ph[src] * d;
+                        for (int c = 0; c < d; c++) qs[e * d + c] = q[qo + c] * scale;
+                    }
+                    int kh = ph[a] / group;
+                    NativeKernels.attention(qs, kt, kh * d * ld, ld, v, kh * d, w, d, lo[a], hi[a], os);
+                    for (int e = 0; e < g; e++) System.arraycopy(os, e * d, out, pi[a + e] * hq * d + ph[a + e] * d, d);
+                }
+            });
+            return Tensor.of(out, n, (long) hq * d);
+        }
         Parallel.forRange(nItems, 2, (t0, t1) -> {
             float[][] acc = new float[G][d], qs = new float[G][d], pb = new float[G][L];
             float[] m = new float[G], l = new float[G];

@@ -32,15 +32,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 9;
+    private static final int ABI = 10;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, FMA_PEAK, READ_SUM;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, ATTENTION, FMA_PEAK, READ_SUM;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, gk = null, fp = null, rs = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, gk = null, at = null, fp = null, rs = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -76,6 +76,11 @@ public final class NativeKernels {
                                 ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                 ValueLayout.ADDRESS, ValueLayout.JAVA_INT),
                         Linker.Option.critical(true));
+                // q, kt, ld, v, w, d, lo, hi, out (heap arrays)
+                at = linker.downcallHandle(lib.find("vlm4j_attention").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS),
+                        Linker.Option.critical(true));
                 fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
                         FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
                 // a native address, bytes, prefetch distance (no heap arrays: not critical)
@@ -102,6 +107,7 @@ public final class NativeKernels {
             vn = null;
             gp = null;
             gk = null;
+            at = null;
             fp = null;
             rs = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
@@ -113,6 +119,7 @@ public final class NativeKernels {
         Q8_VNNI = vn;
         GEMM_PANEL = gp;
         GEMM_PACK = gk;
+        ATTENTION = at;
         FMA_PEAK = fp;
         READ_SUM = rs;
         STATUS = status;
@@ -225,6 +232,30 @@ public final class NativeKernels {
             GEMM_PACK.invokeExact(code, w, so, in, nb, j0, cols, k0, kc, MemorySegment.ofArray(panel), po);
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM packing failed", t);
+        }
+    }
+
+    /** Queries per call of {@link #attention}. */
+    static final int ATTENTION_QUERIES = 8;
+
+    /** Whether the native attention kernel ({@link #attention}) is loaded. */
+    public static boolean attentionAvailable() { return ATTENTION != null; }
+
+    /**
+     * Online-softmax attention of {@link #ATTENTION_QUERIES} query rows ({@code q}, d floats each, already scaled) over
+     * keys [lo, hi) of one KV head: {@code kt[c * ld + j]} the head's keys transposed (readable to {@code j < hi + 32}),
+     * {@code v[j * w + vo ..]} its value rows; {@code out} gets the normalised rows. d a multiple of 16, at most 256.
+     */
+    static void attention(float[] q, float[] kt, int kto, int ld, float[] v, int vo, int w, int d, int lo, int hi, float[] out) {
+        int nq = ATTENTION_QUERIES;
+        if (d % 16 != 0 || d > 256 || d <= 0 || lo < 0 || hi <= lo || q.length < nq * d || out.length < nq * d
+                || kto < 0 || kto + (long) (d - 1) * ld + hi + 32 > kt.length || vo < 0 || vo + (long) (hi - 1) * w + d > v.length)
+            throw new IllegalArgumentException("attention: bad shapes d=" + d + " keys " + lo + ".." + hi + " ld=" + ld + " w=" + w);
+        try {
+            ATTENTION.invokeExact(MemorySegment.ofArray(q), MemorySegment.ofArray(kt).asSlice(4L * kto), ld,
+                    MemorySegment.ofArray(v).asSlice(4L * vo), w, d, lo, hi, MemorySegment.ofArray(out));
+        } catch (Throwable t) {
+            throw new IllegalStateException("native attention kernel failed", t);
         }
     }
 
