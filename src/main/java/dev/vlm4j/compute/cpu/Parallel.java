@@ -1,30 +1,124 @@
 package dev.vlm4j.compute.cpu;
 
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinWorkerThread;
-import java.util.concurrent.RecursiveAction;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.IntConsumer;
 
 /**
- * A persistent worker pool for the CPU kernels: {@code forEach(n, body)} runs {@code body(i)} for i in [0, n)
- * split into contiguous chunks, one task per worker, without creating threads per call. A loop started inside
- * another one (on a worker of this pool) runs inline on that worker: the outer loop already uses every worker.
+ * The CPU kernels' worker pool: {@code forRange(n, minChunk, body)} runs {@code body.run(from, to)} over disjoint
+ * ranges covering [0, n), a few chunks per worker handed out dynamically, on {@code threads() - 1} persistent workers
+ * <b>and the calling thread</b>, without creating threads or tasks per call.
+ * <p>Why not a ForkJoinPool: a decode step is ~300 short parallel regions (one per product group, norm, ...). Handing
+ * each to parked pool threads and parking the caller until they finish cost 20-40 us a region on the build machine
+ * (two futex wake-ups), several percent of a token. Here the caller works on the region itself, and idle workers spin
+ * ({@link Thread#onSpinWait}) for {@link #SPIN_NANOS} before they park, so the regions of one step find them awake.
+ * <p>A region started inside another one (from a body, on a worker or on the caller) runs inline: the outer region
+ * already uses every worker. When another thread holds the pool, a caller runs its region alone rather than wait.
  */
 public final class Parallel {
-    private static volatile int threads = Math.max(1, Integer.getInteger("vlm4j.threads", Runtime.getRuntime().availableProcessors()));
-    private static final ForkJoinPool POOL = new ForkJoinPool(Math.max(1, Runtime.getRuntime().availableProcessors()));
+    private static final int PROCESSORS = Math.max(1, Runtime.getRuntime().availableProcessors());
+    private static volatile int threads = Math.max(1, Math.min(PROCESSORS, Integer.getInteger("vlm4j.threads", PROCESSORS)));
 
     private static final int CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.chunksPerWorker", 4);
     /** Chunks per worker of the bandwidth-bound decode products ({@code -Dvlm4j.decodeChunksPerWorker}). */
     static final int DECODE_CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.decodeChunksPerWorker", 16);
+    /** How long an idle worker spins before it parks ({@code -Dvlm4j.spinMicros}, default 2000). */
+    static final long SPIN_NANOS = TimeUnit.MICROSECONDS.toNanos(Long.getLong("vlm4j.spinMicros", 2000));
+
+    /** One region: its body, its chunks, the next chunk to hand out and the chunks not yet finished. */
+    private static final class Job {
+        final Range body;
+        final int n, chunks, helpers;
+        final AtomicInteger next = new AtomicInteger(), pending;
+        volatile Throwable failure;
+
+        Job(Range body, int n, int chunks, int helpers) {
+            this.body = body;
+            this.n = n;
+            this.chunks = chunks;
+            this.helpers = helpers;
+            this.pending = new AtomicInteger(chunks);
+        }
+
+        /** Runs chunks until none is left (a failed chunk still counts as finished; the first failure is kept). */
+        void work() {
+            for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                try {
+                    body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
+                } catch (Throwable t) {
+                    if (failure == null) failure = t;
+                } finally {
+                    pending.decrementAndGet();
+                }
+            }
+        }
+    }
+
+    private static final class Worker extends Thread {
+        final int index;
+        volatile boolean parked;
+
+        Worker(int index) {
+            super("vlm4j-cpu-" + index);
+            this.index = index;
+            setDaemon(true);
+        }
+
+        @Override
+        public void run() {
+            Job seen = null;
+            while (true) {
+                Job job = current;
+                if (job == seen) {
+                    job = await(seen);
+                }
+                seen = job;
+                if (index < job.helpers) job.work();
+            }
+        }
+
+        /** Spins, then parks, until a job other than {@code seen} is published. */
+        private Job await(Job seen) {
+            long start = System.nanoTime();
+            Job job;
+            while ((job = current) == seen) {
+                if (System.nanoTime() - start < SPIN_NANOS) {
+                    Thread.onSpinWait();
+                    continue;
+                }
+                parked = true;
+                if ((job = current) != seen) { // published between the check and the flag: seen by one of us
+                    parked = false;
+                    return job;
+                }
+                LockSupport.park(this);
+                parked = false;
+                start = System.nanoTime();
+            }
+            return job;
+        }
+    }
+
+    /** Published between regions, so that a finished region's body (and what it holds) can be collected. */
+    private static final Job IDLE = new Job((a, b) -> { }, 0, 0, 0);
+    /** The job the workers run. */
+    private static volatile Job current = IDLE;
+    private static final ReentrantLock OWNER = new ReentrantLock();
+    private static final Worker[] WORKERS = new Worker[PROCESSORS - 1];
+
+    static {
+        for (int i = 0; i < WORKERS.length; i++) (WORKERS[i] = new Worker(i)).start();
+    }
 
     private Parallel() {}
 
     public static int threads() { return threads; }
 
-    /** Sets the number of workers used by later calls (at most the number of processors). */
+    /** Sets the number of threads used by later calls (at most the number of processors). */
     public static void setThreads(int n) {
-        threads = Math.max(1, Math.min(n, Runtime.getRuntime().availableProcessors()));
+        threads = Math.max(1, Math.min(n, PROCESSORS));
     }
 
     /** Chunked range body: {@code body.run(from, to)} for disjoint ranges covering [0, n). */
@@ -34,40 +128,45 @@ public final class Parallel {
         forRange(n, minChunk, CHUNKS_PER_WORKER, body);
     }
 
+    /** Whether the calling thread is running a region's body (a worker, or a caller inside its region). */
+    static boolean inRegion() {
+        return Thread.currentThread() instanceof Worker || OWNER.isHeldByCurrentThread();
+    }
+
     /**
-     * As {@link #forRange(int, int, Range)} with {@code perWorker} chunks per worker: the decode products use more
-     * (a worker slowed by another guest on its core then holds up the region by a smaller piece).
+     * As {@link #forRange(int, int, Range)} with {@code perWorker} chunks per thread: the decode products use more
+     * (a thread slowed by another guest on its core then holds up the region by a smaller piece).
      */
     public static void forRange(int n, int minChunk, int perWorker, Range body) {
         int t = threads;
-        if (t == 1 || n <= minChunk || Thread.currentThread() instanceof ForkJoinWorkerThread w && w.getPool() == POOL) {
+        if (t == 1 || n <= minChunk || inRegion() || !OWNER.tryLock()) {
             body.run(0, n);
             return;
         }
-        // A few chunks per worker, so work stealing evens out cores slowed by other load on the machine.
-        int chunks = Math.min(t * perWorker, (n + minChunk - 1) / minChunk);
-        POOL.invoke(new RecursiveAction() {
-            @Override
-            protected void compute() {
-                RecursiveAction[] parts = new RecursiveAction[chunks];
-                for (int c = 0; c < chunks; c++) {
-                    final int from = (int) ((long) n * c / chunks), to = (int) ((long) n * (c + 1) / chunks);
-                    parts[c] = new RecursiveAction() {
-                        @Override protected void compute() { body.run(from, to); }
-                    };
-                }
-                invokeAll(parts);
-            }
-        });
+        try {
+            int chunks = Math.min(t * perWorker, (n + minChunk - 1) / minChunk);
+            Job job = new Job(body, n, chunks, t - 1);
+            current = job;
+            for (int i = 0; i < t - 1; i++) if (WORKERS[i].parked) LockSupport.unpark(WORKERS[i]);
+            job.work();
+            while (job.pending.get() > 0) Thread.onSpinWait();
+            current = IDLE;
+            Throwable f = job.failure;
+            if (f instanceof RuntimeException r) throw r;
+            if (f instanceof Error e) throw e;
+            if (f != null) throw new IllegalStateException(f);
+        } finally {
+            OWNER.unlock();
+        }
     }
 
     /**
      * A float buffer of at least {@code size} held in {@code cache} for the calling thread and reused across calls;
-     * a fresh one when called from a pool worker (whose waiting {@code forRange} may run other tasks on the same
-     * thread, which would share the cached buffer).
+     * a fresh one inside a region's body (the thread that started the region may hold its own cached buffer while it
+     * runs chunks of the body).
      */
     static float[] scratch(ThreadLocal<float[]> cache, int size) {
-        if (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread) return new float[size];
+        if (inRegion()) return new float[size];
         float[] b = cache.get();
         if (b.length < size) cache.set(b = new float[size]);
         return b;
