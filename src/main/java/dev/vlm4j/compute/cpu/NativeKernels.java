@@ -229,7 +229,10 @@ public final class NativeKernels {
             throw new IllegalArgumentException("gemmPack: bad shapes " + dt + " rows=" + rows + " in=" + in + " j0=" + j0 + " cols=" + cols
                     + " k0=" + k0 + " kc=" + kc + " po=" + po + " bytes=" + w.byteSize());
         try {
-            GEMM_PACK.invokeExact(code, w, so, in, nb, j0, cols, k0, kc, MemorySegment.ofArray(panel), po);
+            // a native segment goes by address: a mapped checkpoint's shared session would otherwise be acquired and
+            // released by every call from every worker (contended atomics, ~2% of a prefill's samples)
+            MemorySegment ws = w.isNative() ? MemorySegment.ofAddress(w.address()) : w;
+            GEMM_PACK.invokeExact(code, ws, so, in, nb, j0, cols, k0, kc, MemorySegment.ofArray(panel), po);
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM packing failed", t);
         }
