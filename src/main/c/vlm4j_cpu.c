@@ -413,6 +413,25 @@ void vlm4j_gemm_pack(int dt, const void *w, long so, int in, int nb, int j0, int
 }
 
 /*
+ * dst[c * ld + j] = src[j * stride + c] for j < rows, c < cols (cols a multiple of 16): the keys of one attention head
+ * transposed for vlm4j_attention, 16 x 16 blocks through registers. Rows are written in whole blocks of 16, so dst
+ * needs ld >= rows rounded up to 16 (the extra columns get zeros).
+ */
+void vlm4j_transpose_rows(const float *src, int rows, long stride, int cols, float *dst, long ld) {
+    for (int j0 = 0; j0 < rows; j0 += 16) {
+        int m = rows - j0 < 16 ? rows - j0 : 16;
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) r[i] = i < m ? _mm512_loadu_ps(src + (j0 + i) * stride + c0) : _mm512_setzero_ps();
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (c0 + i) * ld + j0, r[i]);
+        }
+    }
+}
+
+/*
  * exp(x) for lanes x <= 0 (as softmax weights need): Cody-Waite reduction x = n ln2 + r and the degree-6 polynomial
  * of Cephes' expf (about 1 ulp), scaled by 2^n with scalef; x below -104 gives 0 (or a denormal).
  */
@@ -569,4 +588,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 10; }
+int vlm4j_cpu_abi(void) { return 11; }

@@ -26,6 +26,9 @@ final class Attention {
     static final boolean NATIVE = NativeKernels.attentionAvailable() && L == 16
             && !"false".equals(System.getProperty("vlm4j.attention.native"));
 
+    /** The calling thread's transposed-key buffer for the C kernel (reused across calls). */
+    private static final ThreadLocal<float[]> KEYS_T = ThreadLocal.withInitial(() -> new float[0]);
+
     private Attention() {}
 
     /** Online softmax attention of G queries over keys [lo, hi) of one KV head. */
@@ -109,14 +112,24 @@ final class Attention {
         int[] segOf = mask.querySegments(n, kvLen);
         // Transposed keys, each row padded so a tile may read past kvLen (those lanes are masked).
         int ld = (kvLen + L - 1) / L * L + (nat ? 32 : L);
-        float[] kt = new float[hkv * d * ld];
-        Parallel.forRange(hkv, 1, (h0, h1) -> {
-            for (int kh = h0; kh < h1; kh++)
-                for (int j = 0; j < kvLen; j++) {
-                    int src = j * w + kh * d, dst = kh * d * ld + j;
-                    for (int c = 0; c < d; c++) kt[dst + c * ld] = k[src + c];
-                }
-        });
+        float[] kt;
+        if (nat) {
+            // in C, 16 x 16 blocks; a decode step's few keys without a parallel region, and into a reused buffer (the
+            // kernel masks whatever an earlier call left past kvLen)
+            kt = Parallel.scratch(KEYS_T, hkv * d * ld);
+            Parallel.forRange(hkv, (long) kvLen * d < 1 << 15 ? hkv : 1, (h0, h1) -> {
+                for (int kh = h0; kh < h1; kh++) NativeKernels.transposeRows(k, kh * d, kvLen, w, d, kt, kh * d * ld, ld);
+            });
+        } else {
+            float[] t = kt = new float[hkv * d * ld];
+            Parallel.forRange(hkv, 1, (h0, h1) -> {
+                for (int kh = h0; kh < h1; kh++)
+                    for (int j = 0; j < kvLen; j++) {
+                        int src = j * w + kh * d, dst = kh * d * ld + j;
+                        for (int c = 0; c < d; c++) t[dst + c * ld] = k[src + c];
+                    }
+            });
+        }
         // Work items: up to G (query row, head) pairs that read the same KV head over the same key range, so one
         // pass over the keys serves G queries (GQA heads of a row, or neighbouring rows of a ViT segment).
         int pairs = n * hq;

@@ -15,6 +15,8 @@ import dev.vlm4j.tensor.Tensor;
  */
 public final class CpuBackend implements Backend {
     private final QuantMode quant;
+    /** float32 copies of bf16 norm weights (a decode step would otherwise widen each one per call), by identity. */
+    private final java.util.Map<Tensor, float[]> normCopies = java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
 
     /** Weights as stored, all processors. */
     public CpuBackend() { this(QuantMode.NONE, 0); }
@@ -130,10 +132,18 @@ public final class CpuBackend implements Backend {
         return siluMul(gu[0], gu[1]);
     }
 
+    /** A norm weight as float32: the heap array of an f32 tensor, else a cached widened copy. */
+    private float[] normWeights(Tensor w) {
+        float[] a = w.heapFloats();
+        if (a != null) return a;
+        if (w.dtype() != DType.BF16 || w.rank() != 1 || w.dim(0) > 1 << 16) return w.toFloatArray();
+        return normCopies.computeIfAbsent(w, Tensor::toFloatArray);
+    }
+
     @Override
     public Tensor rmsNorm(Tensor x, Tensor w, float eps) {
         int d = (int) x.dim(-1), n = rows(x);
-        float[] a = f32(x), g = f32(w), y = new float[a.length];
+        float[] a = f32(x), g = normWeights(w), y = new float[a.length];
         Parallel.forRange(n, 16, (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int o = r * d;

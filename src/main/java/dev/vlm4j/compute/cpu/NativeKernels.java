@@ -32,15 +32,15 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 10;
+    private static final int ABI = 11;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
 
-    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, ATTENTION, FMA_PEAK, READ_SUM;
+    private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, ATTENTION, TRANSPOSE, FMA_PEAK, READ_SUM;
     private static final String STATUS;
 
     static {
-        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, gk = null, at = null, fp = null, rs = null;
+        MethodHandle q8 = null, bf = null, qz = null, vn = null, gp = null, gk = null, at = null, tr = null, fp = null, rs = null;
         String status;
         try {
             String why = unsupportedReason();
@@ -81,6 +81,11 @@ public final class NativeKernels {
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
                                 ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS),
                         Linker.Option.critical(true));
+                // src, rows, stride, cols, dst, ld (heap arrays)
+                tr = linker.downcallHandle(lib.find("vlm4j_transpose_rows").orElseThrow(),
+                        FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT,
+                                ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+                        Linker.Option.critical(true));
                 fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
                         FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
                 // a native address, bytes, prefetch distance (no heap arrays: not critical)
@@ -108,6 +113,7 @@ public final class NativeKernels {
             gp = null;
             gk = null;
             at = null;
+            tr = null;
             fp = null;
             rs = null;
             status = "off (could not load " + RESOURCE + ": " + t + ")";
@@ -120,6 +126,7 @@ public final class NativeKernels {
         GEMM_PANEL = gp;
         GEMM_PACK = gk;
         ATTENTION = at;
+        TRANSPOSE = tr;
         FMA_PEAK = fp;
         READ_SUM = rs;
         STATUS = status;
@@ -242,7 +249,7 @@ public final class NativeKernels {
     static final int ATTENTION_QUERIES = 8;
 
     /** Whether the native attention kernel ({@link #attention}) is loaded. */
-    public static boolean attentionAvailable() { return ATTENTION != null; }
+    public static boolean attentionAvailable() { return ATTENTION != null && TRANSPOSE != null; }
 
     /**
      * Online-softmax attention of {@link #ATTENTION_QUERIES} query rows ({@code q}, d floats each, already scaled) over
@@ -259,6 +266,24 @@ public final class NativeKernels {
                     MemorySegment.ofArray(v).asSlice(4L * vo), w, d, lo, hi, MemorySegment.ofArray(out));
         } catch (Throwable t) {
             throw new IllegalStateException("native attention kernel failed", t);
+        }
+    }
+
+    /**
+     * {@code dst[dso + c * ld + j] = src[so + j * stride + c]} for j < rows, c < cols (a multiple of 16): one attention
+     * head's keys transposed for {@link #attention}. Rows go in whole blocks of 16 (zeros past rows), so ld must be at
+     * least rows rounded up to 16.
+     */
+    static void transposeRows(float[] src, int so, int rows, int stride, int cols, float[] dst, int dso, int ld) {
+        int rows16 = (rows + 15) / 16 * 16;
+        if (cols % 16 != 0 || cols <= 0 || rows <= 0 || ld < rows16 || so < 0 || dso < 0 || so + (long) (rows - 1) * stride + cols > src.length
+                || dso + (long) (cols - 1) * ld + rows16 > dst.length)
+            throw new IllegalArgumentException("transposeRows: bad shapes rows=" + rows + " cols=" + cols + " stride=" + stride + " ld=" + ld);
+        try {
+            TRANSPOSE.invokeExact(MemorySegment.ofArray(src).asSlice(4L * so), rows, (long) stride, cols,
+                    MemorySegment.ofArray(dst).asSlice(4L * dso), (long) ld);
+        } catch (Throwable t) {
+            throw new IllegalStateException("native transpose failed", t);
         }
     }
 

@@ -187,6 +187,25 @@ class NativeKernelsTest {
         }
     }
 
+    /** The C key transposition of the attention kernel: every element in place, whole 16-row blocks (zeros past the rows). */
+    @ParameterizedTest
+    @CsvSource({"1,16,16", "15,128,256", "16,16,48", "17,80,160", "50,128,256", "100,128,128"})
+    void keyTranspositionIsExact(int rows, int cols, int stride) {
+        Assumptions.assumeTrue(Attention.NATIVE, "native attention not loaded: " + NativeKernels.status());
+        float[] src = CpuKernelsTest.randn(rows * stride + 7, 43, 1f);
+        int so = stride - cols, ld = (rows + 15) / 16 * 16 + 32, dso = 5;
+        float[] dst = new float[dso + cols * ld];
+        java.util.Arrays.fill(dst, Float.NaN);
+        NativeKernels.transposeRows(src, so, rows, stride, cols, dst, dso, ld);
+        for (int c = 0; c < cols; c++)
+            for (int j = 0; j < (rows + 15) / 16 * 16; j++) {
+                float want = j < rows ? src[so + j * stride + c] : 0f;
+                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(dst[dso + c * ld + j]), "key " + j + " column " + c);
+            }
+        assertTrue(Float.isNaN(dst[0]) && Float.isNaN(dst[dso + (rows + 15) / 16 * 16]), "wrote outside the blocks");
+        assertThrows(IllegalArgumentException.class, () -> NativeKernels.transposeRows(src, so, rows, stride, cols, dst, dso, (rows + 15) / 16 * 16 - 1), "ld below the rows in whole blocks");
+    }
+
     /** The native FMA peak probe runs and gives a finite positive rate (what it measures is checked by the bench, not here). */
     @Test
     void fmaPeakProbeRuns() {
