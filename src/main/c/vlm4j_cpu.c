@@ -115,41 +115,40 @@ void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint
  *   c1[r * pin / 4 + l] = -128 * (sum of q1 over the 4 activations of int32 lane l), the first product's start value;
  *   xd[r * nb + b] = d; xd[(n + r) * nb + b] = 128 * (sum of q2 over block b), subtracted once per block.
  */
+/* Rounds half away from zero and clamps to [-127, 127], as the scalar definition above: (int) (t +- 0.5). */
+INLINE __m512i round_clamp127(__m512 t) {
+    __m512 half = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32((int) 0x80000000)),
+                                                      _mm512_castps_si512(_mm512_set1_ps(0.5f))));
+    __m512i q = _mm512_cvttps_epi32(_mm512_add_ps(t, half));
+    return _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+}
+
 void vlm4j_q8_quantize_rows(const float *x, int n, int pin, int8_t *xq, int32_t *c1, float *xd) {
     int nb = pin / BLK;
     for (long r = 0; r < n; r++)
         for (int b = 0; b < nb; b++) {
             const float *v = x + r * pin + b * BLK;
-            float amax = 0.f;
-            for (int k = 0; k < BLK; k++) {
-                float a = v[k] < 0 ? -v[k] : v[k];
-                if (a > amax) amax = a;
-            }
+            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
             float d = amax / 127.f;
-            int sum2 = 0;
-            for (int k = 0; k < BLK; k++) {
-                int q = 0, q2 = 0;
-                if (d > 0) {
-                    float t = v[k] / d;
-                    q = (int) (t < 0 ? t - 0.5f : t + 0.5f);
-                    if (q > 127) q = 127;
-                    if (q < -127) q = -127;
-                    float u = (t - (float) q) * 256.f;
-                    q2 = (int) (u < 0 ? u - 0.5f : u + 0.5f);
-                    if (q2 > 127) q2 = 127;
-                    if (q2 < -127) q2 = -127;
-                }
-                xq[r * pin + b * BLK + k] = (int8_t) q;
-                xq[((long) n + r) * pin + b * BLK + k] = (int8_t) q2;
-                sum2 += q2;
+            __m512i q0 = _mm512_setzero_si512(), q1 = q0, p0 = q0, p1 = q0;
+            if (d > 0) {   /* the same IEEE operations per element as the scalar form: t = x / d, u = (t - q) * 256 */
+                __m512 dv = _mm512_set1_ps(d), t0 = _mm512_div_ps(v0, dv), t1 = _mm512_div_ps(v1, dv);
+                q0 = round_clamp127(t0);
+                q1 = round_clamp127(t1);
+                p0 = round_clamp127(_mm512_mul_ps(_mm512_sub_ps(t0, _mm512_cvtepi32_ps(q0)), _mm512_set1_ps(256.f)));
+                p1 = round_clamp127(_mm512_mul_ps(_mm512_sub_ps(t1, _mm512_cvtepi32_ps(q1)), _mm512_set1_ps(256.f)));
             }
-            for (int l = 0; l < BLK / 4; l++) {
-                int s1 = 0;
-                for (int k = 0; k < 4; k++) s1 += xq[r * pin + b * BLK + 4 * l + k];
-                c1[(r * pin + b * BLK) / 4 + l] = -128 * s1;
-            }
+            int8_t *o1 = xq + r * pin + b * BLK, *o2 = xq + ((long) n + r) * pin + b * BLK;
+            _mm_storeu_si128((__m128i *) o1, _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *) (o1 + 16), _mm512_cvtepi32_epi8(q1));
+            _mm_storeu_si128((__m128i *) o2, _mm512_cvtepi32_epi8(p0));
+            _mm_storeu_si128((__m128i *) (o2 + 16), _mm512_cvtepi32_epi8(p1));
+            /* c1: -128 x the sum of each int32 lane's 4 first digits (8 lanes per block) */
+            int32_t *c = c1 + (r * pin + b * BLK) / 4;
+            for (int l = 0; l < BLK / 4; l++) c[l] = -128 * (o1[4 * l] + o1[4 * l + 1] + o1[4 * l + 2] + o1[4 * l + 3]);
             xd[r * nb + b] = d;
-            xd[((long) n + r) * nb + b] = 128.f * (float) sum2;
+            xd[((long) n + r) * nb + b] = 128.f * (float) _mm512_reduce_add_epi32(_mm512_add_epi32(p0, p1));
         }
 }
 

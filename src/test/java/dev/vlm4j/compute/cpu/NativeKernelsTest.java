@@ -187,6 +187,55 @@ class NativeKernelsTest {
         }
     }
 
+    /**
+     * The vectorized activation quantizer against its definition written out per element (the scalar form it
+     * replaced): x / d = q1 + q2 / 256 with d = max|x| / 127, rounding half away from zero, clamping to +-127, and the
+     * offset terms. Every byte and float must match: zeros, an all-zero block, -0.0, outliers, tiny values.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,32", "2,2048", "3,11008", "1,3456"})
+    void activationQuantizerMatchesItsDefinition(int n, int pin) {
+        Assumptions.assumeTrue(NativeKernels.q8VnniAvailable(), "VNNI kernels not loaded: " + NativeKernels.status());
+        float[] x = CpuKernelsTest.randn(n * pin, 44, 1f);
+        for (int i = 0; i < x.length; i += 97) x[i] *= 300;
+        for (int i = 0; i < x.length; i += 331) x[i] = 0;
+        if (pin >= 64) java.util.Arrays.fill(x, 32, 64, 0f);
+        x[Math.min(5, x.length - 1)] = -0.0f;
+        x[Math.min(6, x.length - 1)] = 1e-30f;
+        int nb = pin / 32;
+        byte[] xq = new byte[2 * n * pin], rq = new byte[2 * n * pin];
+        int[] c1 = new int[n * pin / 4], rc = new int[n * pin / 4];
+        float[] xd = new float[2 * n * nb], rd = new float[2 * n * nb];
+        NativeKernels.q8Quantize(x, n, pin, xq, c1, xd);
+        for (int r = 0; r < n; r++)
+            for (int b = 0; b < nb; b++) {
+                int o = r * pin + b * 32;
+                float amax = 0;
+                for (int k = 0; k < 32; k++) amax = Math.max(amax, Math.abs(x[o + k]));
+                float d = amax / 127f;
+                int sum2 = 0;
+                for (int k = 0; k < 32; k++) {
+                    int q = 0, q2 = 0;
+                    if (d > 0) {
+                        float t = x[o + k] / d;
+                        q = Math.max(-127, Math.min(127, (int) (t < 0 ? t - 0.5f : t + 0.5f)));
+                        float u = (t - (float) q) * 256f;
+                        q2 = Math.max(-127, Math.min(127, (int) (u < 0 ? u - 0.5f : u + 0.5f)));
+                    }
+                    rq[o + k] = (byte) q;
+                    rq[n * pin + o + k] = (byte) q2;
+                    sum2 += q2;
+                }
+                for (int l = 0; l < 8; l++) rc[o / 4 + l] = -128 * (rq[o + 4 * l] + rq[o + 4 * l + 1] + rq[o + 4 * l + 2] + rq[o + 4 * l + 3]);
+                rd[r * nb + b] = d;
+                rd[(n + r) * nb + b] = 128f * sum2;
+            }
+        assertArrayEquals(rq, xq, "digits");
+        assertArrayEquals(rc, c1, "first-digit offsets");
+        for (int i = 0; i < rd.length; i++)
+            assertEquals(Float.floatToRawIntBits(rd[i]), Float.floatToRawIntBits(xd[i]), "scale/offset " + i + ": " + xd[i] + " vs " + rd[i]);
+    }
+
     /** The C key transposition of the attention kernel: every element in place, whole 16-row blocks (zeros past the rows). */
     @ParameterizedTest
     @CsvSource({"1,16,16", "15,128,256", "16,16,48", "17,80,160", "50,128,256", "100,128,128"})
