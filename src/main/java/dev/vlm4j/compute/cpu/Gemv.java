@@ -255,9 +255,10 @@ final class Gemv {
         }
         final float[] xp = xx;
         boolean vnni = vnniQ8 && NativeKernels.q8VnniAvailable();
-        byte[] xq = vnni ? new byte[2 * n * pin] : null;
-        int[] c1 = vnni ? new int[n * pin / 4] : null;
-        float[] xd = vnni ? new float[2 * n * nb] : null;
+        QuantizedRows qr = vnni ? QuantizedRows.forCaller(n, pin, nb) : null;
+        byte[] xq = vnni ? qr.xq : null;
+        int[] c1 = vnni ? qr.c1 : null;
+        float[] xd = vnni ? qr.xd : null;
         if (vnni) NativeKernels.q8Quantize(xp, n, pin, xq, c1, xd);
         Parallel.forRange(first[ws.length], 4, Parallel.DECODE_CHUNKS_PER_WORKER, (g0, g1) -> {
             for (int i = 0; i < ws.length; i++) {
@@ -273,6 +274,25 @@ final class Gemv {
             }
         });
         return true;
+    }
+
+    /**
+     * Buffers for activation rows quantized by {@link NativeKernels#q8Quantize} (every element written by each call,
+     * so they may be larger than needed): the calling thread's, reused, outside parallel regions; fresh inside one.
+     */
+    private static final class QuantizedRows {
+        private static final ThreadLocal<QuantizedRows> CACHE = ThreadLocal.withInitial(QuantizedRows::new);
+        byte[] xq = new byte[0];
+        int[] c1 = new int[0];
+        float[] xd = new float[0];
+
+        static QuantizedRows forCaller(int n, int pin, int nb) {
+            QuantizedRows r = Parallel.inRegion() ? new QuantizedRows() : CACHE.get();
+            if (r.xq.length < 2 * n * pin) r.xq = new byte[2 * n * pin];
+            if (r.c1.length < n * pin / 4) r.c1 = new int[n * pin / 4];
+            if (r.xd.length < 2 * n * nb) r.xd = new float[2 * n * nb];
+            return r;
+        }
     }
 
     /** Q8_0 output rows [G * g0, G * g1): whole groups of G rows, then single rows at the end of the matrix. */
