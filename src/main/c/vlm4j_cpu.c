@@ -453,6 +453,33 @@ INLINE __m512 exp_nonpositive(__m512 x) {
 #define AT 32   /* keys per tile */
 
 /*
+ * acc[e * d + 16 h + i] += sum over t < valid of pb[e * AT + t] * v[t * w + 16 h + i] for the AQ queries e and the
+ * H (1 or 2, a constant where inlined) 16-wide column chunks h: one value load per chunk and key, AQ * H FMAs.
+ */
+INLINE void attention_values(float *acc, int d, const float *pb, const float *v, int w, int valid, int H) {
+    __m512 r[2][AQ];
+#pragma GCC unroll 2
+    for (int h = 0; h < H; h++)
+#pragma GCC unroll 8
+        for (int e = 0; e < AQ; e++) r[h][e] = _mm512_loadu_ps(acc + e * d + 16 * h);
+    for (int t = 0; t < valid; t++) {
+        __m512 x[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < H; h++) x[h] = _mm512_loadu_ps(v + (long) t * w + 16 * h);
+#pragma GCC unroll 8
+        for (int e = 0; e < AQ; e++) {
+            __m512 p = _mm512_set1_ps(pb[e * AT + t]);
+#pragma GCC unroll 2
+            for (int h = 0; h < H; h++) r[h][e] = _mm512_fmadd_ps(x[h], p, r[h][e]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < H; h++)
+#pragma GCC unroll 8
+        for (int e = 0; e < AQ; e++) _mm512_storeu_ps(acc + e * d + 16 * h, r[h][e]);
+}
+
+/*
  * Online-softmax attention of AQ queries over the keys [lo, hi) of one KV head (the tiled kernel of
  * dev.vlm4j.compute.cpu.Attention, in C): q = AQ scaled query rows of d floats (d a multiple of 16, at most 256),
  * kt = that head's keys transposed (kt[c * ld + j], readable up to j = hi + 31), v rows of the head at v + j * w,
@@ -501,40 +528,8 @@ void vlm4j_attention(const float *q, const float *kt, int ld, const float *v, in
         }
         const float *vj = v + (long) j0 * w;
         int c0 = 0;
-        for (; c0 + 32 <= d; c0 += 32) {
-            __m512 r0[AQ], r1[AQ];
-#pragma GCC unroll 8
-            for (int e = 0; e < AQ; e++) {
-                r0[e] = _mm512_loadu_ps(acc + e * d + c0);
-                r1[e] = _mm512_loadu_ps(acc + e * d + c0 + 16);
-            }
-            for (int t = 0; t < valid; t++) {
-                __m512 x0 = _mm512_loadu_ps(vj + (long) t * w + c0), x1 = _mm512_loadu_ps(vj + (long) t * w + c0 + 16);
-#pragma GCC unroll 8
-                for (int e = 0; e < AQ; e++) {
-                    __m512 p = _mm512_set1_ps(pb[e * AT + t]);
-                    r0[e] = _mm512_fmadd_ps(x0, p, r0[e]);
-                    r1[e] = _mm512_fmadd_ps(x1, p, r1[e]);
-                }
-            }
-#pragma GCC unroll 8
-            for (int e = 0; e < AQ; e++) {
-                _mm512_storeu_ps(acc + e * d + c0, r0[e]);
-                _mm512_storeu_ps(acc + e * d + c0 + 16, r1[e]);
-            }
-        }
-        if (c0 < d) {
-            __m512 r0[AQ];
-#pragma GCC unroll 8
-            for (int e = 0; e < AQ; e++) r0[e] = _mm512_loadu_ps(acc + e * d + c0);
-            for (int t = 0; t < valid; t++) {
-                __m512 x0 = _mm512_loadu_ps(vj + (long) t * w + c0);
-#pragma GCC unroll 8
-                for (int e = 0; e < AQ; e++) r0[e] = _mm512_fmadd_ps(x0, _mm512_set1_ps(pb[e * AT + t]), r0[e]);
-            }
-#pragma GCC unroll 8
-            for (int e = 0; e < AQ; e++) _mm512_storeu_ps(acc + e * d + c0, r0[e]);
-        }
+        for (; c0 + 32 <= d; c0 += 32) attention_values(acc + c0, d, pb, vj + c0, w, valid, 2);
+        if (c0 < d) attention_values(acc + c0, d, pb, vj + c0, w, valid, 1);
     }
     for (int e = 0; e < AQ; e++) {
         __m512 inv = _mm512_set1_ps(1.f / l[e]);

@@ -132,12 +132,10 @@ public final class CpuBackend implements Backend {
         return siluMul(gu[0], gu[1]);
     }
 
-    /** A norm weight as float32: the heap array of an f32 tensor, else a cached widened copy. */
+    /** A norm weight as float32: a bf16 vector widened once and cached, anything else as {@link #f32} gives it. */
     private float[] normWeights(Tensor w) {
-        float[] a = w.heapFloats();
-        if (a != null) return a;
-        if (w.dtype() != DType.BF16 || w.rank() != 1 || w.dim(0) > 1 << 16) return w.toFloatArray();
-        return normCopies.computeIfAbsent(w, Tensor::toFloatArray);
+        if (w.dtype() == DType.BF16 && w.rank() == 1 && w.dim(0) <= 1 << 16) return normCopies.computeIfAbsent(w, Tensor::toFloatArray);
+        return f32(w);
     }
 
     @Override
