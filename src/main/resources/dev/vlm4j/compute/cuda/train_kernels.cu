@@ -431,6 +431,37 @@ __device__ __forceinline__ void lora_load_pair(const float* __restrict__ x, floa
     }
 }
 
+// Ranks [r0, r0 + 8) of a row pair's partial sums over the chunk (v: the pair's 16 values per lane, column lane + 32 i;
+// chunk: A's chunk in shared memory): o[j] on the lanes l with (l & 3) == 0 holds rank r0 + ((l >> 2) & 7) of row j.
+// Eight ranks are summed over the warp in 9 shuffles by halving exchange (lane bits 4, 3, 2 pick the half kept).
+__device__ __forceinline__ void lora_rank8(const float (&v)[2][16], const float* chunk, int r0, int R, int lane, float (&o)[2]) {
+    bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+    float s[2][8];
+#pragma unroll
+    for (int r = 0; r < 8; r++) {
+        s[0][r] = 0.f;
+        s[1][r] = 0.f;
+        if (r0 + r >= R) continue;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            float w = chunk[(r0 + r) * LORA_KC + lane + 32 * i];
+            s[0][r] = fmaf(v[0][i], w, s[0][r]);
+            s[1][r] = fmaf(v[1][i], w, s[1][r]);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        float h[4], q[2];
+#pragma unroll
+        for (int m = 0; m < 4; m++) h[m] = (b4 ? s[j][m + 4] : s[j][m]) + __shfl_xor_sync(0xffffffffu, b4 ? s[j][m] : s[j][m + 4], 16);
+#pragma unroll
+        for (int m = 0; m < 2; m++) q[m] = (b3 ? h[m + 2] : h[m]) + __shfl_xor_sync(0xffffffffu, b3 ? h[m] : h[m + 2], 8);
+        float x = (b2 ? q[1] : q[0]) + __shfl_xor_sync(0xffffffffu, b2 ? q[0] : q[1], 4);
+        x += __shfl_xor_sync(0xffffffffu, x, 2);
+        o[j] = x + __shfl_xor_sync(0xffffffffu, x, 1);
+    }
+}
+
 __device__ __forceinline__ void lora_down_stream_t(const float* __restrict__ x, const float* __restrict__ a, float* __restrict__ part,
                                                    int n, int in, int R, unsigned long long seed, int threshold) {
     extern __shared__ float as[];
@@ -457,31 +488,11 @@ __device__ __forceinline__ void lora_down_stream_t(const float* __restrict__ x, 
                     if (!dropout_keeps(seed, base + lane + 32 * i, threshold)) v[j][i] = 0.f;
             }
         for (int r0 = 0; r0 < R; r0 += 8) {
-            float s[2][8];
+            float o[2];
+            lora_rank8(v, as, r0, R, lane, o);
 #pragma unroll
-            for (int r = 0; r < 8; r++) {
-                s[0][r] = 0.f;
-                s[1][r] = 0.f;
-                if (r0 + r >= R) continue;
-#pragma unroll
-                for (int i = 0; i < 16; i++) {
-                    float w = as[(r0 + r) * LORA_KC + lane + 32 * i];
-                    s[0][r] = fmaf(v[0][i], w, s[0][r]);
-                    s[1][r] = fmaf(v[1][i], w, s[1][r]);
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                float h[4], q[2];
-#pragma unroll
-                for (int m = 0; m < 4; m++) h[m] = (b4 ? s[j][m + 4] : s[j][m]) + __shfl_xor_sync(0xffffffffu, b4 ? s[j][m] : s[j][m + 4], 16);
-#pragma unroll
-                for (int m = 0; m < 2; m++) q[m] = (b3 ? h[m + 2] : h[m]) + __shfl_xor_sync(0xffffffffu, b3 ? h[m] : h[m + 2], 8);
-                float o = (b2 ? q[1] : q[0]) + __shfl_xor_sync(0xffffffffu, b2 ? q[0] : q[1], 4);
-                o += __shfl_xor_sync(0xffffffffu, o, 2);
-                o += __shfl_xor_sync(0xffffffffu, o, 1);
-                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) part[((long long) ks * n + t + j) * R + r0 + mine] = o;
-            }
+            for (int j = 0; j < 2; j++)
+                if ((lane & 3) == 0 && t + j < n && r0 + mine < R) part[((long long) ks * n + t + j) * R + r0 + mine] = o[j];
         }
 #pragma unroll
         for (int j = 0; j < 2; j++)
@@ -654,34 +665,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) lora_down_stream8(const uns
                     if (!dropout_keeps(seed, base + lora8_col(lane, q), threshold)) v[j][q] = 0.f;
             }
         for (int r0 = 0; r0 < R; r0 += 8) {
-            float s[2][8];
+            float o[2];
+            lora_rank8(v, as, r0, R, lane, o);
 #pragma unroll
-            for (int r = 0; r < 8; r++) {
-                s[0][r] = 0.f;
-                s[1][r] = 0.f;
-                if (r0 + r >= R) continue;
-#pragma unroll
-                for (int q = 0; q < 16; q++) {
-                    float w = as[(r0 + r) * LORA_KC + q * 32 + lane];
-                    s[0][r] = fmaf(v[0][q], w, s[0][r]);
-                    s[1][r] = fmaf(v[1][q], w, s[1][r]);
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                float h[4], qq[2];
-#pragma unroll
-                for (int m = 0; m < 4; m++) h[m] = (b4 ? s[j][m + 4] : s[j][m]) + __shfl_xor_sync(0xffffffffu, b4 ? s[j][m] : s[j][m + 4], 16);
-#pragma unroll
-                for (int m = 0; m < 2; m++) qq[m] = (b3 ? h[m + 2] : h[m]) + __shfl_xor_sync(0xffffffffu, b3 ? h[m] : h[m + 2], 8);
-                float o = (b2 ? qq[1] : qq[0]) + __shfl_xor_sync(0xffffffffu, b2 ? qq[0] : qq[1], 4);
-                o += __shfl_xor_sync(0xffffffffu, o, 2);
-                o += __shfl_xor_sync(0xffffffffu, o, 1);
+            for (int j = 0; j < 2; j++)
                 if ((lane & 3) == 0 && t + j < n && r0 + mine < R) {
-                    if (dst != nullptr) atomicAdd(dst + (long long) (t + j) * R + r0 + mine, o * factor);
-                    else part[((long long) ks * n + t + j) * R + r0 + mine] = o;
+                    if (dst != nullptr) atomicAdd(dst + (long long) (t + j) * R + r0 + mine, o[j] * factor);
+                    else part[((long long) ks * n + t + j) * R + r0 + mine] = o[j];
                 }
-            }
         }
 #pragma unroll
         for (int j = 0; j < 2; j++)
