@@ -108,8 +108,11 @@ public final class BenchCommand implements Callable<Integer> {
                 out.put("decode_tokens_per_s", tpsMedian);
                 out.put("decode_ms_per_token_median", 1000 * median);
                 out.put("decode_ms_per_token_min", 1000 * sorted[0]);
+                var steps = out.putArray("decode_ms_per_step");
+                for (double d : per) steps.add(Math.round(d * 1e4) / 10.0);
                 say("decode: %.3f tokens/s over all %d steps (%.1f ms/token), median step %.1f ms (%.3f tokens/s), fastest %.1f ms",
                         tps, decodeTokens, 1000 * s / decodeTokens, 1000 * median, tpsMedian, 1000 * sorted[0]);
+                say("  steps (ms): %s", out.get("decode_ms_per_step").toString());
                 say("  %.2f GB weights/token -> %.1f GB/s at the median step = %.3f of bandwidth", wbytes / 1e9,
                         wbytes * tpsMedian / 1e9, wbytes * tpsMedian / bw);
                 out.put("decode_bandwidth_efficiency", wbytes * tpsMedian / bw);

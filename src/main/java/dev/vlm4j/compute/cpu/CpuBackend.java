@@ -128,6 +128,11 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Tensor swiGlu(Tensor x, Tensor gateW, Tensor upW) {
+        int n = rows(x), in = (int) x.dim(-1);
+        if (Simd.AVAILABLE && n < MatMul.GEMM_MIN_ROWS) {   // decode: the SiLU inside the products' region
+            float[] y = new float[n * (int) gateW.dim(0)];
+            if (Gemv.swiGlu(f32(x), n, in, gateW, upW, y)) return Tensor.of(y, n, gateW.dim(0));
+        }
         Tensor[] gu = linears(x, new Tensor[]{gateW, upW}, new Tensor[2]);
         return siluMul(gu[0], gu[1]);
     }

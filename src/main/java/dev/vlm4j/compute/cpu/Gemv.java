@@ -240,40 +240,75 @@ final class Gemv {
      * Returns false (nothing done) unless the native kernel runs and every matrix is an off-heap Q8_0 one.
      */
     static boolean quantMany(float[] x, int n, int in, Tensor[] ws, float[][] ys) {
-        if (!nativeQ8 || !NativeKernels.q8Available()) return false;
-        int nb = Quant.blocksPerRow(in), pin = nb * BLK;
+        Activations a = Activations.of(x, n, in, ws);
+        if (a == null) return false;
         int[] first = new int[ws.length + 1];   // first row group of each matrix in the joint range
-        for (int i = 0; i < ws.length; i++) {
-            Tensor w = ws[i];
-            if (w.dtype() != DType.Q8_0 || !w.data().isNative() || w.rank() != 2 || w.dim(1) != in) return false;
-            first[i + 1] = first[i] + (int) ((w.dim(0) + G - 1) / G);
-        }
-        float[] xx = x;
-        if (pin != in) {
-            xx = new float[n * pin];
-            for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xx, r * pin, in);
-        }
-        final float[] xp = xx;
-        boolean vnni = vnniQ8 && NativeKernels.q8VnniAvailable();
-        QuantizedRows qr = vnni ? QuantizedRows.forCaller(n, pin, nb) : null;
-        byte[] xq = vnni ? qr.xq : null;
-        int[] c1 = vnni ? qr.c1 : null;
-        float[] xd = vnni ? qr.xd : null;
-        if (vnni) NativeKernels.q8Quantize(xp, n, pin, xq, c1, xd);
-        Parallel.forRange(first[ws.length], 4, Parallel.DECODE_CHUNKS_PER_WORKER, (g0, g1) -> {
+        for (int i = 0; i < ws.length; i++) first[i + 1] = first[i] + (int) ((ws[i].dim(0) + G - 1) / G);
+        Parallel.forRangeGuided(first[ws.length], 4, (g0, g1) -> {
             for (int i = 0; i < ws.length; i++) {
-                int a = Math.max(g0, first[i]), b = Math.min(g1, first[i + 1]);
-                if (a >= b) continue;
-                Tensor w = ws[i];
-                int out = (int) w.dim(0);
-                long q = w.data().address();
-                long s = q + Quant.scalesOffset(DType.Q8_0, w.shape());
-                int j0 = (a - first[i]) * G, j1 = Math.min(out, (b - first[i]) * G);
-                if (vnni) NativeKernels.q8GemvVnni(xq, c1, xd, n, pin, q, s, nb, j0, j1, out, ys[i]);
-                else NativeKernels.q8Gemv(xp, n, pin, q, s, nb, j0, j1, out, ys[i]);
+                int lo = Math.max(g0, first[i]), hi = Math.min(g1, first[i + 1]);
+                if (lo >= hi) continue;
+                int out = (int) ws[i].dim(0);
+                a.product(ws[i], (lo - first[i]) * G, Math.min(out, (hi - first[i]) * G), ys[i]);
             }
         });
         return true;
+    }
+
+    /**
+     * The gated MLP's inner activation {@code y = silu(x . gate^T) * (x . up^T)} ({@code n x out}) for two Q8_0
+     * matrices of the same shape, in one region: each piece of output rows takes its gate rows, its up rows and their
+     * product, so the SiLU runs on the workers, on values still in cache. Each output is the same float as
+     * {@link #quantMany} followed by {@link VectorOps#siluMul} would give. Returns false (nothing done) where
+     * {@link #quantMany} would.
+     */
+    static boolean swiGlu(float[] x, int n, int in, Tensor gateW, Tensor upW, float[] y) {
+        if (gateW.rank() != 2 || !java.util.Arrays.equals(gateW.shape(), upW.shape())) return false;
+        Activations a = Activations.of(x, n, in, new Tensor[]{gateW, upW});
+        if (a == null) return false;
+        int out = (int) gateW.dim(0);
+        float[] g = new float[n * out], u = new float[n * out];
+        Parallel.forRangeGuided((out + G - 1) / G, 4, (g0, g1) -> {
+            int j0 = g0 * G, j1 = Math.min(out, g1 * G);
+            a.product(gateW, j0, j1, g);
+            a.product(upW, j0, j1, u);
+            for (int r = 0; r < n; r++) {
+                if (Simd.AVAILABLE) VectorOps.siluMul(g, u, y, r * out + j0, r * out + j1);
+                else ScalarKernels.siluMul(g, u, y, r * out + j0, r * out + j1);
+            }
+        });
+        return true;
+    }
+
+    /**
+     * Activation rows ready for the native Q8_0 kernels: zero-padded to whole blocks and, with VNNI, quantized once
+     * (into the calling thread's reused buffers) for every matrix and every worker of the region.
+     */
+    private record Activations(float[] xp, int n, int pin, int nb, byte[] xq, int[] c1, float[] xd) {
+        /** Null unless the native kernel runs and every matrix is an off-heap Q8_0 one of input width {@code in}. */
+        static Activations of(float[] x, int n, int in, Tensor[] ws) {
+            if (!nativeQ8 || !NativeKernels.q8Available()) return null;
+            for (Tensor w : ws)
+                if (w.dtype() != DType.Q8_0 || !w.data().isNative() || w.rank() != 2 || w.dim(1) != in) return null;
+            int nb = Quant.blocksPerRow(in), pin = nb * BLK;
+            float[] xp = x;
+            if (pin != in) {
+                xp = new float[n * pin];
+                for (int r = 0; r < n; r++) System.arraycopy(x, r * in, xp, r * pin, in);
+            }
+            if (!(vnniQ8 && NativeKernels.q8VnniAvailable())) return new Activations(xp, n, pin, nb, null, null, null);
+            QuantizedRows qr = QuantizedRows.forCaller(n, pin, nb);
+            NativeKernels.q8Quantize(xp, n, pin, qr.xq, qr.c1, qr.xd);
+            return new Activations(xp, n, pin, nb, qr.xq, qr.c1, qr.xd);
+        }
+
+        /** Rows [j0, j1) of {@code w} against every activation row: {@code y[r * out + j]}. */
+        void product(Tensor w, int j0, int j1, float[] y) {
+            int out = (int) w.dim(0);
+            long q = w.data().address(), s = q + Quant.scalesOffset(DType.Q8_0, w.shape());
+            if (xq != null) NativeKernels.q8GemvVnni(xq, c1, xd, n, pin, q, s, nb, j0, j1, out, y);
+            else NativeKernels.q8Gemv(xp, n, pin, q, s, nb, j0, j1, out, y);
+        }
     }
 
     /**

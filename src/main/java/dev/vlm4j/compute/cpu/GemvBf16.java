@@ -58,7 +58,7 @@ final class GemvBf16 {
 
     static void linear(float[] x, int n, int in, MemorySegment w, int out, float[] y) {
         int kv = in - in % L, tile = Math.max(4, (TILE_BYTES / (2 * in)) & ~3);
-        Parallel.forRange((out + 3) / 4, 4, Parallel.DECODE_CHUNKS_PER_WORKER, (b0, b1) -> {
+        Parallel.forRangeGuided((out + 3) / 4, 4, (b0, b1) -> {
             float[] sums = new float[2 * L];
             int j0 = 4 * b0, j1 = Math.min(out, 4 * b1), whole = j0 + ((j1 - j0) & ~3);
             for (int t0 = j0; t0 < whole; t0 += tile) {

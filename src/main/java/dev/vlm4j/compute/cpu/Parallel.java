@@ -22,15 +22,13 @@ public final class Parallel {
     private static volatile int threads = Math.max(1, Math.min(PROCESSORS, Integer.getInteger("vlm4j.threads", PROCESSORS)));
 
     private static final int CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.chunksPerWorker", 4);
-    /** Chunks per worker of the bandwidth-bound decode products ({@code -Dvlm4j.decodeChunksPerWorker}). */
-    static final int DECODE_CHUNKS_PER_WORKER = Integer.getInteger("vlm4j.decodeChunksPerWorker", 16);
     /** How long an idle worker spins before it parks ({@code -Dvlm4j.spinMicros}, default 2000). */
     static final long SPIN_NANOS = TimeUnit.MICROSECONDS.toNanos(Long.getLong("vlm4j.spinMicros", 2000));
 
     /** One region: its body, its chunks, the next chunk to hand out and the chunks not yet finished. */
     private static final class Job {
         final Range body;
-        final int n, chunks, helpers;
+        final int n, chunks, helpers, minChunk;
         final AtomicInteger next = new AtomicInteger(), pending;
         volatile Throwable failure;
 
@@ -39,11 +37,37 @@ public final class Parallel {
             this.n = n;
             this.chunks = chunks;
             this.helpers = helpers;
+            this.minChunk = 0;
             this.pending = new AtomicInteger(chunks);
         }
 
-        /** Runs chunks until none is left (a failed chunk still counts as finished; the first failure is kept). */
+        /** A guided job ({@link #forRangeGuided}): chunks is -1 and pending counts the items not yet finished. */
+        Job(Range body, int n, int minChunk, int helpers, boolean guided) {
+            this.body = body;
+            this.n = n;
+            this.chunks = -1;
+            this.helpers = helpers;
+            this.minChunk = minChunk;
+            this.pending = new AtomicInteger(n);
+        }
+
+        /** Runs chunks (or pieces) until none is left (a failed one still counts as finished; the first failure is kept). */
         void work() {
+            if (chunks < 0) {
+                int parts = 2 * (helpers + 1);
+                for (int p; (p = next.get()) < n; ) {
+                    int size = Math.min(n - p, Math.max(minChunk, (n - p) / parts));
+                    if (!next.compareAndSet(p, p + size)) continue;
+                    try {
+                        body.run(p, p + size);
+                    } catch (Throwable t) {
+                        if (failure == null) failure = t;
+                    } finally {
+                        pending.addAndGet(-size);
+                    }
+                }
+                return;
+            }
             for (int c; (c = next.getAndIncrement()) < chunks; ) {
                 try {
                     body.run((int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
@@ -133,10 +157,7 @@ public final class Parallel {
         return Thread.currentThread() instanceof Worker || OWNER.isHeldByCurrentThread();
     }
 
-    /**
-     * As {@link #forRange(int, int, Range)} with {@code perWorker} chunks per thread: the decode products use more
-     * (a thread slowed by another guest on its core then holds up the region by a smaller piece).
-     */
+    /** As {@link #forRange(int, int, Range)} with {@code perWorker} chunks per thread. */
     public static void forRange(int n, int minChunk, int perWorker, Range body) {
         int t = threads;
         if (t == 1 || n <= minChunk || inRegion() || !OWNER.tryLock()) {
@@ -145,19 +166,43 @@ public final class Parallel {
         }
         try {
             int chunks = Math.min(t * perWorker, (n + minChunk - 1) / minChunk);
-            Job job = new Job(body, n, chunks, t - 1);
-            current = job;
-            for (int i = 0; i < t - 1; i++) if (WORKERS[i].parked) LockSupport.unpark(WORKERS[i]);
-            job.work();
-            while (job.pending.get() > 0) Thread.onSpinWait();
-            current = IDLE;
-            Throwable f = job.failure;
-            if (f instanceof RuntimeException r) throw r;
-            if (f instanceof Error e) throw e;
-            if (f != null) throw new IllegalStateException(f);
+            run(new Job(body, n, chunks, t - 1));
         } finally {
             OWNER.unlock();
         }
+    }
+
+    /**
+     * As {@link #forRange(int, int, Range)}, with pieces of a shrinking size claimed in order from the front: each
+     * {@code (items left) / (2 x threads)}, at least {@code minChunk}. The decode products use it: the first pieces
+     * are long (few restarts of the weight streams and their prefetch), the last ones short, so that the threads
+     * finish together instead of one waiting up to a whole chunk for the other; a thread slowed by another guest on
+     * its core takes fewer pieces.
+     */
+    public static void forRangeGuided(int n, int minChunk, Range body) {
+        int t = threads;
+        if (t == 1 || n <= minChunk || inRegion() || !OWNER.tryLock()) {
+            body.run(0, n);
+            return;
+        }
+        try {
+            run(new Job(body, n, Math.max(1, minChunk), t - 1, true));
+        } finally {
+            OWNER.unlock();
+        }
+    }
+
+    /** Publishes a job to the workers, works on it, waits for its last piece and rethrows its first failure. */
+    private static void run(Job job) {
+        current = job;
+        for (int i = 0; i < job.helpers; i++) if (WORKERS[i].parked) LockSupport.unpark(WORKERS[i]);
+        job.work();
+        while (job.pending.get() > 0) Thread.onSpinWait();
+        current = IDLE;
+        Throwable f = job.failure;
+        if (f instanceof RuntimeException r) throw r;
+        if (f instanceof Error e) throw e;
+        if (f != null) throw new IllegalStateException(f);
     }
 
     /**

@@ -78,6 +78,37 @@ class NativeKernelsTest {
     }
 
     /**
+     * The fused gated MLP product (decode): for float and 8-bit activations alike, each output is bit for bit the one
+     * of the two products followed by the SiLU product, whatever pieces the rows were split into.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,2048,1100,false", "1,2048,1100,true", "3,3420,37,true", "2,96,5,false", "1,11008,64,true", "4,64,9,true"})
+    void fusedSwiGluEqualsProductsThenSiluMul(int n, int in, int out, boolean vnni) {
+        Assumptions.assumeTrue(NativeKernels.q8Available(), NativeKernels.status());
+        Assumptions.assumeTrue(!vnni || NativeKernels.q8VnniAvailable(), "no AVX512-VNNI here: " + NativeKernels.status());
+        Tensor gate = Quant.quantize(Tensor.of(CpuKernelsTest.randn(out * in, 41, 0.02f), out, in), DType.Q8_0);
+        Tensor up = Quant.quantize(Tensor.of(CpuKernelsTest.randn(out * in, 42, 0.02f), out, in), DType.Q8_0);
+        float[] x = CpuKernelsTest.randn(n * in, 43, 1f);
+        boolean was = Gemv.vnniQ8;
+        try {
+            Gemv.vnniQ8 = vnni;
+            float[][] gu = {new float[n * out], new float[n * out]};
+            assertTrue(Gemv.quantMany(x, n, in, new Tensor[]{gate, up}, gu));
+            float[] want = new float[n * out];
+            VectorOps.siluMul(gu[0], gu[1], want, 0, n * out);
+            float[] got = new float[n * out];
+            assertTrue(Gemv.swiGlu(x, n, in, gate, up, got));
+            for (int i = 0; i < want.length; i++)
+                if (Float.floatToRawIntBits(want[i]) != Float.floatToRawIntBits(got[i]))
+                    fail("n=" + n + " in=" + in + " out=" + out + " vnni=" + vnni + ": output " + i + " is " + got[i] + ", the unfused path gives " + want[i]);
+            Tensor other = Quant.quantize(Tensor.of(CpuKernelsTest.randn((out + 1) * in, 44, 0.02f), out + 1, in), DType.Q8_0);
+            assertFalse(Gemv.swiGlu(x, n, in, gate, other, got), "gate and up of different shapes");
+        } finally {
+            Gemv.vnniQ8 = was;
+        }
+    }
+
+    /**
      * With 2x8-bit activations (VNNI): each output differs from the float-activation product only by the activation
      * rounding, |sum_k w_k (x_k - xq_k)| <= sum_b 1.5 d_b / 256 * sum_{k in b} |w_k| (d_b the block's activation
      * scale), plus float32 rounding; and the integer path itself is exact: it equals the dequantized sum in double.

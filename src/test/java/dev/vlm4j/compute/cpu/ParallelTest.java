@@ -42,6 +42,42 @@ class ParallelTest {
         }
     }
 
+    @ParameterizedTest
+    @CsvSource({"0,1", "1,1", "7,1", "100,3", "1000,1", "12345,4", "64,64", "65,64", "5504,4"})
+    void guidedPiecesCoverEveryIndexOnceAndShrink(int n, int minChunk) {
+        for (int rep = 0; rep < 50; rep++) {
+            int[] hits = new int[n];
+            ConcurrentLinkedQueue<int[]> pieces = new ConcurrentLinkedQueue<>();
+            Parallel.forRangeGuided(n, minChunk, (a, b) -> {
+                if (a < 0 || b > n || a >= b && n > 0) fail("bad range " + a + ".." + b + " of " + n);
+                pieces.add(new int[]{a, b});
+                for (int i = a; i < b; i++) hits[i]++;
+            });
+            int[] ones = new int[n];
+            java.util.Arrays.fill(ones, 1);
+            assertArrayEquals(ones, hits, "n=" + n + " minChunk=" + minChunk + " repetition " + rep);
+            if (threads == 1 || n <= minChunk) continue;
+            // pieces are claimed in order from the front, each (left) / (2 x threads) long, at least minChunk
+            int[][] sorted = pieces.stream().sorted(java.util.Comparator.comparingInt(p -> p[0])).toArray(int[][]::new);
+            for (int[] p : sorted) {
+                int want = Math.min(n - p[0], Math.max(minChunk, (n - p[0]) / (2 * threads)));
+                assertEquals(want, p[1] - p[0], "piece at " + p[0] + " of " + n);
+            }
+        }
+    }
+
+    @Test
+    void aFailingGuidedPieceReachesTheCallerAfterTheOthersFinish() {
+        AtomicInteger done = new AtomicInteger();
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> Parallel.forRangeGuided(1000, 1, (a, b) -> {
+            if (a == 0) throw new IllegalStateException("the first piece fails");
+            done.addAndGet(b - a);
+        }));
+        assertEquals("the first piece fails", e.getMessage());
+        int first = threads == 1 ? 1000 : 1000 / (2 * threads);
+        assertEquals(1000 - first, done.get(), "the other pieces still ran");
+    }
+
     @Test
     void regionsSpreadOverThreadsAndNestedRegionsRunInline() {
         ConcurrentLinkedQueue<Thread> seen = new ConcurrentLinkedQueue<>();
