@@ -23,12 +23,27 @@ INLINE __m512 q8_lanes(const int8_t *p) {
 }
 
 /*
+ * Software prefetch for a group of R weight rows read side by side (row i at w + i * pin, all at offset o): dist bytes
+ * ahead in reading order is dist / R ahead in each row, continuing into the same row of a later group of R rows once
+ * past the row end (the rows of consecutive groups are contiguous). AHEAD splits dist / R into whole groups (as a byte
+ * offset, g) and the rest (r < pin) once per call; PREFETCH_ROWS then issues one line per row, hint T0 (into L1) or
+ * T1 (into L2).
+ */
+#define AHEAD(dist, R, pin, g, r) long g = (dist) / (R) / (pin) * (R) * (long) (pin), r = (dist) / (R) % (pin)
+#define PREFETCH_ROWS(w, o, pin, R, g, r, hint) do { \
+        long po_ = (o) + (r); \
+        const int8_t *p_ = (w) + (g) + (po_ < (pin) ? po_ : (R) * (long) (pin) + po_ - (pin)); \
+        _Pragma("GCC unroll 4") \
+        for (int i_ = 0; i_ < (R); i_++) _mm_prefetch((const char *) (p_ + i_ * (long) (pin)), hint); \
+    } while (0)
+
+/*
  * Weight rows [j, j + R) (R <= 4; quant bytes at q + row * pin, f16 block scales at s + row * nb) against N <= 4
  * zero-padded activation rows x + r * pin; y[r * out + row]. Per block and pair (activation row, weight row): one
  * multiply and two FMAs, the second with the block scale (the same sums as the Java kernel Gemv.dot4Q8).
  */
 INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const uint16_t *s, int nb, long j, int R,
-                       int out, float *y, long pf) {
+                       int out, float *y, long pf, long pf2) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
@@ -36,15 +51,13 @@ INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const ui
         for (int i = 0; i < 4; i++) acc[r][i] = _mm512_setzero_ps();
     const int8_t *w = q + j * pin;
     const uint16_t *sc = s + j * nb;
+    AHEAD(pf, R, pin, g1, r1);
+    AHEAD(pf2, R, pin, g2, r2);
     for (int b = 0; b < nb; b++) {
         long o = (long) b * BLK;
-        if (pf > 0 && (b & 1) == 0) {
-            /* pf bytes ahead in reading order: R rows advance together, so pf / R ahead in each row, continuing
-               into the same row of the next group of R rows past the row end. */
-            long po = o + pf / R;
-            const int8_t *p = po < pin ? w + po : w + R * (long) pin + po - pin;
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) _mm_prefetch((const char *) (p + i * (long) pin), _MM_HINT_T0);
+        if ((b & 1) == 0) {
+            if (pf > 0) PREFETCH_ROWS(w, o, pin, R, g1, r1, _MM_HINT_T0);
+            if (pf2 > 0) PREFETCH_ROWS(w, o, pin, R, g2, r2, _MM_HINT_T1);
         }
         __m512 wl[4], wh[4], d[4];
 #pragma GCC unroll 4
@@ -91,14 +104,16 @@ INLINE void rows_block(const float *x, int N, int pin, const int8_t *q, const ui
         j += R; \
     }
 
-#define CASE(N, R) rows_block(x + r0 * (long) pin, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+#define CASE(N, R) rows_block(x + r0 * (long) pin, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf, pf2)
 
 /*
  * y[r * out + j] = sum_k x[r * pin + k] * w[j, k] for r in [0, n), j in [j0, j1); w is a Q8_0 matrix of nb blocks per
- * row (pin = nb * 32 quant bytes per row from q, f16 scales from s). pf: prefetch distance in bytes (0: none).
+ * row (pin = nb * 32 quant bytes per row from q, f16 scales from s). pf: prefetch distance into L1 in bytes (0: none);
+ * pf2: a second, longer one into L2 (0: none): where rows are short, the hardware prefetcher, which stops at each
+ * 4 KiB page and restarts on every row, leaves the memory reads too few in flight.
  */
 void vlm4j_q8_0_gemv(const float *x, int n, int pin, const int8_t *q, const uint16_t *s, int nb, int j0, int j1,
-                     int out, float *y, long pf) {
+                     int out, float *y, long pf, long pf2) {
     FOR_ROW_GROUPS(CASE)
 }
 
@@ -169,7 +184,8 @@ INLINE __m512 pair_lanes(__m512 v, int k) {
 #define VNNI __attribute__((target("avx512vnni")))
 
 INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1, const float *xd, const float *xk, int N,
-                           int pin, const int8_t *q, const uint16_t *s, int nb, long j, int R, int out, float *y, long pf) {
+                           int pin, const int8_t *q, const uint16_t *s, int nb, long j, int R, int out, float *y, long pf,
+                           long pf2) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
@@ -177,6 +193,8 @@ INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1
         for (int i = 0; i < 4; i++) acc[r][i] = _mm512_setzero_ps();
     const int8_t *w = q + j * pin;
     const uint16_t *sc = s + j * nb;
+    AHEAD(pf, R, pin, g1, r1);
+    AHEAD(pf2, R, pin, g2, r2);
     const __m512i c128 = _mm512_set1_epi8((char) 0x80);
     for (int b0 = 0; b0 < nb; b0 += 16) {          /* 16 blocks: one pack of scales, 8 pairs */
         int left = nb - b0 < 16 ? nb - b0 : 16;
@@ -195,12 +213,8 @@ INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1
             long o = (long) (b0 + 2 * k) * BLK;
             __mmask64 bm = left - 2 * k >= 2 ? ~(__mmask64) 0 : (__mmask64) 0xffffffffu;   /* the last block alone */
             __mmask16 lm = left - 2 * k >= 2 ? (__mmask16) 0xffff : (__mmask16) 0xff;
-            if (pf > 0) {
-                long po = o + pf / R;
-                const int8_t *p = po < pin ? w + po : w + R * (long) pin + po - pin;
-#pragma GCC unroll 4
-                for (int i = 0; i < R; i++) _mm_prefetch((const char *) (p + i * (long) pin), _MM_HINT_T0);
-            }
+            if (pf > 0) PREFETCH_ROWS(w, o, pin, R, g1, r1, _MM_HINT_T0);
+            if (pf2 > 0) PREFETCH_ROWS(w, o, pin, R, g2, r2, _MM_HINT_T1);
             __m512i wu[4];
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) wu[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bm, w + i * (long) pin + o), c128);
@@ -224,7 +238,7 @@ INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1
 }
 
 #define VCASE(N, R) rows_vnni(xq + r0 * (long) pin, xq + ((long) n + r0) * pin, c1 + r0 * (long) pin / 4, xd + r0 * (long) nb, \
-                              xd + ((long) n + r0) * nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf)
+                              xd + ((long) n + r0) * nb, N, pin, q, s, nb, j, R, out, y + r0 * (long) out, pf, pf2)
 
 /*
  * As vlm4j_q8_0_gemv with the n activation rows quantized by vlm4j_q8_quantize_rows (xq: 2 * n * pin bytes,
@@ -232,7 +246,7 @@ INLINE VNNI void rows_vnni(const int8_t *x1, const int8_t *x2, const int32_t *c1
  * AVX512-VNNI.
  */
 VNNI void vlm4j_q8_0_gemv_vnni(const int8_t *xq, const int32_t *c1, const float *xd, int n, int pin, const int8_t *q,
-                               const uint16_t *s, int nb, int j0, int j1, int out, float *y, long pf) {
+                               const uint16_t *s, int nb, int j0, int j1, int out, float *y, long pf, long pf2) {
     FOR_ROW_GROUPS(VCASE)
 }
 
@@ -253,23 +267,23 @@ INLINE float lane_tree(__m512 a) {
  * y[yo + i] = the vector part of x[xo ..] . w[i, ..] for the count (a multiple of 4) bf16 weight rows from w, in
  * values apart: one 16-lane FMA accumulator per row over k < kv (a multiple of 16) in order, then the lane tree,
  * exactly as GemvBf16 computes every output (so results do not depend on the kernel or the batch size); the Java
- * caller adds the in % 16 leftover products. pf: prefetch distance in bytes (0: none).
+ * caller adds the in % 16 leftover products. pf, pf2: prefetch distances in bytes into L1 and L2 (0: none), as in
+ * vlm4j_q8_0_gemv.
  */
-void vlm4j_bf16_rows(const float *x, int xo, int kv, const uint16_t *w, long in, int count, float *y, int yo, long pf) {
+void vlm4j_bf16_rows(const float *x, int xo, int kv, const uint16_t *w, long in, int count, float *y, int yo, long pf,
+                     long pf2) {
     x += xo;
     y += yo;
     long rowBytes = 2 * in;
+    AHEAD(pf, 4, rowBytes, g1, r1);
+    AHEAD(pf2, 4, rowBytes, g2, r2);
     for (int j = 0; j < count; j += 4) {
         const uint16_t *r0 = w + j * in;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int k = 0; k < kv; k += 16) {
-            if (pf > 0 && (k & 31) == 0) {
-                long po = 2L * k + pf / 4;   /* bytes into the row, 4 rows read together */
-                const char *p = po < rowBytes ? (const char *) r0 + po : (const char *) r0 + 4 * rowBytes + po - rowBytes;
-                _mm_prefetch(p, _MM_HINT_T0);
-                _mm_prefetch(p + rowBytes, _MM_HINT_T0);
-                _mm_prefetch(p + 2 * rowBytes, _MM_HINT_T0);
-                _mm_prefetch(p + 3 * rowBytes, _MM_HINT_T0);
+            if ((k & 31) == 0) {   /* 64 bytes of each of the 4 rows read together */
+                if (pf > 0) PREFETCH_ROWS((const int8_t *) r0, 2L * k, rowBytes, 4, g1, r1, _MM_HINT_T0);
+                if (pf2 > 0) PREFETCH_ROWS((const int8_t *) r0, 2L * k, rowBytes, 4, g2, r2, _MM_HINT_T1);
             }
             __m512 xv = _mm512_loadu_ps(x + k);
             a0 = _mm512_fmadd_ps(xv, bf16_lanes(r0 + k), a0);
@@ -582,4 +596,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 11; }
+int vlm4j_cpu_abi(void) { return 12; }

@@ -28,13 +28,25 @@ import java.util.Set;
  * 8-bit digits and integer dot products.
  * <p>Used when the OS is Linux on x86-64, the CPU has AVX-512F/BW/VL, F16C and FMA, and neither
  * {@code -Dvlm4j.native=false} nor {@code VLM4J_NATIVE=0} is set; otherwise the Vector API kernels run and
- * {@link #status()} says why. {@code -Dvlm4j.prefetch=BYTES} sets the prefetch distance (default 4096, 0 = none).
+ * {@link #status()} says why. {@code -Dvlm4j.prefetch=BYTES} sets the prefetch distance (default 4096, 0 = none);
+ * {@code -Dvlm4j.prefetchL2=BYTES} the decode kernels' second, longer one into L2 (default {@link #prefetchL2(int)}).
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 11;
+    private static final int ABI = 12;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
+    private static final long PREFETCH_L2 = Long.getLong("vlm4j.prefetchL2", -1);
+
+    /**
+     * The decode kernels' (Q8_0 and bf16) second prefetch distance, into L2, for weight rows of {@code rowBytes}: 16 KiB
+     * for rows up to 4 KiB (a 3B model's hidden-width matrices: q/k/v/o/gate/up, and its bf16 LM head), 8 KiB for
+     * longer ones; {@code -Dvlm4j.prefetchL2} overrides both (0: none). Measured in docs/BENCHMARKS.md, "A second
+     * prefetch, into L2".
+     */
+    static long prefetchL2(long rowBytes) {
+        return PREFETCH_L2 >= 0 ? PREFETCH_L2 : rowBytes <= 4096 ? 16384 : 8192;
+    }
 
     private static final MethodHandle Q8_GEMV, BF16_ROWS, Q8_QUANTIZE, Q8_VNNI, GEMM_PANEL, GEMM_PACK, ATTENTION, TRANSPOSE, FMA_PEAK, READ_SUM;
     private static final String STATUS;
@@ -53,16 +65,17 @@ public final class NativeKernels {
                         FunctionDescriptor.of(ValueLayout.JAVA_INT));
                 int v = (int) abi.invokeExact();
                 if (v != ABI) throw new IllegalStateException("library interface " + v + ", expected " + ABI);
-                // x, n, pin, q, s, nb, j0, j1, out, y, pf; x and y are heap arrays (critical: no copies, short calls).
+                // x, n, pin, q, s, nb, j0, j1, out, y, pf, pf2; x and y are heap arrays (critical: no copies, short calls).
                 q8 = linker.downcallHandle(lib.find("vlm4j_q8_0_gemv").orElseThrow(),
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                 ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
-                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+                                ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG),
                         Linker.Option.critical(true));
-                // x, xo, kv, w, in, count, y, yo, pf
+                // x, xo, kv, w, in, count, y, yo, pf, pf2
                 bf = linker.downcallHandle(lib.find("vlm4j_bf16_rows").orElseThrow(),
                         FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
-                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG),
+                                ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
+                                ValueLayout.JAVA_LONG),
                         Linker.Option.critical(true));
                 // a, b0, b1, in, k0, kc, panel, po, y, n, out, j0, cols, acc (a, panel, y heap arrays)
                 gp = linker.downcallHandle(lib.find("vlm4j_gemm_panel").orElseThrow(),
@@ -99,10 +112,10 @@ public final class NativeKernels {
                     vn = linker.downcallHandle(lib.find("vlm4j_q8_0_gemv_vnni").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                                     ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
-                                    ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG),
+                                    ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG),
                             Linker.Option.critical(true));
                 }
-                status = "on (AVX-512, prefetch " + PREFETCH + " bytes" + (vn == null ? "" : Gemv.vnniQ8
+                status = "on (AVX-512, prefetch " + PREFETCH + " bytes, L2 " + (PREFETCH_L2 >= 0 ? PREFETCH_L2 + " bytes" : "16/8 KiB") + (vn == null ? "" : Gemv.vnniQ8
                         ? "; Q8_0 x 2x8-bit activations with VNNI" : "; VNNI off: -Dvlm4j.q8.vnni=false") + ")";
             }
         } catch (Throwable t) {
@@ -165,7 +178,7 @@ public final class NativeKernels {
             throw new IllegalArgumentException("q8GemvVnni: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1 + " of " + out);
         try {
             Q8_VNNI.invokeExact(MemorySegment.ofArray(xq), MemorySegment.ofArray(c1), MemorySegment.ofArray(xd), n, pin, q, s, nb, j0, j1, out,
-                    MemorySegment.ofArray(y), PREFETCH);
+                    MemorySegment.ofArray(y), PREFETCH, prefetchL2(pin));
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8_0 VNNI kernel failed", t);
         }
@@ -300,7 +313,7 @@ public final class NativeKernels {
             throw new IllegalArgumentException("bf16Rows: bad shapes xo=" + xo + " kv=" + kv + " in=" + in + " count=" + count
                     + " yo=" + yo + " x.length=" + x.length + " y.length=" + y.length);
         try {
-            BF16_ROWS.invokeExact(MemorySegment.ofArray(x), xo, kv, w, (long) in, count, MemorySegment.ofArray(y), yo, PREFETCH);
+            BF16_ROWS.invokeExact(MemorySegment.ofArray(x), xo, kv, w, (long) in, count, MemorySegment.ofArray(y), yo, PREFETCH, prefetchL2(2 * in));
         } catch (Throwable t) {
             throw new IllegalStateException("native bf16 kernel failed", t);
         }
@@ -319,7 +332,7 @@ public final class NativeKernels {
             throw new IllegalArgumentException("q8Gemv: bad shapes n=" + n + " pin=" + pin + " nb=" + nb + " rows " + j0 + ".." + j1
                     + " of " + out + " x.length=" + x.length + " y.length=" + y.length);
         try {
-            Q8_GEMV.invokeExact(MemorySegment.ofArray(x), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH);
+            Q8_GEMV.invokeExact(MemorySegment.ofArray(x), n, pin, q, s, nb, j0, j1, out, MemorySegment.ofArray(y), PREFETCH, prefetchL2(pin));
         } catch (Throwable t) {
             throw new IllegalStateException("native Q8_0 kernel failed", t);
         }
