@@ -31,6 +31,8 @@ final class Gemm {
     private static final ThreadLocal<float[]> PACKED_A = ThreadLocal.withInitial(() -> new float[0]);
     /** Each worker's full-depth packed weight panels ({@code [panel][in][NR]}, a group of them), reused across calls. */
     private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[0]);
+    /** Each worker's output strips ({@code [panel][chunk rows][NR]}), reused across calls. */
+    private static final ThreadLocal<float[]> STRIPS = ThreadLocal.withInitial(() -> new float[0]);
 
     /**
      * The micro-kernel loop in C ({@link NativeKernels#gemmPanel}: the same operations, bit-identical results, without
@@ -76,10 +78,12 @@ final class Gemm {
         boolean chunked = 4L * blocks * MR * in > chunkAboveBytes;
         int group = chunked ? (int) Math.max(1, Math.min(panels, GROUP_BYTES / (4L * in * NR))) : 1;
         int mcBlocks = chunked ? MC_BLOCKS : blocks;
+        int chunkRows = Math.min(blocks, mcBlocks) * MR;
         Parallel.forRange(panels, 1, (p0, p1) -> {
             int gmax = Math.min(group, p1 - p0);
-            float[] panel = PANEL.get(), row = new float[KC + BLK], tile = new float[MR * NR];
+            float[] panel = PANEL.get(), strips = STRIPS.get(), row = new float[KC + BLK], tile = new float[MR * NR];
             if (panel.length < gmax * in * NR) PANEL.set(panel = new float[gmax * in * NR]);
+            if (strips.length < gmax * chunkRows * NR) STRIPS.set(strips = new float[gmax * chunkRows * NR]);
             for (int g0 = p0; g0 < p1; g0 += group) {
                 int g1 = Math.min(p1, g0 + group);
                 for (int p = g0; p < g1; p++) {
@@ -87,33 +91,44 @@ final class Gemm {
                     for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row, useNative);
                 }
                 for (int rb0 = 0; rb0 < blocks; rb0 += mcBlocks) {
-                    int rb1 = Math.min(blocks, rb0 + mcBlocks);
+                    int rb1 = Math.min(blocks, rb0 + mcBlocks), r0 = rb0 * MR, rn = Math.min(n, rb1 * MR) - r0;
+                    // each panel's rows of this chunk accumulate over the k-slices in a contiguous strip (rows NR
+                    // apart), copied into y once: y's rows are out apart, and k-slice after k-slice of loads and
+                    // stores into a 32-column strip of them cost ~12% of the GEMM (rows 44 KB apart at out = 11008)
                     for (int k0 = 0; k0 < in; k0 += KC) {
                         int kc = Math.min(KC, in - k0);
                         boolean accumulate = k0 > 0;
                         for (int p = g0; p < g1; p++) {
                             int j0 = p * NR, cols = Math.min(NR, out - j0), po = (p - g0) * in * NR + k0 * NR;
-                            if (useNative) NativeKernels.gemmPanel(a, rb0, rb1, in, k0, kc, panel, po, y, n, out, j0, cols, accumulate);
-                            else panelBlocks(a, rb0, rb1, in, k0, kc, panel, po, y, n, out, j0, cols, accumulate, tile);
+                            int so = (p - g0) * chunkRows * NR;
+                            if (useNative) NativeKernels.gemmPanel(a, r0 * in, 0, rb1 - rb0, in, k0, kc, panel, po, strips, so, rn, NR, 0, cols, accumulate);
+                            else panelBlocks(a, r0 * in, rb1 - rb0, in, k0, kc, panel, po, strips, so, rn, cols, accumulate, tile);
                         }
+                    }
+                    for (int p = g0; p < g1; p++) {
+                        int j0 = p * NR, cols = Math.min(NR, out - j0), so = (p - g0) * chunkRows * NR;
+                        for (int i = 0; i < rn; i++) System.arraycopy(strips, so + i * NR, y, (r0 + i) * out + j0, cols);
                     }
                 }
             }
         });
     }
 
-    /** Row blocks [b0, b1) of one panel's k-slice with the Vector API kernel (a partial block or panel via the tile). */
-    private static void panelBlocks(float[] a, int b0, int b1, int in, int k0, int kc, float[] panel, int po, float[] y, int n,
-                                    int out, int j0, int cols, boolean accumulate, float[] tile) {
-        for (int b = b0; b < b1; b++) {
-            int i0 = b * MR, r = Math.min(MR, n - i0), ao = b * MR * in + k0 * MR;
+    /**
+     * Row blocks [0, blocks) of one panel's k-slice with the Vector API kernel, the activation blocks from {@code a[ab..]},
+     * into a strip {@code s[so + row * NR + c]} of {@code rn} rows (a partial block or panel via the tile).
+     */
+    private static void panelBlocks(float[] a, int ab, int blocks, int in, int k0, int kc, float[] panel, int po, float[] s, int so,
+                                    int rn, int cols, boolean accumulate, float[] tile) {
+        for (int b = 0; b < blocks; b++) {
+            int i0 = b * MR, r = Math.min(MR, rn - i0), ao = ab + b * MR * in + k0 * MR;
             if (r == MR && cols == NR) {
-                kernel(a, ao, panel, po, kc, y, i0 * out + j0, out, accumulate);
+                kernel(a, ao, panel, po, kc, s, so + i0 * NR, NR, accumulate);
             } else {
                 kernel(a, ao, panel, po, kc, tile, 0, NR, false);
                 for (int i = 0; i < r; i++) {
-                    int yo = (i0 + i) * out + j0;
-                    for (int c = 0; c < cols; c++) y[yo + c] = (accumulate ? y[yo + c] : 0f) + tile[i * NR + c];
+                    int yo = so + (i0 + i) * NR;
+                    for (int c = 0; c < cols; c++) s[yo + c] = (accumulate ? s[yo + c] : 0f) + tile[i * NR + c];
                 }
             }
         }

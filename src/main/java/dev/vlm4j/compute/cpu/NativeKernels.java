@@ -213,19 +213,21 @@ public final class NativeKernels {
     public static boolean gemmAvailable() { return GEMM_PANEL != null; }
 
     /**
-     * One 32-column panel and one k-slice of {@code Gemm.gemm} over the row blocks [b0, b1): {@code y[n, out]} (+)= the
-     * packed activations {@code a} (blocks of 6 rows, {@code a[((b * in) + k) * 6 + i]}) times {@code panel[po + kk * 32 + j]},
-     * {@code kk < kc}, for columns {@code [j0, j0 + cols)}; bit-identical to Gemm's Vector API kernel.
+     * One 32-column panel and one k-slice of {@code Gemm.gemm} over the row blocks [b0, b1): {@code y[yo + n x out]} (+)=
+     * the packed activations from {@code a[ao..]} (blocks of 6 rows, {@code a[ao + ((b * in) + k) * 6 + i]}) times
+     * {@code panel[po + kk * 32 + j]}, {@code kk < kc}, for columns {@code [j0, j0 + cols)}; bit-identical to Gemm's
+     * Vector API kernel.
      */
-    static void gemmPanel(float[] a, int b0, int b1, int in, int k0, int kc, float[] panel, int po, float[] y, int n, int out,
-                          int j0, int cols, boolean acc) {
-        if ((long) b1 * 6 * in > a.length || b0 < 0 || b0 > b1 || po + (long) kc * 32 > panel.length || (long) n * out > y.length
-                || b0 * 6 >= Math.max(1, n) && b1 > b0 || k0 + kc > in || cols > 32 || j0 + cols > out || cols <= 0 || kc <= 0)
+    static void gemmPanel(float[] a, int ao, int b0, int b1, int in, int k0, int kc, float[] panel, int po, float[] y, int yo, int n,
+                          int out, int j0, int cols, boolean acc) {
+        if (ao < 0 || ao + (long) b1 * 6 * in > a.length || b0 < 0 || b0 > b1 || po + (long) kc * 32 > panel.length
+                || yo < 0 || yo + (long) n * out > y.length || b0 * 6 >= Math.max(1, n) && b1 > b0 || k0 + kc > in || cols > 32
+                || j0 + cols > out || cols <= 0 || kc <= 0)
             throw new IllegalArgumentException("gemmPanel: bad shapes blocks " + b0 + ".." + b1 + " in=" + in + " k0=" + k0 + " kc=" + kc
-                    + " po=" + po + " n=" + n + " out=" + out + " j0=" + j0 + " cols=" + cols);
+                    + " po=" + po + " n=" + n + " out=" + out + " j0=" + j0 + " cols=" + cols + " ao=" + ao + " yo=" + yo);
         try {
-            GEMM_PANEL.invokeExact(MemorySegment.ofArray(a), b0, b1, in, k0, kc, MemorySegment.ofArray(panel), po,
-                    MemorySegment.ofArray(y), n, out, j0, cols, acc ? 1 : 0);
+            GEMM_PANEL.invokeExact(MemorySegment.ofArray(a).asSlice(4L * ao), b0, b1, in, k0, kc, MemorySegment.ofArray(panel), po,
+                    MemorySegment.ofArray(y).asSlice(4L * yo), n, out, j0, cols, acc ? 1 : 0);
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM kernel failed", t);
         }
