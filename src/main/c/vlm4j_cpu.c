@@ -573,10 +573,11 @@ float vlm4j_fma_peak(long iters, float seed) {
 
 /*
  * The machine's read bandwidth probe: sums bytes (a multiple of 256) from p with four 64-byte loads a round and the
- * decode kernels' software prefetch pf bytes ahead (0: none), so that the bandwidth the kernels are measured against
- * is the one they can reach (without the prefetch a plain loop reads well below it on the build machine).
+ * decode kernels' software prefetches, pf bytes ahead into L1 and pf2 ahead into L2 (0: none), so that the bandwidth
+ * the kernels are measured against is the one they can reach (without the prefetch a plain loop reads well below it
+ * on the build machine).
  */
-float vlm4j_read_sum(const float *p, long bytes, long pf) {
+float vlm4j_read_sum(const float *p, long bytes, long pf, long pf2) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     long n = bytes / 4;
     for (long i = 0; i < n; i += 64) {
@@ -587,6 +588,13 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
             _mm_prefetch(q + 128, _MM_HINT_T0);
             _mm_prefetch(q + 192, _MM_HINT_T0);
         }
+        if (pf2 > 0) {
+            const char *q = (const char *) (p + i) + pf2;
+            _mm_prefetch(q, _MM_HINT_T1);
+            _mm_prefetch(q + 64, _MM_HINT_T1);
+            _mm_prefetch(q + 128, _MM_HINT_T1);
+            _mm_prefetch(q + 192, _MM_HINT_T1);
+        }
         s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
         s1 = _mm512_add_ps(s1, _mm512_loadu_ps(p + i + 16));
         s2 = _mm512_add_ps(s2, _mm512_loadu_ps(p + i + 32));
@@ -596,4 +604,4 @@ float vlm4j_read_sum(const float *p, long bytes, long pf) {
 }
 
 /* The version of this file's interface; NativeKernels refuses a library that reports another one. */
-int vlm4j_cpu_abi(void) { return 12; }
+int vlm4j_cpu_abi(void) { return 13; }

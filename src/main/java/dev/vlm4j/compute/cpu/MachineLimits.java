@@ -29,11 +29,13 @@ public final class MachineLimits {
             long perPart = n / t / (4L * vecBytes) * (4L * vecBytes);
             float[] sink = new float[t];
             double best = 0;
-            // the decode kernels' own way of reading (native, software prefetch) where they load: a plain loop reads
-            // below what those kernels reach, which would overstate their efficiency; each pass takes the better of both
+            // the decode kernels' own ways of reading (native, software prefetch into L1, and with their second one
+            // into L2) where they load: a plain loop reads below what those kernels reach, which would overstate
+            // their efficiency; the result is the best pass of all
             boolean c = NativeKernels.readSumAvailable() && !"false".equals(System.getProperty("vlm4j.peak.native"));
             for (int p = 0; p < passes && c; p++) {
-                double s = together(t, w -> sink[w] = NativeKernels.readSum(seg.address() + w * perPart, perPart, NativeKernels.PREFETCH));
+                long pf2 = p % 2 == 0 ? 0 : NativeKernels.prefetchL2(4096);
+                double s = together(t, w -> sink[w] = NativeKernels.readSum(seg.address() + w * perPart, perPart, NativeKernels.PREFETCH, pf2));
                 best = Math.max(best, perPart * t / s);
             }
             for (int p = 0; p < passes; p++) {

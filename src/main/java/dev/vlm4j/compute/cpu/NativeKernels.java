@@ -33,7 +33,7 @@ import java.util.Set;
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
-    private static final int ABI = 12;
+    private static final int ABI = 13;
     /** Prefetch distance in bytes ahead of the weight row being read. */
     static final long PREFETCH = Long.getLong("vlm4j.prefetch", 4096);
     private static final long PREFETCH_L2 = Long.getLong("vlm4j.prefetchL2", -1);
@@ -101,9 +101,10 @@ public final class NativeKernels {
                         Linker.Option.critical(true));
                 fp = linker.downcallHandle(lib.find("vlm4j_fma_peak").orElseThrow(),
                         FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_FLOAT));
-                // a native address, bytes, prefetch distance (no heap arrays: not critical)
+                // a native address, bytes, prefetch distances into L1 and L2 (no heap arrays: not critical)
                 rs = linker.downcallHandle(lib.find("vlm4j_read_sum").orElseThrow(),
-                        FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG));
+                        FunctionDescriptor.of(ValueLayout.JAVA_FLOAT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG,
+                                ValueLayout.JAVA_LONG));
                 if (cpuFlags().contains("avx512_vnni")) {
                     qz = linker.downcallHandle(lib.find("vlm4j_q8_quantize_rows").orElseThrow(),
                             FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
@@ -199,11 +200,14 @@ public final class NativeKernels {
     /** Whether the native read probe ({@link #readSum}) is available. */
     public static boolean readSumAvailable() { return READ_SUM != null; }
 
-    /** Sums {@code bytes} (a multiple of 256) of floats from native address {@code p}, prefetching {@code pf} bytes ahead. */
-    static float readSum(long p, long bytes, long pf) {
+    /**
+     * Sums {@code bytes} (a multiple of 256) of floats from native address {@code p}, prefetching {@code pf} bytes ahead
+     * into L1 and {@code pf2} ahead into L2 (0: none).
+     */
+    static float readSum(long p, long bytes, long pf, long pf2) {
         if ((bytes & 255) != 0) throw new IllegalArgumentException("readSum: " + bytes + " bytes is not a multiple of 256");
         try {
-            return (float) READ_SUM.invokeExact(p, bytes, pf);
+            return (float) READ_SUM.invokeExact(p, bytes, pf, pf2);
         } catch (Throwable t) {
             throw new IllegalStateException("native read probe failed", t);
         }
