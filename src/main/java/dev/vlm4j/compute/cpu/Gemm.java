@@ -19,6 +19,8 @@ import java.nio.ByteOrder;
  *       Q8_0, Q4_0), reading each weight row front to back, and packed k-major ({@code [in][NR]}, in L2); then for
  *       each {@link #KC}-deep slice (in L1) the 6 x NR register-blocked micro-kernel (12 vector accumulators,
  *       broadcast activations) runs over every activation block against it.</li>
+ *   <li>The panel's outputs accumulate over the k-slices in a contiguous per-worker strip ({@code [rows][NR]}),
+ *       copied into {@code y} once per panel (and row chunk).</li>
  * </ol>
  */
 final class Gemm {
