@@ -71,6 +71,19 @@ class CpuKernelsTest {
         assertNear(dtype + " n=" + n + " in=" + in + " out=" + out, ref, got, 1e-4);
     }
 
+    /** The GEMM's loop-order threshold reads the largest CPU cache from sysfs (0 where there is none). */
+    @Test
+    void lastLevelCacheComesFromSysfs() throws Exception {
+        java.nio.file.Path l1 = java.nio.file.Path.of("/sys/devices/system/cpu/cpu0/cache/index0/size");
+        long llc = Gemm.lastLevelCacheBytes();
+        assertTrue(llc >= 0);
+        assertTrue(Gemm.CHUNK_ABOVE_BYTES >= 16L << 20 || System.getProperty("vlm4j.gemmChunkAboveBytes") != null);
+        if (!java.nio.file.Files.isReadable(l1)) return;   // not Linux sysfs: nothing more to check
+        String v = java.nio.file.Files.readString(l1).trim();
+        long first = Long.parseLong(v.replaceAll("[KMG]$", "")) << (v.endsWith("K") ? 10 : v.endsWith("M") ? 20 : 0);
+        assertTrue(llc >= first, "largest cache " + llc + " below the first level's " + first);
+    }
+
     @ParameterizedTest
     @CsvSource({"Q8_0,3420", "Q4_0,3420", "Q8_0,64", "Q4_0,96"})
     void quantizationErrorIsBoundedPerBlock(String dtype, int in) {
