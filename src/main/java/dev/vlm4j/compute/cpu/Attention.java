@@ -29,6 +29,49 @@ final class Attention {
     /** The calling thread's transposed-key buffer for the C kernel (reused across calls). */
     private static final ThreadLocal<float[]> KEYS_T = ThreadLocal.withInitial(() -> new float[0]);
 
+    /**
+     * A decode key cache kept transposed beside it: columns [0, valid) of {@code kt} hold rows [0, valid) of the key
+     * array. Writes into the array through the backend ({@link #keysWritten}) lower {@code valid}; a decode step then
+     * transposes only the rows from there (one per step) instead of the whole cache.
+     */
+    private static final class TransposedKeys {
+        final float[] kt;
+        final int ld;
+        int valid;
+
+        TransposedKeys(int size, int ld) {
+            this.kt = new float[size];
+            this.ld = ld;
+        }
+    }
+
+    /** By key array (identity; weak, so an entry goes with its cache). */
+    private static final java.util.Map<float[], TransposedKeys> TRANSPOSED =
+            java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+    /** Whether decode steps keep their keys transposed ({@code -Dvlm4j.attention.keysCache=false}: transpose per step). */
+    static final boolean KEYS_CACHE = !"false".equals(System.getProperty("vlm4j.attention.keysCache"));
+
+    /** The kept transposition of a decode key cache, brought up to row kvLen (rows written since transposed now). */
+    private static TransposedKeys decodeKeys(float[] k, int kvLen, int w, int hkv, int d) {
+        int cap = k.length / w, ldc = (cap + 15) / 16 * 16 + 32;
+        TransposedKeys t = TRANSPOSED.computeIfAbsent(k, a -> new TransposedKeys(hkv * d * ldc, ldc));
+        if (t.kt.length != hkv * d * t.ld) throw new IllegalStateException("a key cache read with another head layout");
+        synchronized (t) {
+            int from = Math.min(t.valid, kvLen);
+            if (from < kvLen)
+                for (int kh = 0; kh < hkv; kh++)
+                    NativeKernels.transposeRows(k, from * w + kh * d, kvLen - from, w, d, t.kt, kh * d * t.ld + from, t.ld);
+            t.valid = Math.max(t.valid, kvLen);
+        }
+        return t;
+    }
+
+    /** Rows from {@code fromRow} of {@code keys} were (over)written: their kept transposition is stale. */
+    static void keysWritten(float[] keys, int fromRow) {
+        TransposedKeys t = TRANSPOSED.get(keys);
+        if (t != null) synchronized (t) { t.valid = Math.min(t.valid, Math.max(0, fromRow)); }
+    }
+
     private Attention() {}
 
     /** Online softmax attention of G queries over keys [lo, hi) of one KV head. */
@@ -111,9 +154,12 @@ final class Attention {
         float scale = (float) (1.0 / Math.sqrt(d));
         int[] segOf = mask.querySegments(n, kvLen);
         // Transposed keys, each row padded so a tile may read past kvLen (those lanes are masked).
-        int ld = (kvLen + L - 1) / L * L + (nat ? 32 : L);
-        float[] kt;
-        if (nat) {
+        TransposedKeys tk = nat && n == 1 && KEYS_CACHE && k.length % w == 0 ? decodeKeys(k, kvLen, w, hkv, d) : null;
+        int ld = tk != null ? tk.ld : (kvLen + L - 1) / L * L + (nat ? 32 : L);
+        final float[] kt;
+        if (tk != null) {
+            kt = tk.kt;   // a decode step: the cache's keys stay transposed between steps
+        } else if (nat) {
             // in C, 16 x 16 blocks; a decode step's few keys without a parallel region, and into a reused buffer (the
             // kernel masks whatever an earlier call left past kvLen)
             kt = Parallel.scratch(KEYS_T, hkv * d * ld);

@@ -218,7 +218,12 @@ public final class CpuBackend implements Backend {
         int d = (int) dst.dim(-1);
         float[] a = dst.heapFloats(), s = f32(src);
         if (a == null) throw new IllegalArgumentException("scatterRows needs a heap float32 destination");
-        for (int i = 0; i < idx.length; i++) System.arraycopy(s, i * d, a, idx[i] * d, d);
+        int lowest = Integer.MAX_VALUE;
+        for (int i = 0; i < idx.length; i++) {
+            System.arraycopy(s, i * d, a, idx[i] * d, d);
+            lowest = Math.min(lowest, idx[i]);
+        }
+        Attention.keysWritten(a, lowest);
     }
 
     @Override
@@ -227,6 +232,7 @@ public final class CpuBackend implements Backend {
         float[] a = dst.heapFloats(), s = f32(src);
         if (a == null) throw new IllegalArgumentException("copyRows needs a heap float32 destination");
         System.arraycopy(s, 0, a, dstRow * d, s.length);
+        Attention.keysWritten(a, dstRow);   // a key cache's kept transposition (decode attention) is stale from here
     }
 
     @Override

@@ -4,6 +4,7 @@ import dev.vlm4j.compute.AttentionMask;
 import dev.vlm4j.tensor.DType;
 import dev.vlm4j.tensor.Quant;
 import dev.vlm4j.tensor.Tensor;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -69,6 +70,37 @@ class CpuKernelsTest {
             Gemv.vnniQ8 = was;
         }
         assertNear(dtype + " n=" + n + " in=" + in + " out=" + out, ref, got, 1e-4);
+    }
+
+    /**
+     * Decode attention keeps a key cache transposed between steps: after appends, rewrites of earlier rows (a truncated
+     * cache reused) and scattered writes, every step equals the same step on a fresh copy of the cache, bit for bit.
+     */
+    @Test
+    void decodeKeysKeptTransposedFollowEveryWrite() {
+        Assumptions.assumeTrue(Attention.NATIVE && Attention.KEYS_CACHE, "C attention or its key cache off: " + NativeKernels.status());
+        dev.vlm4j.compute.Backend be = dev.vlm4j.compute.Backends.create("cpu", "bf16", 0);
+        int hq = 16, hkv = 2, d = 128, w = hkv * d, cap = 40;
+        Tensor k = Tensor.of(new float[cap * w], cap, w), v = Tensor.of(new float[cap * w], cap, w);
+        java.util.function.IntConsumer check = len -> {
+            Tensor q = Tensor.of(randn(hq * d, 500 + len, 1f), 1, hq * d);
+            float[] got = be.attentionBatch(q, new Tensor[]{k}, new Tensor[]{v}, new int[]{len}, hq, hkv).heapFloats();
+            Tensor fresh = Tensor.of(k.heapFloats().clone(), cap, w);
+            float[] want = be.attentionBatch(q, new Tensor[]{fresh}, new Tensor[]{v}, new int[]{len}, hq, hkv).heapFloats();
+            for (int i = 0; i < want.length; i++)
+                if (Float.floatToRawIntBits(want[i]) != Float.floatToRawIntBits(got[i]))
+                    fail("context " + len + ": output " + i + " is " + got[i] + " with the kept keys, " + want[i] + " with fresh ones");
+        };
+        for (int t = 0; t < 30; t++) {   // decode: one row a step
+            be.copyRows(k, t, Tensor.of(randn(w, 100 + t, 1f), 1, w));
+            be.copyRows(v, t, Tensor.of(randn(w, 200 + t, 1f), 1, w));
+            check.accept(t + 1);
+        }
+        be.copyRows(k, 10, Tensor.of(randn(5 * w, 300, 1f), 5, w));   // a cache truncated to 10 and refilled
+        check.accept(15);
+        be.scatterRows(k, new int[]{3, 12}, Tensor.of(randn(2 * w, 301, 1f), 2, w));
+        check.accept(15);
+        check.accept(30);   // rows 15..29 are still the earlier ones
     }
 
     /** The GEMM's loop-order threshold reads the largest CPU cache from sysfs (0 where there is none). */
