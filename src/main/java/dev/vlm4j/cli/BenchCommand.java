@@ -48,6 +48,10 @@ public final class BenchCommand implements Callable<Integer> {
             description = "Image sizes WxH for vision encode timing, comma separated; 'none' skips (default ${DEFAULT-VALUE}).")
     List<String> images;
 
+    @Option(names = "--decode-depth", defaultValue = "16",
+            description = "Tokens in the cache before the timed decode steps (prefilled first; default ${DEFAULT-VALUE}).")
+    int decodeDepth;
+
     @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test (default ${DEFAULT-VALUE}).")
     int bandwidthMb;
 
@@ -92,8 +96,10 @@ public final class BenchCommand implements Callable<Integer> {
             long wbytes = m.languageModel().decodeWeightBytes();
             out.put("decode_weight_bytes_per_token", wbytes);
             if (decodeTokens > 0) {
-                Qwen25VLModel.Sequence seq = m.newSequence(64 + decodeTokens);
-                int[] prompt = randomIds(rnd, 16);
+                if (decodeDepth < 1) throw new IllegalArgumentException("--decode-depth must be at least 1, not " + decodeDepth);
+                out.put("decode_depth", decodeDepth);
+                Qwen25VLModel.Sequence seq = m.newSequence(decodeDepth + 8 + decodeTokens);
+                int[] prompt = randomIds(rnd, decodeDepth);
                 float[] logits = m.lastLogits(m.prefill(seq, prompt, null, null, null));
                 for (int i = 0; i < 2; i++) logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)})); // warm-up
                 double[] per = new double[decodeTokens];

@@ -25,7 +25,7 @@ class BenchCommandTest {
         int rc;
         try {
             System.setOut(new PrintStream(buf, true));
-            rc = Main.run("bench", "--model", dir.toString(), "--quant", "q8_0", "--decode-tokens", "5", "--prefill-tokens", "20",
+            rc = Main.run("bench", "--model", dir.toString(), "--quant", "q8_0", "--decode-tokens", "5", "--decode-depth", "40", "--prefill-tokens", "20",
                     "--images", "56x56", "--bandwidth-mb", "64", "--json");
         } finally {
             System.setOut(old);
@@ -33,6 +33,7 @@ class BenchCommandTest {
         assertEquals(0, rc);
         JsonNode j = new ObjectMapper().readTree(buf.toString());
         assertEquals("q8_0", j.get("quant").asText());
+        assertEquals(40, j.get("decode_depth").asInt());
         assertTrue(j.get("bandwidth_gbs").asDouble() > 0 && j.get("peak_gflops").asDouble() > 0, j.toString());
         JsonNode steps = j.get("decode_ms_per_step");
         assertEquals(5, steps.size(), "one entry per timed decode step");

@@ -45,6 +45,9 @@ final class Attention {
         }
     }
 
+    /** Keys from which a decode step's attention items run on several threads ({@code -Dvlm4j.attention.parallelKeys}). */
+    static final int PARALLEL_DECODE_KEYS = Integer.getInteger("vlm4j.attention.parallelKeys", 512);
+
     /** By key array (identity; weak, so an entry goes with its cache). */
     private static final java.util.Map<float[], TransposedKeys> TRANSPOSED =
             java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
@@ -196,7 +199,8 @@ final class Attention {
         itemStart[++items] = idx;
         final int nItems = items;
         if (nat) {
-            Parallel.forRange(nItems, 2, (t0, t1) -> {
+            // a decode step's few items (one per KV head) go to separate threads once the keys are many
+            Parallel.forRange(nItems, n == 1 && kvLen >= PARALLEL_DECODE_KEYS ? 1 : 2, (t0, t1) -> {
                 float[] qs = new float[gq * d], os = new float[gq * d];
                 for (int t = t0; t < t1; t++) {
                     int a = itemStart[t], g = itemStart[t + 1] - a;
