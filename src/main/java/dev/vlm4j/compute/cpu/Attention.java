@@ -32,7 +32,8 @@ final class Attention {
     /**
      * A decode key cache kept transposed beside it: columns [0, valid) of {@code kt} hold rows [0, valid) of the key
      * array. Writes into the array through the backend ({@link #keysWritten}) lower {@code valid}; a decode step then
-     * transposes only the rows from there (one per step) instead of the whole cache.
+     * transposes only the rows from there (one per step) instead of the whole cache. It costs a second copy of the key
+     * cache (half the KV cache's memory again; a 7B model at 4096 tokens: 235 MB).
      */
     private static final class TransposedKeys {
         final float[] kt;
