@@ -577,24 +577,19 @@ float vlm4j_fma_peak(long iters, float seed) {
  * the kernels are measured against is the one they can reach (without the prefetch a plain loop reads well below it
  * on the build machine).
  */
+/* One round's four lines of vlm4j_read_sum, dist bytes ahead, with the given hint. */
+#define PREFETCH_ROUND(at, dist, hint) do { \
+        const char *q_ = (const char *) (at) + (dist); \
+        _Pragma("GCC unroll 4") \
+        for (int l_ = 0; l_ < 4; l_++) _mm_prefetch(q_ + 64 * l_, hint); \
+    } while (0)
+
 float vlm4j_read_sum(const float *p, long bytes, long pf, long pf2) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     long n = bytes / 4;
     for (long i = 0; i < n; i += 64) {
-        if (pf > 0) {
-            const char *q = (const char *) (p + i) + pf;
-            _mm_prefetch(q, _MM_HINT_T0);
-            _mm_prefetch(q + 64, _MM_HINT_T0);
-            _mm_prefetch(q + 128, _MM_HINT_T0);
-            _mm_prefetch(q + 192, _MM_HINT_T0);
-        }
-        if (pf2 > 0) {
-            const char *q = (const char *) (p + i) + pf2;
-            _mm_prefetch(q, _MM_HINT_T1);
-            _mm_prefetch(q + 64, _MM_HINT_T1);
-            _mm_prefetch(q + 128, _MM_HINT_T1);
-            _mm_prefetch(q + 192, _MM_HINT_T1);
-        }
+        if (pf > 0) PREFETCH_ROUND(p + i, pf, _MM_HINT_T0);
+        if (pf2 > 0) PREFETCH_ROUND(p + i, pf2, _MM_HINT_T1);
         s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
         s1 = _mm512_add_ps(s1, _mm512_loadu_ps(p + i + 16));
         s2 = _mm512_add_ps(s2, _mm512_loadu_ps(p + i + 32));

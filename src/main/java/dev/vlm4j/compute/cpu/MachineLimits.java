@@ -34,7 +34,7 @@ public final class MachineLimits {
             // their efficiency; the result is the best pass of all
             boolean c = NativeKernels.readSumAvailable() && !"false".equals(System.getProperty("vlm4j.peak.native"));
             for (int p = 0; p < passes && c; p++) {
-                long pf2 = p % 2 == 0 ? 0 : NativeKernels.prefetchL2(4096);
+                long pf2 = p % 2 == 0 ? 0 : NativeKernels.prefetchL2(4096);   // the kernels' distance for short rows
                 double s = together(t, w -> sink[w] = NativeKernels.readSum(seg.address() + w * perPart, perPart, NativeKernels.PREFETCH, pf2));
                 best = Math.max(best, perPart * t / s);
             }

@@ -29,7 +29,7 @@ import java.util.Set;
  * <p>Used when the OS is Linux on x86-64, the CPU has AVX-512F/BW/VL, F16C and FMA, and neither
  * {@code -Dvlm4j.native=false} nor {@code VLM4J_NATIVE=0} is set; otherwise the Vector API kernels run and
  * {@link #status()} says why. {@code -Dvlm4j.prefetch=BYTES} sets the prefetch distance (default 4096, 0 = none);
- * {@code -Dvlm4j.prefetchL2=BYTES} the decode kernels' second, longer one into L2 (default {@link #prefetchL2(int)}).
+ * {@code -Dvlm4j.prefetchL2=BYTES} the decode kernels' second, longer one into L2 (default {@link #prefetchL2(long)}).
  */
 public final class NativeKernels {
     static final String RESOURCE = "/native/linux-x86_64/libvlm4j_cpu.so";
@@ -41,8 +41,8 @@ public final class NativeKernels {
     /**
      * The decode kernels' (Q8_0 and bf16) second prefetch distance, into L2, for weight rows of {@code rowBytes}: 16 KiB
      * for rows up to 4 KiB (a 3B model's hidden-width matrices: q/k/v/o/gate/up, and its bf16 LM head), 8 KiB for
-     * longer ones; {@code -Dvlm4j.prefetchL2} overrides both (0: none). Measured in docs/BENCHMARKS.md, "A second
-     * prefetch, into L2".
+     * longer ones; {@code -Dvlm4j.prefetchL2} overrides both (0: none). Measured in docs/BENCHMARKS.md, section "Guided
+     * decode regions, fused SwiGLU, a second prefetch into L2, GEMM output strips".
      */
     static long prefetchL2(long rowBytes) {
         return PREFETCH_L2 >= 0 ? PREFETCH_L2 : rowBytes <= 4096 ? 16384 : 8192;
