@@ -55,6 +55,12 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test (default ${DEFAULT-VALUE}).")
     int bandwidthMb;
 
+    @Option(names = "--paired-bandwidth", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Run a bandwidth round before the first and after every decode step, and compare each step with the "
+                    + "rounds beside it (the bandwidth of the same seconds); --no-paired-bandwidth: the efficiency is the "
+                    + "median step against the best round of the run (default on).")
+    boolean pairedBandwidth;
+
     private final ObjectNode out = new ObjectMapper().createObjectNode();
 
     @Override
@@ -103,13 +109,22 @@ public final class BenchCommand implements Callable<Integer> {
                 float[] logits = m.lastLogits(m.prefill(seq, prompt, null, null, null));
                 for (int i = 0; i < 2; i++) logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)})); // warm-up
                 double[] per = new double[decodeTokens];
-                long d0 = System.nanoTime();
-                for (int i = 0; i < decodeTokens; i++) {
-                    long s0 = System.nanoTime();
-                    logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)}));
-                    per[i] = secs(s0);
+                double[] slot = new double[pairedBandwidth ? decodeTokens + 1 : 0];
+                MachineLimits.BandwidthProbe probe = pairedBandwidth ? new MachineLimits.BandwidthProbe((long) bandwidthMb << 20) : null;
+                double s = 0;
+                try {
+                    if (probe != null) slot[0] = probe.round();
+                    for (int i = 0; i < decodeTokens; i++) {
+                        long s0 = System.nanoTime();
+                        logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)}));
+                        per[i] = secs(s0);
+                        s += per[i];
+                        if (probe != null) slot[i + 1] = probe.round();
+                    }
+                } finally {
+                    if (probe != null) probe.close();
                 }
-                double s = secs(d0), tps = decodeTokens / s;
+                double tps = decodeTokens / s;
                 double[] sorted = per.clone();
                 java.util.Arrays.sort(sorted);
                 double median = sorted[decodeTokens / 2], tpsMedian = 1 / median;
@@ -122,9 +137,29 @@ public final class BenchCommand implements Callable<Integer> {
                 say("decode: %.3f tokens/s over all %d steps (%.1f ms/token), median step %.1f ms (%.3f tokens/s), fastest %.1f ms",
                         tps, decodeTokens, 1000 * s / decodeTokens, 1000 * median, tpsMedian, 1000 * sorted[0]);
                 say("  steps (ms): %s", out.get("decode_ms_per_step").toString());
-                say("  %.2f GB weights/token -> %.1f GB/s at the median step = %.3f of bandwidth", wbytes / 1e9,
+                if (probe != null) {
+                    // each step against the better of the rounds just before and just after it
+                    double[] eff = new double[decodeTokens];
+                    var gbs = out.putArray("decode_paired_bandwidth_gbs");
+                    var effs = out.putArray("decode_bandwidth_efficiency_per_step");
+                    for (double b : slot) {
+                        gbs.add(b / 1e9);
+                        bw = Math.max(bw, b);   // the unpaired efficiency uses the best round of the whole run
+                    }
+                    for (int i = 0; i < decodeTokens; i++) {
+                        eff[i] = wbytes / per[i] / Math.max(slot[i], slot[i + 1]);
+                        effs.add(eff[i]);
+                    }
+                    java.util.Arrays.sort(eff);
+                    out.put("decode_bandwidth_efficiency_paired", eff[decodeTokens / 2]);
+                    StringBuilder sb = new StringBuilder();
+                    for (double b : slot) sb.append(sb.isEmpty() ? "" : ", ").append(String.format("%.1f", b / 1e9));
+                    say("  bandwidth rounds before, between and after the steps (GB/s): [%s]", sb);
+                    say("  paired: each step's weight GB/s over the better round beside it, median %.3f (range %.3f-%.3f)",
+                            eff[decodeTokens / 2], eff[0], eff[decodeTokens - 1]);
+                }
+                say("  %.2f GB weights/token -> %.1f GB/s at the median step = %.3f of the best bandwidth so far", wbytes / 1e9,
                         wbytes * tpsMedian / 1e9, wbytes * tpsMedian / bw);
-                out.put("decode_bandwidth_efficiency", wbytes * tpsMedian / bw);
             }
 
             if (prefillTokens > 0) {
@@ -194,14 +229,19 @@ public final class BenchCommand implements Callable<Integer> {
         say("limits again: read bandwidth %.2f GB/s, peak FMA %.1f GFLOP/s", bw2 / 1e9, peak2 / 1e9);
         double bwMax = Math.max(bw, bw2), peakMax = Math.max(peak, peak2);
         if (out.has("decode_tokens_per_s")) {
-            double e = wbytesOut() * out.get("decode_tokens_per_s").asDouble() / bwMax;
-            out.put("decode_bandwidth_efficiency", e);
-            // the fastest step against the same best probe pass: what the kernels reach in the machine's best minute
-            // (informative only; the target is the median step)
+            // unpaired: the median step against the best bandwidth round of the whole run (start, between the steps, end)
+            double u = wbytesOut() * out.get("decode_tokens_per_s").asDouble() / bwMax;
+            out.put("decode_bandwidth_efficiency_unpaired", u);
+            // the fastest step against the same best round: what the kernels reach in the machine's best minute
+            // (informative only)
             double ef = wbytesOut() / (out.get("decode_ms_per_token_min").asDouble() / 1000) / bwMax;
             out.put("decode_bandwidth_efficiency_fastest_step", ef);
-            say("decode_bandwidth_efficiency = %.3f (median step, against the better bandwidth, %.2f GB/s); fastest step %.3f",
-                    e, bwMax / 1e9, ef);
+            boolean paired = out.has("decode_bandwidth_efficiency_paired");
+            double e = paired ? out.get("decode_bandwidth_efficiency_paired").asDouble() : u;
+            out.put("decode_bandwidth_efficiency", e);
+            say("decode_bandwidth_efficiency = %.3f (%s); unpaired %.3f (median step against the best round of the run, "
+                    + "%.2f GB/s); fastest step %.3f", e, paired ? "median of the steps against the rounds beside them" : "unpaired",
+                    u, bwMax / 1e9, ef);
         }
         if (out.has("prefill_gflops")) {
             double e = out.get("prefill_gflops").asDouble() * 1e9 / peakMax;

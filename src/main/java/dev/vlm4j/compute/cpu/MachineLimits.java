@@ -15,46 +15,74 @@ public final class MachineLimits {
     private MachineLimits() {}
 
     /**
-     * Best-of-{@code passes} read bandwidth in bytes/s over an off-heap buffer of {@code bytes} (choose it well above
+     * Best-of-{@code rounds} read bandwidth in bytes/s over an off-heap buffer of {@code bytes} (choose it well above
      * the last-level cache), read with vector loads by {@link Parallel#threads()} threads at once, each its own part:
-     * the better of a Vector API loop and, where the native kernels load, a C loop with their software prefetch.
+     * each round is one pass of every way of reading of {@link BandwidthProbe#round()}.
      */
-    public static double readBandwidth(long bytes, int passes) {
+    public static double readBandwidth(long bytes, int rounds) {
         settle();
-        int lanes = F.length(), vecBytes = lanes * 4, t = Parallel.threads();
-        long n = bytes / vecBytes * vecBytes;
-        try (Arena arena = Arena.ofShared()) {
-            MemorySegment seg = arena.allocate(n, 64);
-            seg.fill((byte) 1);
-            long perPart = n / t / (4L * vecBytes) * (4L * vecBytes);
-            float[] sink = new float[t];
+        try (BandwidthProbe probe = new BandwidthProbe(bytes)) {
             double best = 0;
-            // the decode kernels' own ways of reading (native, software prefetch into L1, and with their second one
-            // into L2) where they load: a plain loop reads below what those kernels reach, which would overstate
-            // their efficiency; the result is the best pass of all
-            boolean c = NativeKernels.readSumAvailable() && !"false".equals(System.getProperty("vlm4j.peak.native"));
-            for (int p = 0; p < passes && c; p++) {
-                long pf2 = p % 2 == 0 ? 0 : NativeKernels.prefetchL2(4096);   // the kernels' distance for short rows
-                double s = together(t, w -> sink[w] = NativeKernels.readSum(seg.address() + w * perPart, perPart, NativeKernels.PREFETCH, pf2));
-                best = Math.max(best, perPart * t / s);
-            }
-            for (int p = 0; p < passes; p++) {
-                double s = together(t, w -> {
-                    FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
-                    for (long o = w * perPart, end = o + perPart; o < end; o += 4L * vecBytes) {
-                        s0 = s0.add(FloatVector.fromMemorySegment(F, seg, o, ByteOrder.LITTLE_ENDIAN));
-                        s1 = s1.add(FloatVector.fromMemorySegment(F, seg, o + vecBytes, ByteOrder.LITTLE_ENDIAN));
-                        s2 = s2.add(FloatVector.fromMemorySegment(F, seg, o + 2L * vecBytes, ByteOrder.LITTLE_ENDIAN));
-                        s3 = s3.add(FloatVector.fromMemorySegment(F, seg, o + 3L * vecBytes, ByteOrder.LITTLE_ENDIAN));
-                    }
-                    sink[w] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
-                });
-                best = Math.max(best, perPart * t / s);
-            }
+            for (int r = 0; r < rounds; r++) best = Math.max(best, probe.round());
             return best;
-        } catch (OutOfMemoryError e) {
-            throw new IllegalStateException("cannot allocate " + bytes + " bytes for the bandwidth test", e);
         }
+    }
+
+    /**
+     * A read-bandwidth probe that keeps its buffer, so that it can be measured again and again between other work
+     * (the bench pairs every decode step with the rounds just before and after it: on a shared machine the bandwidth
+     * drifts by a fifth within seconds). Close it to free the buffer.
+     */
+    public static final class BandwidthProbe implements AutoCloseable {
+        private final Arena arena = Arena.ofShared();
+        private final MemorySegment seg;
+        private final long perPart;
+        private final int threads = Parallel.threads();
+        private final float[] sink = new float[threads];
+
+        public BandwidthProbe(long bytes) {
+            int vecBytes = F.length() * 4;
+            long n = bytes / vecBytes * vecBytes;
+            try {
+                seg = arena.allocate(n, 64);
+            } catch (OutOfMemoryError e) {
+                arena.close();
+                throw new IllegalStateException("cannot allocate " + bytes + " bytes for the bandwidth test", e);
+            }
+            seg.fill((byte) 1);
+            perPart = n / threads / (4L * vecBytes) * (4L * vecBytes);
+        }
+
+        /** Bytes read per pass (all threads together). */
+        public long bytesPerPass() { return perPart * threads; }
+
+        /**
+         * One pass of each way of reading, the best in bytes/s: the decode kernels' own (native, software prefetch into
+         * L1, without and with their second one into L2) where they load, and a Vector API loop. A plain loop reads
+         * below what those kernels reach, which would overstate their efficiency.
+         */
+        public double round() {
+            double best = 0;
+            if (NativeKernels.readSumAvailable() && !"false".equals(System.getProperty("vlm4j.peak.native")))
+                for (long pf2 : new long[]{0, NativeKernels.prefetchL2(4096)}) {   // the kernels' distance for short rows
+                    double s = together(threads, w -> sink[w] = NativeKernels.readSum(seg.address() + w * perPart, perPart, NativeKernels.PREFETCH, pf2));
+                    best = Math.max(best, bytesPerPass() / s);
+                }
+            int vecBytes = F.length() * 4;
+            double s = together(threads, w -> {
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+                for (long o = w * perPart, end = o + perPart; o < end; o += 4L * vecBytes) {
+                    s0 = s0.add(FloatVector.fromMemorySegment(F, seg, o, ByteOrder.LITTLE_ENDIAN));
+                    s1 = s1.add(FloatVector.fromMemorySegment(F, seg, o + vecBytes, ByteOrder.LITTLE_ENDIAN));
+                    s2 = s2.add(FloatVector.fromMemorySegment(F, seg, o + 2L * vecBytes, ByteOrder.LITTLE_ENDIAN));
+                    s3 = s3.add(FloatVector.fromMemorySegment(F, seg, o + 3L * vecBytes, ByteOrder.LITTLE_ENDIAN));
+                }
+                sink[w] = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
+            });
+            return Math.max(best, bytesPerPass() / s);
+        }
+
+        @Override public void close() { arena.close(); }
     }
 
     /** Whether {@link #peakFlops} runs the native FMA loop ({@code -Dvlm4j.peak.native=false}: the Java one). */
@@ -86,33 +114,44 @@ public final class MachineLimits {
 
     /**
      * Runs {@code body(w)} for w in [0, threads) on as many dedicated threads released together, and returns the
-     * seconds from their release to the last one's end. (The worker pool would let one worker take two parts when the
-     * other wakes late, which measures one core and reads as a machine with half the peak.)
+     * seconds from the first one's start to the last one's end, each read on its own thread. (The worker pool would
+     * let one worker take two parts when the other wakes late, which measures one core and reads as a machine with
+     * half the peak. A clock read on the releasing thread would start late whenever that thread gets its processor
+     * back only after the others began: on two processors with three threads, a 64 MB pass then read as TB/s.)
      */
-    private static double together(int threads, java.util.function.IntConsumer body) {
-        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads + 1);
+    static double together(int threads, java.util.function.IntConsumer body) {
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads);
+        long[] begin = new long[threads], end = new long[threads];
+        Throwable[] failure = new Throwable[1];
         Thread[] th = new Thread[threads];
         for (int w = 0; w < threads; w++) {
             int ww = w;
             th[w] = new Thread(() -> {
                 try {
                     start.await();
-                } catch (Exception e) {
-                    return;
+                    begin[ww] = System.nanoTime();
+                    body.accept(ww);
+                    end[ww] = System.nanoTime();
+                } catch (Throwable e) {
+                    failure[0] = e;
                 }
-                body.accept(ww);
             }, "vlm4j-limits-" + w);
             th[w].setDaemon(true);
             th[w].start();
         }
         try {
-            start.await();
-            long t0 = System.nanoTime();
             for (Thread x : th) x.join();
-            return (System.nanoTime() - t0) / 1e9;
-        } catch (Exception e) {
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
             throw new IllegalStateException("machine limit probe interrupted", e);
         }
+        if (failure[0] != null) throw new IllegalStateException("machine limit probe failed", failure[0]);
+        long first = Long.MAX_VALUE, last = Long.MIN_VALUE;
+        for (int w = 0; w < threads; w++) {
+            first = Math.min(first, begin[w]);
+            last = Math.max(last, end[w]);
+        }
+        return (last - first) / 1e9;
     }
 
     /**
