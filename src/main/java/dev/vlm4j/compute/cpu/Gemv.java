@@ -262,12 +262,17 @@ final class Gemv {
      * {@link #quantMany} followed by {@link VectorOps#siluMul} would give. Returns false (nothing done) where
      * {@link #quantMany} would.
      */
+    private static final ThreadLocal<float[]> GATE = ThreadLocal.withInitial(() -> new float[0]), UP = ThreadLocal.withInitial(() -> new float[0]);
+
     static boolean swiGlu(float[] x, int n, int in, Tensor gateW, Tensor upW, float[] y) {
         if (gateW.rank() != 2 || !java.util.Arrays.equals(gateW.shape(), upW.shape())) return false;
         Activations a = Activations.of(x, n, in, new Tensor[]{gateW, upW});
         if (a == null) return false;
         int out = (int) gateW.dim(0);
-        float[] g = new float[n * out], u = new float[n * out];
+        // the gate and up products only live inside the region: the calling thread's buffers, reused (fresh arrays
+        // cost ~90 KB of cold memory to zero per layer: a 3B decode step's SwiGLU caller side 1.06-1.20 -> 0.58-0.60 ms
+        // in alternating runs)
+        float[] g = Parallel.scratch(GATE, n * out), u = Parallel.scratch(UP, n * out);
         Parallel.forRangeGuided((out + G - 1) / G, 4, (g0, g1) -> {
             int j0 = g0 * G, j1 = Math.min(out, g1 * G);
             a.product(gateW, j0, j1, g);
