@@ -52,7 +52,7 @@ public final class BenchCommand implements Callable<Integer> {
             description = "Tokens in the cache before the timed decode steps (prefilled first; default ${DEFAULT-VALUE}).")
     int decodeDepth;
 
-    @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test (default ${DEFAULT-VALUE}).")
+    @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test, held during the decode steps too while they are paired with bandwidth rounds (default ${DEFAULT-VALUE}).")
     int bandwidthMb;
 
     @Option(names = "--paired-bandwidth", negatable = true, defaultValue = "true", fallbackValue = "true",
