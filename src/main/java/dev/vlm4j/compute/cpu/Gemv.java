@@ -255,6 +255,9 @@ final class Gemv {
         return true;
     }
 
+    /** The calling thread's gate and up product buffers of {@link #swiGlu}, reused across calls. */
+    private static final ThreadLocal<float[]> GATE = ThreadLocal.withInitial(() -> new float[0]), UP = ThreadLocal.withInitial(() -> new float[0]);
+
     /**
      * The gated MLP's inner activation {@code y = silu(x . gate^T) * (x . up^T)} ({@code n x out}) for two Q8_0
      * matrices of the same shape, in one region: each piece of output rows takes its gate rows, its up rows and their
@@ -262,8 +265,6 @@ final class Gemv {
      * {@link #quantMany} followed by {@link VectorOps#siluMul} would give. Returns false (nothing done) where
      * {@link #quantMany} would.
      */
-    private static final ThreadLocal<float[]> GATE = ThreadLocal.withInitial(() -> new float[0]), UP = ThreadLocal.withInitial(() -> new float[0]);
-
     static boolean swiGlu(float[] x, int n, int in, Tensor gateW, Tensor upW, float[] y) {
         if (gateW.rank() != 2 || !java.util.Arrays.equals(gateW.shape(), upW.shape())) return false;
         Activations a = Activations.of(x, n, in, new Tensor[]{gateW, upW});
