@@ -52,6 +52,11 @@ public final class BenchCommand implements Callable<Integer> {
             description = "Tokens in the cache before the timed decode steps (prefilled first; default ${DEFAULT-VALUE}).")
     int decodeDepth;
 
+    @Option(names = "--warmup-tokens", defaultValue = "10",
+            description = "Untimed decode steps before the timed ones, while the JIT compiles the decode path (their "
+                    + "times are reported apart, as is the JIT's compile time during the timed steps; default ${DEFAULT-VALUE}).")
+    int warmupTokens;
+
     @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test, held during the decode steps too while they are paired with bandwidth rounds (default ${DEFAULT-VALUE}).")
     int bandwidthMb;
 
@@ -104,14 +109,23 @@ public final class BenchCommand implements Callable<Integer> {
             if (decodeTokens > 0) {
                 if (decodeDepth < 1) throw new IllegalArgumentException("--decode-depth must be at least 1, not " + decodeDepth);
                 out.put("decode_depth", decodeDepth);
-                Qwen25VLModel.Sequence seq = m.newSequence(decodeDepth + 8 + decodeTokens);
+                Qwen25VLModel.Sequence seq = m.newSequence(decodeDepth + 8 + warmupTokens + decodeTokens);
                 int[] prompt = randomIds(rnd, decodeDepth);
                 float[] logits = m.lastLogits(m.prefill(seq, prompt, null, null, null));
-                for (int i = 0; i < 2; i++) logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)})); // warm-up
+                if (warmupTokens < 0) throw new IllegalArgumentException("--warmup-tokens must not be negative, not " + warmupTokens);
+                var warmSteps = out.putArray("decode_warmup_ms_per_step");
+                for (int i = 0; i < warmupTokens; i++) {
+                    long w0 = System.nanoTime();
+                    logits = m.lastLogits(m.extend(seq, new int[]{argmax(logits)}));
+                    warmSteps.add(Math.round(secs(w0) * 1e4) / 10.0);
+                }
+                if (warmupTokens > 0) say("decode warm-up, %d untimed steps (ms): %s", warmupTokens, warmSteps);
                 double[] per = new double[decodeTokens];
                 double[] slot = new double[pairedBandwidth ? decodeTokens + 1 : 0];
                 MachineLimits.BandwidthProbe probe = pairedBandwidth ? new MachineLimits.BandwidthProbe((long) bandwidthMb << 20) : null;
                 double s = 0;
+                var jit = java.lang.management.ManagementFactory.getCompilationMXBean();
+                long jit0 = jit != null && jit.isCompilationTimeMonitoringSupported() ? jit.getTotalCompilationTime() : -1;
                 try {
                     if (probe != null) slot[0] = probe.round();
                     for (int i = 0; i < decodeTokens; i++) {
@@ -124,6 +138,7 @@ public final class BenchCommand implements Callable<Integer> {
                 } finally {
                     if (probe != null) probe.close();
                 }
+                if (jit0 >= 0) out.put("decode_jit_compile_ms", jit.getTotalCompilationTime() - jit0);
                 double tps = decodeTokens / s;
                 double[] sorted = per.clone();
                 java.util.Arrays.sort(sorted);
@@ -137,6 +152,7 @@ public final class BenchCommand implements Callable<Integer> {
                 say("decode: %.3f tokens/s over all %d steps (%.1f ms/token), median step %.1f ms (%.3f tokens/s), fastest %.1f ms",
                         tps, decodeTokens, 1000 * s / decodeTokens, 1000 * median, tpsMedian, 1000 * sorted[0]);
                 say("  steps (ms): %s", out.get("decode_ms_per_step").toString());
+                if (jit0 >= 0) say("  JIT compile time during the timed steps: %d ms", out.get("decode_jit_compile_ms").asLong());
                 if (probe != null) {
                     // each step against the better of the rounds just before and just after it
                     double[] eff = new double[decodeTokens];

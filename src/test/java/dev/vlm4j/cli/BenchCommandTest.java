@@ -50,6 +50,10 @@ class BenchCommandTest {
         assertTrue(j.get("bandwidth_gbs").asDouble() > 0 && j.get("peak_gflops").asDouble() > 0, j.toString());
         double[] steps = values(j.get("decode_ms_per_step"));
         assertEquals(5, steps.length, "one entry per timed decode step");
+        double[] warm = values(j.get("decode_warmup_ms_per_step"));
+        assertEquals(10, warm.length, "the default warm-up: 10 untimed steps, listed apart");
+        for (double w : warm) assertTrue(w > 0, "warm-up step " + w);
+        assertTrue(j.get("decode_jit_compile_ms").asLong() >= 0, j.toString());
         double min = Double.MAX_VALUE;
         for (double s : steps) {
             assertTrue(s > 0, "step " + s);
@@ -89,12 +93,31 @@ class BenchCommandTest {
     @Test
     void withoutPairedRoundsTheEfficiencyIsTheMedianStepAgainstTheBestReading(@TempDir Path dir) throws Exception {
         assertEquals(0, Main.run("init", "--preset", "tiny", "--out", dir.toString(), "--seed", "6"));
-        JsonNode j = bench(dir, "--no-paired-bandwidth");
+        JsonNode j = bench(dir, "--no-paired-bandwidth", "--warmup-tokens", "3");
+        assertEquals(3, j.get("decode_warmup_ms_per_step").size(), "--warmup-tokens 3");
+        assertEquals(5, j.get("decode_ms_per_step").size());
         assertFalse(j.has("decode_paired_bandwidth_gbs") || j.has("decode_bandwidth_efficiency_paired"), j.toString());
         double bw = Math.max(j.get("bandwidth_gbs").asDouble(), j.get("bandwidth_gbs_end").asDouble()) * 1e9;
         double want = j.get("decode_weight_bytes_per_token").asLong() * j.get("decode_tokens_per_s").asDouble() / bw;
         assertEquals(want, j.get("decode_bandwidth_efficiency").asDouble(), 1e-9 * Math.max(1, want));
         assertEquals(want, j.get("decode_bandwidth_efficiency_unpaired").asDouble(), 1e-9 * Math.max(1, want));
+    }
+
+    @Test
+    void aNegativeWarmUpIsRefused(@TempDir Path dir) {
+        assertEquals(0, Main.run("init", "--preset", "tiny", "--out", dir.toString(), "--seed", "7"));
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        PrintStream old = System.err;
+        int rc;
+        try {
+            System.setErr(new PrintStream(err, true));
+            rc = Main.run("bench", "--model", dir.toString(), "--warmup-tokens", "-1", "--prefill-tokens", "0",
+                    "--images", "none", "--bandwidth-mb", "64", "--json");
+        } finally {
+            System.setErr(old);
+        }
+        assertNotEquals(0, rc);
+        assertTrue(err.toString().contains("--warmup-tokens must not be negative"), err.toString());
     }
 
     @Test
