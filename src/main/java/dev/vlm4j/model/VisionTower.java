@@ -121,19 +121,32 @@ public final class VisionTower {
         return be.gatherRows(z, win.reverseIndex);
     }
 
-    /** One ViT block over all patches {@code x} (window order): attention within the mask's segments, then the MLP. */
+    /**
+     * One ViT block over all patches {@code x} (window order): attention within the mask's segments, then the MLP,
+     * each with its residual. The halves are methods of their own so that each half's intermediates (hundreds of MB
+     * for a large image) are unreachable once it returns, also while this method still runs in the interpreter, whose
+     * frames keep every local variable alive to the end of the method.
+     */
     private Tensor block(Block B, Tensor x, Tensor cos, Tensor sin, AttentionMask mask) {
+        x = be.add(x, attentionHalf(B, x, cos, sin, mask));
+        return be.add(x, mlpHalf(B, x));
+    }
+
+    /** {@code proj(attention(rotary(q), rotary(k), v))} of {@code RMSNorm_1(x)}, without the residual. */
+    private Tensor attentionHalf(Block B, Tensor x, Tensor cos, Tensor sin, AttentionMask mask) {
         int n = (int) x.dim(0), h = cfg.hiddenSize(), heads = cfg.numHeads();
-        Tensor xn = be.rmsNorm(x, B.norm1, EPS);
-        Tensor qkv = be.linear(xn, B.qkvW, B.qkvB);
+        Tensor qkv = be.linear(be.rmsNorm(x, B.norm1, EPS), B.qkvW, B.qkvB);
         Tensor q = be.columns(qkv, 0, h), k = be.columns(qkv, h, 2 * h), v = be.columns(qkv, 2 * h, 3 * h);
+        qkv = null;   // not needed past here (the interpreter would keep it to the end of the method)
         be.rotary(q, heads, cos, sin);
         be.rotary(k, heads, cos, sin);
-        Tensor a = be.attention(q, k, v, n, heads, heads, mask);
-        x = be.add(x, be.linear(a, B.projW, B.projB));
+        return be.linear(be.attention(q, k, v, n, heads, heads, mask), B.projW, B.projB);
+    }
+
+    /** {@code down(silu(gate(n)) * up(n))} of {@code n = RMSNorm_2(x)}, without the residual. */
+    private Tensor mlpHalf(Block B, Tensor x) {
         Tensor hn = be.rmsNorm(x, B.norm2, EPS);
-        Tensor mlp = be.linear(be.siluMul(be.linear(hn, B.gateW, B.gateB), be.linear(hn, B.upW, B.upB)), B.downW, B.downB);
-        return be.add(x, mlp);
+        return be.linear(be.siluMul(be.linear(hn, B.gateW, B.gateB), be.linear(hn, B.upW, B.upB)), B.downW, B.downB);
     }
 
     /**

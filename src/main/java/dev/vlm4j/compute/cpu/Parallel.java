@@ -206,12 +206,19 @@ public final class Parallel {
     }
 
     /**
+     * Scratch buffers above this many floats (64 MB) are not kept between calls ({@code -Dvlm4j.scratchKeepMb}): a
+     * held buffer stays on the heap for the life of the thread, and the largest ones come from rare calls (the packed
+     * activations of a 1036x1036 image's ViT MLP are 76 MB, which a 7B model run with {@code -Xmx768m} cannot spare).
+     */
+    static final long SCRATCH_KEEP_FLOATS = Long.getLong("vlm4j.scratchKeepMb", 64) << 18;
+
+    /**
      * A float buffer of at least {@code size} held in {@code cache} for the calling thread and reused across calls;
      * a fresh one inside a region's body (the thread that started the region may hold its own cached buffer while it
-     * runs chunks of the body).
+     * runs chunks of the body) and above {@link #SCRATCH_KEEP_FLOATS}.
      */
     static float[] scratch(ThreadLocal<float[]> cache, int size) {
-        if (inRegion()) return new float[size];
+        if (inRegion() || size > SCRATCH_KEEP_FLOATS) return new float[size];
         float[] b = cache.get();
         if (b.length < size) cache.set(b = new float[size]);
         return b;

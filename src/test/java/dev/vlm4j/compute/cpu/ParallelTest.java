@@ -13,6 +13,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
@@ -177,5 +178,18 @@ class ParallelTest {
         for (Thread t : Thread.getAllStackTraces().keySet())
             if (t.getName().startsWith("vlm4j-cpu-")) sum += Math.max(0, mx.getThreadCpuTime(t.threadId()));
         return sum;
+    }
+
+    @Test
+    void scratchBuffersAreKeptUpToTheLimitAndFreshAboveIt() {
+        ThreadLocal<float[]> cache = ThreadLocal.withInitial(() -> new float[0]);
+        float[] a = Parallel.scratch(cache, 1000);
+        assertTrue(a.length >= 1000);
+        assertSame(a, Parallel.scratch(cache, 500), "a smaller request reuses the held buffer");
+        int big = (int) Parallel.SCRATCH_KEEP_FLOATS + 1;
+        float[] b = Parallel.scratch(cache, big), c = Parallel.scratch(cache, big);
+        assertTrue(b.length >= big && c.length >= big);
+        assertNotSame(b, c, "buffers above " + Parallel.SCRATCH_KEEP_FLOATS + " floats are not kept");
+        assertSame(a, cache.get(), "nor do they replace the held one");
     }
 }
