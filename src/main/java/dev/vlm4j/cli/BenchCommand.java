@@ -73,6 +73,7 @@ public final class BenchCommand implements Callable<Integer> {
         // before the machine probes (seconds of work), so that a wrong path fails at once
         if (!java.nio.file.Files.isRegularFile(model.resolve("config.json")))
             throw new IllegalArgumentException(model + ": no config.json (is this a model folder?)");
+        if (warmupTokens < 0) throw new IllegalArgumentException("--warmup-tokens must not be negative, not " + warmupTokens);
         if (threads > 0) Parallel.setThreads(threads);
         out.put("model", model.toString());
         out.put("quant", quant);
@@ -112,7 +113,6 @@ public final class BenchCommand implements Callable<Integer> {
                 Qwen25VLModel.Sequence seq = m.newSequence(decodeDepth + 8 + warmupTokens + decodeTokens);
                 int[] prompt = randomIds(rnd, decodeDepth);
                 float[] logits = m.lastLogits(m.prefill(seq, prompt, null, null, null));
-                if (warmupTokens < 0) throw new IllegalArgumentException("--warmup-tokens must not be negative, not " + warmupTokens);
                 var warmSteps = out.putArray("decode_warmup_ms_per_step");
                 for (int i = 0; i < warmupTokens; i++) {
                     long w0 = System.nanoTime();

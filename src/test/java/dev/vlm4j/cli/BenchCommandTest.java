@@ -118,6 +118,7 @@ class BenchCommandTest {
         }
         assertNotEquals(0, rc);
         assertTrue(err.toString().contains("--warmup-tokens must not be negative"), err.toString());
+        assertFalse(err.toString().contains("read bandwidth"), "refused before the machine probes: " + err);
     }
 
     @Test
