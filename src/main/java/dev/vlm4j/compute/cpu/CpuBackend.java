@@ -110,10 +110,15 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor[] linears(Tensor x, Tensor[] ws, Tensor[] biases) {
         int in = (int) x.dim(-1), n = rows(x);
+        // many rows against matrices the packed GEMM takes: one packing of x and one region for all of them
+        boolean gemm = Simd.AVAILABLE && Gemm.MANY && ws.length > 1;
+        for (Tensor w : ws) gemm &= MatMul.usesGemm(n, w) && w.dim(1) == in;
+        if (!gemm && (!Simd.AVAILABLE || n >= MatMul.GEMM_MIN_ROWS)) return Backend.super.linears(x, ws, biases);
         float[][] ys = new float[ws.length][];
-        for (int i = 0; i < ws.length; i++) ys[i] = new float[n * (int) ws[i].dim(0)];
-        if (!Simd.AVAILABLE || n >= MatMul.GEMM_MIN_ROWS || !Gemv.quantMany(f32(x), n, in, ws, ys))
-            return Backend.super.linears(x, ws, biases);
+        int[] outs = new int[ws.length];
+        for (int i = 0; i < ws.length; i++) ys[i] = new float[n * (outs[i] = (int) ws[i].dim(0))];
+        if (gemm) Gemm.gemmMany(f32(x), n, in, ws, outs, ys);
+        else if (!Gemv.quantMany(f32(x), n, in, ws, ys)) return Backend.super.linears(x, ws, biases);
         Tensor[] out = new Tensor[ws.length];
         for (int i = 0; i < ws.length; i++) {
             int o = (int) ws[i].dim(0);

@@ -93,12 +93,39 @@ final class Gemm {
 
     /** As above, with the size above which the activations go in row chunks against panel groups (tests: 0, always). */
     static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y, boolean useNative, long chunkAboveBytes) {
+        gemmMany(x, n, in, new Tensor[]{w}, new int[]{out}, new float[][]{y}, useNative, chunkAboveBytes);
+    }
+
+    /** Whether {@code CpuBackend.linears} runs several matrices as one {@link #gemmMany} ({@code -Dvlm4j.gemmMany=false}: one GEMM each). */
+    static final boolean MANY = !"false".equals(System.getProperty("vlm4j.gemmMany"));
+
+    /** {@link #gemmMany(float[], int, int, Tensor[], int[], float[][], boolean, long)} with the default kernel and order. */
+    static void gemmMany(float[] x, int n, int in, Tensor[] ws, int[] outs, float[][] ys) {
+        gemmMany(x, n, in, ws, outs, ys, NATIVE, CHUNK_ABOVE_BYTES);
+    }
+
+    /**
+     * {@code ys[m] = x * ws[m]^T} for several matrices of input width {@code in} ({@code outs[m]} rows each): the
+     * activations packed once and the panels of every matrix handed out in one parallel region (q/k/v, gate/up:
+     * two packings fewer, and the narrow k/v products no longer run as regions of their own). Each output is
+     * computed exactly as {@link #gemm} computes it alone.
+     */
+    static void gemmMany(float[] x, int n, int in, Tensor[] ws, int[] outs, float[][] ys, boolean useNative, long chunkAboveBytes) {
         if (useNative && !NATIVE) throw new IllegalStateException("the native GEMM kernel is not available here");
         int blocks = (n + MR - 1) / MR;
         float[] a = Parallel.scratch(PACKED_A, blocks * MR * in);
         Parallel.forRange(blocks, 8, (b0, b1) -> { for (int b = b0; b < b1; b++) packA(x, n, in, b, a); });
-        int panels = (out + NR - 1) / NR;
-        WeightRows rows = new WeightRows(w, in);
+        int panels = 0;
+        for (int out : outs) panels += (out + NR - 1) / NR;
+        int[] pm = new int[panels], pj = new int[panels];   // each panel's matrix and first output row in it
+        WeightRows[] rowsOf = new WeightRows[ws.length];
+        for (int m = 0, p = 0; m < ws.length; m++) {
+            rowsOf[m] = new WeightRows(ws[m], in);
+            for (int j0 = 0; j0 < outs[m]; j0 += NR, p++) {
+                pm[p] = m;
+                pj[p] = j0;
+            }
+        }
         // panels packed a group at a time (GROUP_BYTES of float32); each group runs over the activations in chunks of
         // MC_BLOCKS row blocks, k-slice by k-slice, so that a chunk's slice (192 rows x KC) stays in L2 across the
         // group's panels instead of streaming all n rows from L3 or memory once per panel
@@ -116,8 +143,8 @@ final class Gemm {
             for (int g0 = p0; g0 < p1; g0 += group) {
                 int g1 = Math.min(p1, g0 + group);
                 for (int p = g0; p < g1; p++) {
-                    int j0 = p * NR, cols = Math.min(NR, out - j0), base = (p - g0) * in * NR;
-                    for (int k0 = 0; k0 < in; k0 += KC) packB(rows, j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row, useNative);
+                    int j0 = pj[p], cols = Math.min(NR, outs[pm[p]] - j0), base = (p - g0) * in * NR;
+                    for (int k0 = 0; k0 < in; k0 += KC) packB(rowsOf[pm[p]], j0, cols, k0, Math.min(KC, in - k0), panel, base + k0 * NR, row, useNative);
                 }
                 for (int rb0 = 0; rb0 < blocks; rb0 += mcBlocks) {
                     int rb1 = Math.min(blocks, rb0 + mcBlocks), r0 = rb0 * MR, rn = Math.min(n, rb1 * MR) - r0;
@@ -128,14 +155,15 @@ final class Gemm {
                         int kc = Math.min(KC, in - k0);
                         boolean accumulate = k0 > 0;
                         for (int p = g0; p < g1; p++) {
-                            int j0 = p * NR, cols = Math.min(NR, out - j0), po = (p - g0) * in * NR + k0 * NR;
+                            int cols = Math.min(NR, outs[pm[p]] - pj[p]), po = (p - g0) * in * NR + k0 * NR;
                             int so = (p - g0) * chunkRows * NR;
                             if (useNative) NativeKernels.gemmPanel(a, r0 * in, 0, rb1 - rb0, in, k0, kc, panel, po, strips, so, rn, NR, 0, cols, accumulate);
                             else panelBlocks(a, r0 * in, rb1 - rb0, in, k0, kc, panel, po, strips, so, rn, cols, accumulate, tile);
                         }
                     }
                     for (int p = g0; p < g1; p++) {
-                        int j0 = p * NR, cols = Math.min(NR, out - j0), so = (p - g0) * chunkRows * NR;
+                        int out = outs[pm[p]], j0 = pj[p], cols = Math.min(NR, out - j0), so = (p - g0) * chunkRows * NR;
+                        float[] y = ys[pm[p]];
                         for (int i = 0; i < rn; i++) System.arraycopy(strips, so + i * NR, y, (r0 + i) * out + j0, cols);
                     }
                 }

@@ -35,6 +35,13 @@ final class MatMul {
 
     private MatMul() {}
 
+    /** Whether {@link #linear} runs {@code n} rows against {@code w} through the packed GEMM. */
+    static boolean usesGemm(int n, Tensor w) {
+        DType dt = w.dtype();
+        return w.rank() == 2 && (dt == DType.F32 || dt == DType.BF16 || dt == DType.Q8_0 || dt == DType.Q4_0)
+                && n >= (dt == DType.BF16 ? GEMM_MIN_ROWS_BF16 : GEMM_MIN_ROWS);
+    }
+
     static float[] linear(float[] x, int n, int in, Tensor w, float[] bias) {
         return linear(x, n, in, w, bias, null);
     }

@@ -174,4 +174,44 @@ class CpuKernelsTest {
         if (Attention.NATIVE)
             assertNear("attention (C kernel)", ref, Attention.compute(q, n, k, v, kvLen, hq, hkv, d, mask, true).toFloatArray(), 1e-5);
     }
+
+    /**
+     * Several matrices against the same activations in one packed GEMM ({@code Gemm.gemmMany}: q/k/v, gate/up in
+     * prefill) give every output the same bits as one GEMM per matrix: output widths that are not multiples of the
+     * 32-column panels (so a panel group spans two matrices), partial 6-row blocks, several k-slices, both loop
+     * orders, both kernels, and the dtypes the GEMM packs. And {@code CpuBackend.linears} takes that path.
+     */
+    @ParameterizedTest
+    @CsvSource({"16,300", "37,520", "70,2048"})
+    void gemmOverSeveralMatricesMatchesOneGemmEach(int n, int in) {
+        int[] outs = {70, 32, 45};
+        float[] x = randn(n * in, 51, 1f);
+        for (String kind : new String[]{"F32", "BF16N", "Q8_0", "Q4_0"}) {
+            Tensor[] ws = new Tensor[outs.length];
+            for (int m = 0; m < outs.length; m++) ws[m] = weight(kind, randn(outs[m] * in, 60 + m, 0.02f), outs[m], in);
+            for (boolean nat : Gemm.NATIVE ? new boolean[]{false, true} : new boolean[]{false})
+                for (long chunkAbove : new long[]{Long.MAX_VALUE, 0}) {
+                    float[][] many = new float[outs.length][];
+                    for (int m = 0; m < outs.length; m++) many[m] = new float[n * outs[m]];
+                    Gemm.gemmMany(x, n, in, ws, outs, many, nat, chunkAbove);
+                    for (int m = 0; m < outs.length; m++) {
+                        float[] one = new float[n * outs[m]];
+                        Gemm.gemm(x, n, in, ws[m], outs[m], one, nat, chunkAbove);
+                        for (int e = 0; e < one.length; e++)
+                            if (Float.floatToRawIntBits(one[e]) != Float.floatToRawIntBits(many[m][e]))
+                                fail(String.format("%s n=%d in=%d native=%b chunked=%b: matrix %d y[%d][%d] together %s, alone %s",
+                                        kind, n, in, nat, chunkAbove == 0, m, e / outs[m], e % outs[m], many[m][e], one[e]));
+                    }
+                }
+            // through the backend: 64+ rows for bf16, 16+ for the others reach the GEMM; with biases
+            if (n >= (kind.startsWith("BF16") ? 64 : 16)) {
+                CpuBackend be = new CpuBackend();
+                Tensor[] bs = {Tensor.of(randn(outs[0], 70, 1f), outs[0]), null, Tensor.of(randn(outs[2], 71, 1f), outs[2])};
+                Tensor[] got = be.linears(Tensor.of(x, n, in), ws, bs);
+                for (int m = 0; m < outs.length; m++)
+                    assertArrayEquals(be.linear(Tensor.of(x, n, in), ws[m], bs[m]).toFloatArray(), got[m].toFloatArray(),
+                            kind + " linears vs linear, matrix " + m);
+            }
+        }
+    }
 }
