@@ -145,8 +145,8 @@ public final class VisionTower {
 
     /** {@code down(silu(gate(n)) * up(n))} of {@code n = RMSNorm_2(x)}, without the residual. */
     private Tensor mlpHalf(Block B, Tensor x) {
-        Tensor hn = be.rmsNorm(x, B.norm2, EPS);
-        return be.linear(be.siluMul(be.linear(hn, B.gateW, B.gateB), be.linear(hn, B.upW, B.upB)), B.downW, B.downB);
+        Tensor[] gu = be.linears(be.rmsNorm(x, B.norm2, EPS), new Tensor[]{B.gateW, B.upW}, new Tensor[]{B.gateB, B.upB});
+        return be.linear(be.siluMul(gu[0], gu[1]), B.downW, B.downB);
     }
 
     /**
