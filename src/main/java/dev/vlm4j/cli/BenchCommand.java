@@ -54,7 +54,8 @@ public final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--warmup-tokens", defaultValue = "10",
             description = "Untimed decode steps before the timed ones, while the JIT compiles the decode path (their "
-                    + "times are reported apart, as is the JIT's compile time during the timed steps; default ${DEFAULT-VALUE}).")
+                    + "times are reported apart, as is the JIT's compile time from the first timed step to the last, bandwidth "
+                    + "rounds between them included; default ${DEFAULT-VALUE}).")
     int warmupTokens;
 
     @Option(names = "--bandwidth-mb", defaultValue = "2048", description = "Buffer size of the bandwidth test, held during the decode steps too while they are paired with bandwidth rounds (default ${DEFAULT-VALUE}).")
@@ -152,7 +153,7 @@ public final class BenchCommand implements Callable<Integer> {
                 say("decode: %.3f tokens/s over all %d steps (%.1f ms/token), median step %.1f ms (%.3f tokens/s), fastest %.1f ms",
                         tps, decodeTokens, 1000 * s / decodeTokens, 1000 * median, tpsMedian, 1000 * sorted[0]);
                 say("  steps (ms): %s", out.get("decode_ms_per_step").toString());
-                if (jit0 >= 0) say("  JIT compile time during the timed steps: %d ms", out.get("decode_jit_compile_ms").asLong());
+                if (jit0 >= 0) say("  JIT compile time from the first timed step to the last (rounds between them included): %d ms", out.get("decode_jit_compile_ms").asLong());
                 if (probe != null) {
                     // each step against the better of the rounds just before and just after it
                     double[] eff = new double[decodeTokens];

@@ -13,7 +13,7 @@ import java.nio.ByteOrder;
 /**
  * The cache-blocked GEMM for many activation rows (prefill, vision): {@code y[n, out] = x[n, in] * w[out, in]^T}.
  * <ol>
- *   <li>The activations are packed once per call into {@link #MR}-row micro-panels, k-major
+ *   <li>The activations are packed once per call (one call may serve several matrices: {@link #gemmMany}) into {@link #MR}-row micro-panels, k-major
  *       ({@code ap[block][k][MR]}, zero-padded rows), so the micro-kernel reads them sequentially.</li>
  *   <li>Workers own disjoint panels of {@link #NR} weight rows, claimed in shrinking pieces ({@link #GUIDED}). A panel is converted to float32 once (bf16, f32,
  *       Q8_0, Q4_0), reading each weight row front to back, and packed k-major ({@code [in][NR]}, in L2); then for
@@ -63,6 +63,9 @@ final class Gemm {
      */
     static final boolean GUIDED = !"false".equals(System.getProperty("vlm4j.gemm.guided"));
 
+    /** Whether {@code CpuBackend.linears} runs several matrices as one {@link #gemmMany} ({@code -Dvlm4j.gemmMany=false}: one GEMM each). */
+    static final boolean MANY = !"false".equals(System.getProperty("vlm4j.gemmMany"));
+
     static final boolean NATIVE = NR == 32 && NativeKernels.gemmAvailable()
             && !"false".equals(System.getProperty("vlm4j.gemm.native"));
 
@@ -95,9 +98,6 @@ final class Gemm {
     static void gemm(float[] x, int n, int in, Tensor w, int out, float[] y, boolean useNative, long chunkAboveBytes) {
         gemmMany(x, n, in, new Tensor[]{w}, new int[]{out}, new float[][]{y}, useNative, chunkAboveBytes);
     }
-
-    /** Whether {@code CpuBackend.linears} runs several matrices as one {@link #gemmMany} ({@code -Dvlm4j.gemmMany=false}: one GEMM each). */
-    static final boolean MANY = !"false".equals(System.getProperty("vlm4j.gemmMany"));
 
     /** {@link #gemmMany(float[], int, int, Tensor[], int[], float[][], boolean, long)} with the default kernel and order. */
     static void gemmMany(float[] x, int n, int in, Tensor[] ws, int[] outs, float[][] ys) {
